@@ -1,0 +1,78 @@
+"""regym's multi-turn text environments, registered with Gymnasium.
+
+``import regym`` (or Gymnasium's plugin entry point) registers every id below, so
+``gym.make("regym/ALFWorld-v0")`` just works. Adding an env is one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+
+from regym.envs.actions import ParsedAction, parse_action
+from regym.envs.base import FreeText, Outcome, TextEnv, normalize_split
+
+ENTRY_POINTS = {
+    "regym/TextWorld-v0": "regym.envs.textworld:TextWorldEnv",
+    "regym/ALFWorld-v0": "regym.envs.alfworld:ALFWorldEnv",
+    "regym/Math-v0": "regym.envs.math:MathEnv",
+    "regym/ToolUse-v0": "regym.envs.tool_use:ToolUseEnv",
+    "regym/WebShop-v0": "regym.envs.webshop:WebShopEnv",
+}
+
+
+def register_envs() -> None:
+    """Register every regym env id with Gymnasium (idempotent)."""
+    for env_id, entry_point in ENTRY_POINTS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, disable_env_checker=False)
+
+
+@dataclass(frozen=True)
+class EnvListing:
+    env_id: str
+    short_name: str
+    splits: tuple[str, ...]
+
+
+def list_envs() -> list[EnvListing]:
+    """Every registered regym env with its splits (read from the env class)."""
+    register_envs()
+    listings = []
+    for env_id, spec in sorted(gym.registry.items()):
+        if not env_id.startswith("regym/"):
+            continue
+        env_class = gym.envs.registration.load_env_creator(spec.entry_point)
+        short = env_id.split("/", 1)[1].rsplit("-v", 1)[0].lower()
+        listings.append(EnvListing(env_id, short, tuple(getattr(env_class, "splits", ()))))
+    return listings
+
+
+def resolve_env_id(name: str) -> str:
+    """Accept a full id ("regym/ALFWorld-v0") or a short name ("alfworld")."""
+    register_envs()
+    if name in gym.registry:
+        return name
+    wanted = name.lower().replace("_", "").replace("-", "")
+    for env_id in ENTRY_POINTS:
+        short = env_id.split("/", 1)[1].rsplit("-v", 1)[0].lower()
+        if wanted in (short, short.replace("_", "")):
+            return env_id
+    known = ", ".join(env_id.split("/", 1)[1].rsplit("-v", 1)[0].lower() for env_id in ENTRY_POINTS)
+    raise ValueError(f"unknown env {name!r}; known: {known}")
+
+
+__all__ = [
+    "ENTRY_POINTS",
+    "EnvListing",
+    "FreeText",
+    "Outcome",
+    "ParsedAction",
+    "TextEnv",
+    "list_envs",
+    "normalize_split",
+    "parse_action",
+    "register_envs",
+    "resolve_env_id",
+]

@@ -1,0 +1,176 @@
+"""The one base class of regym's text environments.
+
+``TextEnv`` owns what every multi-turn text game shares: seeding and task choice,
+action parsing, invalid-action penalties, turn counting and ``max_turns``
+truncation, and the standard ``info`` keys. An env family implements three hooks:
+
+* ``_task_id_for(rng)``: which task a seeded reset plays when none is named;
+* ``_begin(task_id)``: start that task, returning the opening ``Outcome``;
+* ``_act(action)``: play one parsed action, returning its ``Outcome``.
+
+Standard ``info`` keys (present on every reset and step):
+``task_id``, ``split``, ``turn``, ``won``, ``success``, ``invalid_action``,
+``admissible_actions`` (list or None), ``expert_action`` (the next action an expert
+would take from this state, or None when the env has no expert).
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from regym.envs.actions import ParsedAction, parse_action
+
+MAX_TEXT_CHARS = 200_000
+
+SPLIT_ALIASES = {
+    "in_distribution": "in_distribution",
+    "id": "in_distribution",
+    "train": "in_distribution",
+    "seen": "in_distribution",
+    "out_of_distribution": "out_of_distribution",
+    "ood": "out_of_distribution",
+    "unseen": "out_of_distribution",
+}
+
+
+def normalize_split(split: str) -> str:
+    """Map a split name or alias ("id", "ood", "seen", ...) to its canonical name."""
+    try:
+        return SPLIT_ALIASES[split.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown split {split!r}; use one of {sorted(SPLIT_ALIASES)}") from None
+
+
+class FreeText(gym.spaces.Text):
+    """A text space that holds any string up to ``max_length`` characters.
+
+    Gymnasium's ``Text`` only admits a fixed charset; game text and policy output use
+    all of unicode. Sampling still draws from printable ASCII.
+    """
+
+    def __init__(self, max_length: int = MAX_TEXT_CHARS, seed: int | None = None):
+        super().__init__(max_length=max_length, min_length=0, charset=string.printable, seed=seed)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and len(x) <= self.max_length
+
+    def __repr__(self) -> str:
+        return f"FreeText({self.max_length})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FreeText) and other.max_length == self.max_length
+
+
+@dataclass
+class Outcome:
+    """What an env family returns from ``_begin`` and ``_act``."""
+
+    observation: str
+    reward: float = 0.0
+    terminated: bool = False
+    won: bool = False
+    valid: bool = True
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class TextEnv(gym.Env[str, str]):
+    """Base class: a multi-turn text game whose actions are a policy's raw text."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"]}
+    splits: ClassVar[tuple[str, ...]] = ("in_distribution", "out_of_distribution")
+    invalid_observation: ClassVar[str] = "Nothing happens."
+
+    def __init__(
+        self,
+        split: str = "in_distribution",
+        max_turns: int = 50,
+        invalid_action_penalty: float = 0.0,
+        render_mode: str | None = None,
+    ):
+        self.split = normalize_split(split)
+        if self.split not in self.splits:
+            raise ValueError(f"{type(self).__name__} has splits {self.splits}, not {split!r}")
+        if max_turns < 1:
+            raise ValueError("max_turns must be >= 1")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
+        self.max_turns = max_turns
+        self.invalid_action_penalty = float(invalid_action_penalty)
+        self.render_mode = render_mode
+        self.observation_space = FreeText()
+        self.action_space = FreeText()
+        self.task_id: str | None = None
+        self.turn = 0
+        self._last_observation = ""
+        self._last_info: dict[str, Any] = {}
+        self._finished = True
+
+    # --- hooks for env families -------------------------------------------------
+    def _task_id_for(self, rng: np.random.Generator) -> str:
+        raise NotImplementedError
+
+    def _begin(self, task_id: str) -> Outcome:
+        raise NotImplementedError
+
+    def _act(self, action: str) -> Outcome:
+        raise NotImplementedError
+
+    def parse(self, text: str) -> ParsedAction:
+        """Turn a policy's raw text into the action the game receives (override for code/tool envs)."""
+        return parse_action(text)
+
+    # --- Gymnasium API ----------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        task_id = options.get("task_id")
+        self.task_id = str(task_id) if task_id is not None else self._task_id_for(self.np_random)
+        self.turn = 0
+        outcome = self._begin(self.task_id)
+        self._finished = False
+        return self._emit(outcome, invalid=False)[0], self._last_info
+
+    def step(self, action: str):
+        if self._finished:
+            raise RuntimeError("episode is over: call reset() before step()")
+        self.turn += 1
+        parsed = self.parse(action)
+        if parsed.valid:
+            outcome = self._act(parsed.action)
+        else:
+            outcome = Outcome(f"{self.invalid_observation} ({parsed.error})", valid=False)
+        invalid = not outcome.valid
+        if invalid:
+            outcome.reward -= self.invalid_action_penalty
+        observation, reward, terminated = self._emit(outcome, invalid=invalid)
+        truncated = not terminated and self.turn >= self.max_turns
+        self._finished = terminated or truncated
+        return observation, reward, terminated, truncated, self._last_info
+
+    def render(self) -> str | None:
+        if self.render_mode == "human":
+            print(self._last_observation)
+            return None
+        return self._last_observation
+
+    # --- bookkeeping --------------------------------------------------------------
+    def _emit(self, outcome: Outcome, invalid: bool) -> tuple[str, float, bool]:
+        info: dict[str, Any] = {
+            "task_id": self.task_id,
+            "split": self.split,
+            "turn": self.turn,
+            "won": bool(outcome.won),
+            "success": bool(outcome.won),
+            "invalid_action": invalid,
+            "admissible_actions": None,
+            "expert_action": None,
+        }
+        info.update(outcome.info)
+        self._last_info = info
+        self._last_observation = outcome.observation
+        return outcome.observation, float(outcome.reward), bool(outcome.terminated)

@@ -1,0 +1,164 @@
+"""The one trajectory record used everywhere: rollouts, SFT data, RL batches, eval logs.
+
+A ``Trajectory`` is a list of ``Turn``s (what the env showed, what the policy said,
+what it earned). RL rollouts also fill the token view: the whole episode as one
+token sequence with a ``loss_mask`` (1 on policy tokens, 0 on prompt and env tokens)
+and the behaviour policy's log-probs, so no text is ever re-tokenised for training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    """Make info values JSON-safe (numpy scalars, tuples, sets, NaN) without losing content."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
+@dataclass
+class Turn:
+    """One policy move: the observation it saw, the text it produced, and what followed."""
+
+    observation: str
+    action: str
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Trajectory:
+    """One episode of one task, with an optional token-level view for training.
+
+    ``observation`` and ``info`` always hold the env's latest output: while the episode
+    runs they are what the policy must answer; at the end, the final observation.
+    """
+
+    env_id: str
+    task_id: str | None
+    split: str
+    seed: int | None = None
+    agent: str = ""
+    observation: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    turns: list[Turn] = field(default_factory=list)
+    error: str | None = None
+    group: int = 0
+    # Token view (filled by regym.rl.rollout): one sequence for the whole episode.
+    token_ids: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    prompt_length: int = 0
+
+    @property
+    def total_reward(self) -> float:
+        return float(sum(turn.reward for turn in self.turns))
+
+    @property
+    def success(self) -> bool:
+        if self.error is not None or not self.turns:
+            return False
+        return bool(self.turns[-1].info.get("success", self.turns[-1].info.get("won", False)))
+
+    @property
+    def num_turns(self) -> int:
+        return len(self.turns)
+
+    @property
+    def done(self) -> bool:
+        if self.error is not None:
+            return True
+        return bool(self.turns) and (self.turns[-1].terminated or self.turns[-1].truncated)
+
+    @property
+    def invalid_actions(self) -> int:
+        return sum(bool(turn.info.get("invalid_action")) for turn in self.turns)
+
+    def record(self, action: str, observation: str, reward: float, terminated: bool, truncated: bool,
+               info: dict[str, Any]) -> Turn:
+        """Append the turn the policy just played and move the current observation on."""
+        turn = Turn(self.observation, action, float(reward), bool(terminated), bool(truncated), info)
+        self.turns.append(turn)
+        self.observation, self.info = observation, info
+        return turn
+
+    def messages(self, system_prompt: str | None = None) -> list[dict[str, str]]:
+        """The episode as chat messages: env text as "user", policy text as "assistant"."""
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        for turn in self.turns:
+            messages.append({"role": "user", "content": turn.observation})
+            messages.append({"role": "assistant", "content": turn.action})
+        return messages
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["total_reward"] = self.total_reward
+        data["success"] = self.success
+        return _jsonable(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        data = dict(data)
+        data.pop("total_reward", None)
+        data.pop("success", None)
+        turns = [Turn(**turn) for turn in data.pop("turns", [])]
+        return cls(turns=turns, **data)
+
+
+def save_jsonl(trajectories: Iterable[Trajectory], path: str | Path, append: bool = False) -> Path:
+    """Write trajectories one JSON object per line (append for resumable logs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a" if append else "w", encoding="utf-8") as handle:
+        for trajectory in trajectories:
+            handle.write(json.dumps(trajectory.to_dict(), ensure_ascii=False) + "\n")
+    return path
+
+
+def load_jsonl(path: str | Path) -> list[Trajectory]:
+    """Read trajectories written by ``save_jsonl``; a torn last line (killed writer) is skipped."""
+    trajectories = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                trajectories.append(Trajectory.from_dict(json.loads(line)))
+            except json.JSONDecodeError:
+                continue
+    return trajectories
+
+
+def to_dataset(trajectories: Sequence[Trajectory]):
+    """A ``datasets.Dataset`` with one row per trajectory (infos as JSON strings)."""
+    from datasets import Dataset
+
+    rows = []
+    for trajectory in trajectories:
+        row = trajectory.to_dict()
+        row["info"] = json.dumps(row["info"])
+        for turn in row["turns"]:
+            turn["info"] = json.dumps(turn["info"])
+        rows.append(row)
+    return Dataset.from_list(rows)

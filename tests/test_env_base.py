@@ -1,0 +1,80 @@
+"""The base class's contract, on a tiny counting game defined here."""
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from regym.agents import ExpertAgent, RandomAgent
+from regym.envs.base import Outcome, TextEnv
+from regym.rollout import rollout
+
+
+class CountingGame(TextEnv):
+    """Say the numbers up to a target; the target is the task."""
+
+    def _task_id_for(self, rng):
+        return f"count-{int(rng.integers(2, 6))}"
+
+    def _begin(self, task_id):
+        self.target, self.count = int(task_id.split("-")[1]), 0
+        return Outcome(f"Count to {self.target}.", info=self._extras())
+
+    def _act(self, action):
+        if action != str(self.count + 1):
+            if action == "boom":
+                raise RuntimeError("engine crashed")
+            return Outcome("Wrong number.", valid=False, info=self._extras())
+        self.count += 1
+        won = self.count == self.target
+        return Outcome(f"{self.count}.", reward=1.0 if won else 0.0, terminated=won, won=won, info=self._extras())
+
+    def _extras(self):
+        return {"admissible_actions": [str(self.count + 1), "0"], "expert_action": str(self.count + 1)}
+
+
+def test_check_env_passes():
+    check_env(CountingGame(), skip_render_check=True)
+
+
+def test_same_seed_same_task():
+    env = CountingGame()
+    first = env.reset(seed=7)
+    assert env.reset(seed=7) == first
+
+
+def test_truncation_at_max_turns_and_penalty():
+    env = CountingGame(max_turns=2, invalid_action_penalty=0.5)
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step("wrong")
+    assert reward == -0.5 and info["invalid_action"] and not truncated
+    _, _, terminated, truncated, info = env.step("")
+    assert truncated and not terminated and "Nothing happens" in env.render()
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step("1")
+
+
+def test_rollout_expert_wins_random_rarely_and_batches():
+    envs = [CountingGame(max_turns=6) for _ in range(3)]
+    expert = rollout(envs, ExpertAgent(), episodes=8)
+    assert all(t.success for t in expert) and [t.seed for t in expert] == list(range(8))
+    assert all(t.turns[0].observation.startswith("Count to") for t in expert)
+    randoms = rollout(envs, RandomAgent(seed=1), episodes=20)
+    assert sum(t.success for t in randoms) < 20
+
+
+def test_env_error_ends_only_that_episode():
+    class Boom:
+        name = "boom"
+
+        def act(self, trajectories):
+            return ["boom" if t.seed == 1 else t.info["expert_action"] for t in trajectories]
+
+    results = rollout([CountingGame(), CountingGame()], Boom(), episodes=4)
+    assert results[1].error and not results[1].success
+    assert all(results[i].success for i in (0, 2, 3))
+
+
+def test_registered_ids_are_known_to_gymnasium():
+    import regym  # noqa: F401
+
+    assert "regym/TextWorld-v0" in gym.registry
