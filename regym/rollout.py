@@ -76,7 +76,7 @@ def rollout(
                 continue
             trajectory.task_id = info.get("task_id")
             trajectory.split = info.get("split", "")
-            trajectory.observation, trajectory.info = observation, info
+            trajectory.observation, trajectory.info, trajectory.reset_info = observation, info, info
             return
 
     for slot in range(len(envs)):

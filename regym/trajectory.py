@@ -61,6 +61,7 @@ class Trajectory:
     agent: str = ""
     observation: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    reset_info: dict[str, Any] = field(default_factory=dict)
     turns: list[Turn] = field(default_factory=list)
     error: str | None = None
     group: int = 0

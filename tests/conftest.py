@@ -24,3 +24,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Compiled games and tiny models go to a per-session folder, never the user's cache."""
+    if "REGYM_TEST_CACHE" in os.environ:  # reuse one across runs while developing
+        os.environ["REGYM_CACHE"] = os.environ["REGYM_TEST_CACHE"]
+    else:
+        os.environ["REGYM_CACHE"] = str(tmp_path_factory.mktemp("regym-cache"))
+    yield

@@ -84,6 +84,10 @@ class TextEnv(gym.Env[str, str]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"]}
     splits: ClassVar[tuple[str, ...]] = ("in_distribution", "out_of_distribution")
     invalid_observation: ClassVar[str] = "Nothing happens."
+    instructions: ClassVar[str] = (
+        "You are an agent in a text-based environment. Read each observation and reply with one action."
+    )
+    """What a policy is told about this env family (the system prompt of ``regym.agents.prompts``)."""
 
     def __init__(
         self,
@@ -143,7 +147,7 @@ class TextEnv(gym.Env[str, str]):
         if parsed.valid:
             outcome = self._act(parsed.action)
         else:
-            outcome = Outcome(f"{self.invalid_observation} ({parsed.error})", valid=False)
+            outcome = Outcome(f"{self.invalid_observation} ({parsed.error})", valid=False, info=self.unchanged_info())
         invalid = not outcome.valid
         if invalid:
             outcome.reward -= self.invalid_action_penalty
@@ -159,6 +163,14 @@ class TextEnv(gym.Env[str, str]):
         return self._last_observation
 
     # --- bookkeeping --------------------------------------------------------------
+    _PER_STEP_KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"task_id", "split", "turn", "won", "success", "invalid_action"}
+    )
+
+    def unchanged_info(self) -> dict[str, Any]:
+        """The env-specific info of the current state, for a move that changed nothing."""
+        return {key: value for key, value in self._last_info.items() if key not in self._PER_STEP_KEYS}
+
     def _emit(self, outcome: Outcome, invalid: bool) -> tuple[str, float, bool]:
         info: dict[str, Any] = {
             "task_id": self.task_id,

@@ -1,0 +1,98 @@
+"""The one prompt format of regym's LLM policies.
+
+A conversation is: a system prompt (the env family's ``instructions`` plus the answer
+style), then alternating user turns (the env's observation, with the admissible
+actions listed where the game has them) and assistant turns (the policy's text).
+SFT data, RL rollouts and evaluation all build their prompts here, so a model sees
+the same format in every stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+from regym.trajectory import Trajectory
+
+STYLES = {
+    "plain": "Reply with the action only, on one line.",
+    "react": "Reply with one line 'Thought: <your reasoning>' and then one line 'Action: <the action>'.",
+}
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How observations become chat messages.
+
+    ``style``: "plain" (the action only) or "react" (Thought/Action).
+    ``list_admissible``: append the admissible actions to each observation.
+    ``max_admissible``: cap the listed actions (long lists blow the context).
+    """
+
+    style: str = "plain"
+    list_admissible: bool = True
+    max_admissible: int = 50
+
+    def __post_init__(self):
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {sorted(STYLES)}, got {self.style!r}")
+
+
+def env_instructions(env_id: str) -> str:
+    """The env family's own instructions, read from its registered class."""
+    from regym.envs.base import TextEnv
+
+    try:
+        env_class = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+    except Exception:  # noqa: BLE001 - unknown or unregistered ids fall back to the generic text
+        env_class = TextEnv
+    return getattr(env_class, "instructions", TextEnv.instructions)
+
+
+def system_prompt(env_id: str, prompt_format: PromptFormat = PromptFormat()) -> str:
+    return f"{env_instructions(env_id)}\n{STYLES[prompt_format.style]}"
+
+
+def format_observation(observation: str, info: dict[str, Any], prompt_format: PromptFormat = PromptFormat()) -> str:
+    """The user message for one observation."""
+    admissible = info.get("admissible_actions") if prompt_format.list_admissible else None
+    if not admissible:
+        return observation
+    shown = list(admissible)[: prompt_format.max_admissible]
+    return f"{observation.strip()}\n\nAvailable actions: {', '.join(shown)}"
+
+
+def build_messages(
+    trajectory: Trajectory,
+    prompt_format: PromptFormat = PromptFormat(),
+    *,
+    include_current: bool = True,
+) -> list[dict[str, str]]:
+    """The whole episode so far as chat messages, ending with the observation to answer."""
+    messages = [{"role": "system", "content": system_prompt(trajectory.env_id, prompt_format)}]
+    info_before = trajectory.reset_info
+    for turn in trajectory.turns:
+        messages.append({"role": "user", "content": format_observation(turn.observation, info_before, prompt_format)})
+        messages.append({"role": "assistant", "content": turn.action})
+        info_before = turn.info
+    if include_current and not trajectory.done:
+        messages.append({"role": "user", "content": format_observation(trajectory.observation, trajectory.info,
+                                                                        prompt_format)})
+    return messages
+
+
+def truncate_history(
+    messages: list[dict[str, str]], count_tokens: Callable[[list[dict[str, str]]], int], budget: int
+) -> list[dict[str, str]]:
+    """Drop the oldest exchanges until the conversation fits ``budget`` tokens.
+
+    The system prompt, the first exchange (it states the task) and the current
+    observation are always kept.
+    """
+    messages = list(messages)
+    while len(messages) > 5 and count_tokens(messages) > budget:
+        del messages[3:5]
+    return messages

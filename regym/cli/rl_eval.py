@@ -1,0 +1,302 @@
+"""``rl-eval``: evaluate a policy on a suite of ID/OOD splits and update the leaderboard.
+
+Examples::
+
+    rl-eval --agent expert --suite all
+    rl-eval --agent random --suite all
+    rl-eval --model checkpoints/step-500 --suite agentic-ood --k 8 --num-envs 16
+    rl-eval --openai-base-url http://127.0.0.1:8000/v1 --model-name Qwen2.5-7B --suite all
+    rl-eval --leaderboard-only
+
+Each run writes ``<runs-dir>/<run-name>/{config.json, trajectories.jsonl, metrics.json,
+metrics.md}``; rerunning the same command resumes a killed run. The random and expert
+baselines are evaluated on the same tasks (unless ``--no-baselines``), and every run
+under ``--runs-dir`` is merged into ``leaderboard.{json,md,html}`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regym.eval.suites import SUITES
+
+
+@dataclass
+class EvalConfig:
+    """Everything ``rl-eval`` needs; saved as ``config.json`` beside the run's outputs."""
+
+    agent: str | None = None
+    """A scripted agent: "expert" or "random"."""
+    model: str | None = None
+    """A Hugging Face checkpoint folder, played with the local transformers policy."""
+    vllm: str | None = None
+    """A checkpoint played with vLLM."""
+    openai_base_url: str | None = None
+    """An OpenAI-compatible endpoint (needs ``model_name``)."""
+    model_name: str | None = None
+    """Name on the leaderboard (and the served model name for ``openai_base_url``)."""
+    gguf_file: str | None = None
+    """A GGUF file inside ``model`` to load instead of safetensors."""
+    suite: str = "all"
+    """"agentic-id", "agentic-ood", "all", or <env>, <env>-id, <env>-ood."""
+    envs: list[str] = field(default_factory=list)
+    """Keep only these envs of the suite (ids or short names)."""
+    num_tasks: int | None = None
+    """Tasks per (env, split); default: the suite's (10)."""
+    k: int = 4
+    """Samples per task (pass@k is reported for k)."""
+    num_envs: int = 8
+    """Env copies played in lock-step per (env, split): the batch size of the policy."""
+    seed: int = 0
+    """Base seed of the agent's sampling; each episode's seed derives from it and the episode."""
+    max_turns: int | None = None
+    """Override each env's turn limit."""
+    temperature: float = 1.0
+    """Sampling temperature of LLM policies (0: greedy)."""
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    """Token budget of one LLM reply."""
+    max_context_tokens: int | None = None
+    """Drop the oldest exchanges so prompts fit (local models only)."""
+    prompt_style: str = "plain"
+    """"plain" (action only) or "react" (Thought/Action)."""
+    reproducible_sampling: bool = False
+    """LLM policies: reseed the policy per (episode, turn) and answer one episode at a time, so a
+    resumed sampled run equals an uninterrupted one (slower: no batching)."""
+    device: str | None = None
+    """Device of a local model (default: cuda when available, else cpu)."""
+    ci: str = "wilson"
+    """95 % interval of the success rate: "wilson" (episodes) or "bootstrap" (tasks)."""
+    runs_dir: str = "runs"
+    run_name: str | None = None
+    """Default: <model-name>--<suite>."""
+    out: str | None = None
+    """Folder of leaderboard.{json,md,html}; default: runs_dir."""
+    baselines: bool = True
+    """Also evaluate the random and expert agents on the same tasks (cheap; resumed if present)."""
+    overwrite: bool = False
+    """Replace a run folder that holds a different run."""
+    leaderboard_only: bool = False
+    """Only rebuild the leaderboard from the runs under runs_dir."""
+
+
+def parse_args(argv: list[str] | None) -> EvalConfig:
+    parser = argparse.ArgumentParser(
+        prog="rl-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    who = parser.add_argument_group("what to evaluate (one of)")
+    who.add_argument("--agent", choices=["expert", "random"], help=_doc("agent"))
+    who.add_argument("--model", metavar="PATH", help=_doc("model"))
+    who.add_argument("--vllm", metavar="PATH", help=_doc("vllm"))
+    who.add_argument("--openai-base-url", metavar="URL", help=_doc("openai_base_url"))
+    who.add_argument("--model-name", metavar="NAME", help=_doc("model_name"))
+    who.add_argument("--gguf-file", help=_doc("gguf_file"))
+    what = parser.add_argument_group("tasks")
+    what.add_argument("--suite", default="all", help=f"{', '.join(SUITES)}, or <env>, <env>-id, <env>-ood")
+    what.add_argument("--envs", default="", help="comma-separated envs to keep from the suite")
+    what.add_argument("--num-tasks", type=int, help=_doc("num_tasks"))
+    what.add_argument("--k", type=int, default=4, help=_doc("k") + " (default 4)")
+    what.add_argument("--num-envs", type=int, default=8, help=_doc("num_envs") + " (default 8)")
+    what.add_argument("--seed", type=int, default=0, help=_doc("seed"))
+    what.add_argument("--max-turns", type=int, help=_doc("max_turns"))
+    llm = parser.add_argument_group("LLM sampling")
+    llm.add_argument("--temperature", type=float, default=1.0, help=_doc("temperature"))
+    llm.add_argument("--top-p", type=float, default=1.0)
+    llm.add_argument("--max-new-tokens", type=int, default=128, help=_doc("max_new_tokens"))
+    llm.add_argument("--max-context-tokens", type=int, help=_doc("max_context_tokens"))
+    llm.add_argument("--prompt-style", choices=["plain", "react"], default="plain", help=_doc("prompt_style"))
+    llm.add_argument("--reproducible-sampling", action="store_true", help=_doc("reproducible_sampling"))
+    llm.add_argument("--device", help=_doc("device"))
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--ci", choices=["wilson", "bootstrap"], default="wilson", help=_doc("ci"))
+    out.add_argument("--runs-dir", default="runs", help="folder of run folders (default runs)")
+    out.add_argument("--run-name", help=_doc("run_name"))
+    out.add_argument("--out", help=_doc("out"))
+    out.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip the random/expert runs")
+    out.add_argument("--overwrite", action="store_true", help=_doc("overwrite"))
+    out.add_argument("--leaderboard-only", action="store_true", help=_doc("leaderboard_only"))
+    args = vars(parser.parse_args(argv))
+    args["envs"] = [name.strip() for name in args["envs"].split(",") if name.strip()]
+    config = EvalConfig(**args)
+    sources = [name for name in ("agent", "model", "vllm", "openai_base_url") if getattr(config, name)]
+    if not config.leaderboard_only and len(sources) != 1:
+        parser.error("give exactly one of --agent, --model, --vllm, --openai-base-url")
+    if config.openai_base_url and not config.model_name:
+        parser.error("--openai-base-url needs --model-name (the served model)")
+    if config.k < 1 or config.num_envs < 1 or (config.num_tasks is not None and config.num_tasks < 1):
+        parser.error("--k, --num-envs and --num-tasks must be >= 1")
+    return config
+
+
+def _doc(name: str) -> str:
+    """The field's docstring, read from this file, so --help and the dataclass never disagree."""
+    source = Path(__file__).read_text(encoding="utf-8")
+    match = re.search(rf"\n    {name}: [^\n]*\n    \"\"\"(.*?)\"\"\"", source, re.DOTALL)
+    return " ".join(match.group(1).split()) if match else ""
+
+
+def display_name(config: EvalConfig) -> str:
+    if config.model_name:
+        return config.model_name
+    if config.agent:
+        return config.agent
+    return Path(str(config.model or config.vllm)).resolve().name
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
+
+
+# --- agents ------------------------------------------------------------------------------
+
+
+def build_agent(config: EvalConfig):
+    """The agent of this run, wrapped so each episode's randomness is its own."""
+    from regym.eval.runner import PerEpisodeAgent, TokenCountingAgent
+
+    if config.agent == "expert":
+        from regym.agents import ExpertAgent
+
+        return PerEpisodeAgent(lambda seed: ExpertAgent(), config.seed, name="expert")
+    if config.agent == "random":
+        from regym.agents import RandomAgent
+
+        return PerEpisodeAgent(lambda seed: RandomAgent(seed=seed), config.seed, name="random")
+
+    from regym.agents.llm import LLMAgent
+    from regym.agents.prompts import PromptFormat
+
+    sampling = {"temperature": config.temperature, "top_p": config.top_p, "max_new_tokens": config.max_new_tokens,
+                "seed": config.seed}
+    name = display_name(config)
+    if config.model:
+        import torch
+
+        from regym.agents.hf_policy import HFPolicy
+
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        policy = HFPolicy.from_pretrained(config.model, device=device, gguf_file=config.gguf_file, name=name,
+                                          **sampling)
+    elif config.vllm:
+        from regym.agents.vllm_policy import VLLMPolicy
+
+        policy = VLLMPolicy(config.vllm, name=name, **sampling)
+    else:
+        from regym.agents.openai_policy import OpenAIPolicy
+
+        policy = OpenAIPolicy(config.model_name, base_url=config.openai_base_url, name=name, **sampling)
+    agent = LLMAgent(policy, PromptFormat(style=config.prompt_style), name=name,
+                     max_context_tokens=config.max_context_tokens)
+    if config.reproducible_sampling:
+        from regym.eval.runner import ReseededLLMAgent
+
+        return ReseededLLMAgent(agent, config.seed)
+    return TokenCountingAgent(agent)
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+def run_identity(config: EvalConfig, entries) -> dict[str, Any]:
+    """What decides a run's numbers: a saved run is only resumed under the same identity."""
+    identity = {
+        "agent": config.agent,
+        "model": config.model,
+        "vllm": config.vllm,
+        "openai_base_url": config.openai_base_url,
+        "model_name": display_name(config),
+        "gguf_file": config.gguf_file,
+        "entries": [asdict(entry) for entry in entries],
+        "k": config.k,
+        "seed": config.seed,
+        "max_turns": config.max_turns,
+    }
+    if not config.agent:
+        identity.update(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
+                        max_context_tokens=config.max_context_tokens, prompt_style=config.prompt_style)
+    return identity
+
+
+def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None = None):
+    """Resolve the suite, play what is missing, write the run's metrics; returns the RunResult."""
+    from regym.eval.runner import evaluate, plan_episodes, prepare_run_dir
+    from regym.eval.suites import suite_entries
+
+    entries = suite_entries(config.suite, envs=config.envs or None, num_tasks=config.num_tasks)
+    episodes = plan_episodes(entries, config.k)
+    run_name = config.run_name or safe_name(f"{display_name(config)}--{config.suite}")
+    run_dir = Path(config.runs_dir) / run_name
+    identity = run_identity(config, entries)
+    prepare_run_dir(run_dir, asdict(config), identity, config.overwrite if overwrite is None else overwrite)
+    if console is not None:
+        done = _count_logged(run_dir)
+        console.print(f"[bold]{run_name}[/]: {len(entries)} env/splits × {entries[0].num_tasks} tasks × k={config.k}"
+                      f" = {len(episodes)} episodes" + (f" ({done} already logged, resuming)" if done else ""))
+    agent = build_agent(config)
+    summary = {"run": run_name, "model": display_name(config), "agent": config.agent or "llm",
+               "suite": config.suite, "k": config.k}
+    env_kwargs = {"max_turns": config.max_turns} if config.max_turns else None
+    return evaluate(run_dir, episodes, agent, num_envs=config.num_envs, env_kwargs=env_kwargs,
+                    ci_method=config.ci, summary=summary, progress=console is not None)
+
+
+def _count_logged(run_dir: Path) -> int:
+    from regym.eval.runner import TRAJECTORIES, read_log
+
+    return len(read_log(run_dir / TRAJECTORIES))
+
+
+def print_metrics(console, result) -> None:
+    from rich.table import Table
+
+    from regym.eval.suites import column_name
+
+    table = Table(title=f"{result.run_dir.name} ({result.played} played, {result.skipped} resumed)")
+    for header in ("env/split", "tasks", "eps", "success [95% CI]", "pass@1", "pass@k", "reward", "turns",
+                   "invalid", "tokens", "errors"):
+        table.add_column(header, justify="left" if header == "env/split" else "right")
+    for cell in result.metrics:
+        table.add_row(
+            column_name(cell.env_id, cell.split), str(cell.tasks), str(cell.episodes),
+            f"{cell.success_rate:.3f} [{cell.ci_low:.2f}, {cell.ci_high:.2f}]", f"{cell.pass_at['1']:.3f}",
+            f"{cell.pass_at[str(cell.k)]:.3f} (k={cell.k})", f"{cell.mean_reward:.2f}", f"{cell.mean_turns:.1f}",
+            f"{cell.invalid_action_rate:.3f}", str(cell.tokens_generated), str(cell.errors),
+        )
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    from regym.eval.leaderboard import find_runs, write_leaderboard
+
+    config = parse_args(sys.argv[1:] if argv is None else argv)
+    console = Console(stderr=True)
+    if not config.leaderboard_only:
+        console.print_json(json.dumps(asdict(config)))
+        print_metrics(console, evaluate_config(config, console=console))
+        if config.baselines and not config.agent:
+            for baseline in ("random", "expert"):
+                baseline_config = EvalConfig(**{**asdict(config), "agent": baseline, "model": None, "vllm": None,
+                                                "openai_base_url": None, "model_name": None, "run_name": None})
+                # Baselines follow the latest task set: replace a stale baseline run rather than refuse.
+                print_metrics(console, evaluate_config(baseline_config, console=console, overwrite=True))
+    out = Path(config.out or config.runs_dir)
+    runs = find_runs(config.runs_dir)
+    if not runs:
+        console.print(f"[red]no runs with metrics.json under {config.runs_dir}[/]")
+        return 1
+    paths = write_leaderboard(runs, out)
+    console.print(Path(paths["md"]).read_text(encoding="utf-8"))
+    console.print("leaderboard: " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""``regym/ALFWorld-v0``: ALFWorld's text games on ALFWorld's own engine.
+
+The game runs on TextWorld's PDDL env with ALFWorld's ``alfred.pddl`` domain,
+``alfred.twl2`` grammar and ``AlfredDemangler``/``AlfredInfos`` wrappers, so
+observations, admissible commands, goal texts and rewards are ALFWorld's:
+the first observation is the room ("You are in the middle of a room. Looking quickly
+around you, you see ...") followed by "\\n\\nYour task is to: ...", a command that is
+not admissible answers "Nothing happens.", and winning gives reward 1 and ends the game.
+(ALFWorld's "-= Welcome to TextWorld, ALFRED! =-" banner is dropped, as ReAct-style
+ALFWorld agents do.)
+
+Tasks come from ``regym.envs.alfworld_tasks``: the downloaded ``json_2.1.1`` games when
+``data_path`` (or ``$ALFWORLD_DATA``) holds them, otherwise games generated from the
+floor-plan layouts shipped in the ``alfworld`` package. See docs/alfworld.md.
+
+The expert is Fast Downward (``fast-downward-textworld``): ``info["expert_action"]`` is
+the next step of a plan from the current state, kept while the policy follows it and
+recomputed when the policy changes the world in another way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regym.envs import alfworld_tasks as tasks
+from regym.envs.alfworld_engine import keep_argv, make_engine, room_observation
+from regym.envs.base import Outcome, TextEnv
+
+# Commands that only read the world: they leave every planning-relevant fact unchanged.
+READ_ONLY_COMMANDS = ("look", "inventory", "examine ", "help")
+
+
+class ALFWorldEnv(TextEnv):
+    """ALFWorld households: find, take, clean/heat/cool, place, or look at objects under a lamp.
+
+    Args:
+        split: "in_distribution" (seen floor plans / ``valid_seen``) or
+            "out_of_distribution" (held-out floor plans / ``valid_unseen``); "id"/"ood" work.
+        max_turns: episode limit (ALFWorld's usual setting is 50).
+        data_path: a downloaded ALFWorld data folder (holding ``json_2.1.1``). Defaults to
+            ``$ALFWORLD_DATA`` when that folder holds games.
+        source: "auto" (real data if found, else generated), "real" or "generated".
+        games: "eval" or "train": which task pool a seeded reset draws from
+            (real data: ``valid_seen``/``valid_unseen`` vs ``train``; generated: two
+            disjoint seed streams).
+        num_tasks: size of the generated pool a seeded reset draws from.
+        expert: compute ``info["expert_action"]`` with the planner (turn off to time the engine).
+    """
+
+    def __init__(
+        self,
+        split: str = "in_distribution",
+        max_turns: int = 50,
+        invalid_action_penalty: float = 0.0,
+        render_mode: str | None = None,
+        *,
+        data_path: str | os.PathLike | None = None,
+        source: str = "auto",
+        games: str = "eval",
+        num_tasks: int = 100,
+        expert: bool = True,
+        generator_seed: int = 0,
+    ):
+        super().__init__(split=split, max_turns=max_turns, invalid_action_penalty=invalid_action_penalty,
+                         render_mode=render_mode)
+        if games not in tasks.PHASES:
+            raise ValueError(f"games must be one of {tasks.PHASES}, not {games!r}")
+        if source not in ("auto", "real", "generated"):
+            raise ValueError(f"source must be 'auto', 'real' or 'generated', not {source!r}")
+        if num_tasks < 1:
+            raise ValueError("num_tasks must be >= 1")
+        self.games = games
+        self.num_tasks = int(num_tasks)
+        self.expert = expert
+        self.generator_seed = int(generator_seed)
+        self.data_root = self._find_data(data_path, source)
+        self.source = "real" if self.data_root is not None else "generated"
+        self._real_games: list[Path] | None = None
+        self._engine = None
+        self._loaded_game: Path | None = None
+        self._plan: list[str] = []
+        self._state = None
+        self._task_info: dict[str, Any] = {}
+
+    # --- task sources -----------------------------------------------------------------------
+    def _find_data(self, data_path, source: str) -> Path | None:
+        if source == "generated":
+            return None
+        explicit = data_path is not None
+        path = data_path if explicit else os.environ.get("ALFWORLD_DATA")
+        root = tasks.real_data_root(path) if path else None
+        if root is None and (explicit or source == "real"):
+            raise FileNotFoundError(
+                f"no ALFWorld games (json_2.1.1/{{train,valid_seen,valid_unseen}}) under {path!r}"
+            )
+        return root
+
+    def _real_pool(self) -> list[Path]:
+        if self._real_games is None:
+            folder = tasks.REAL_DATA_FOLDERS.get((self.split, self.games))
+            if folder is None:
+                raise ValueError(f"ALFWorld has no {self.games!r} games for split {self.split!r}")
+            self._real_games = tasks.find_real_games(self.data_root, folder)
+            if not self._real_games:
+                raise FileNotFoundError(f"no playable games under {self.data_root / folder}")
+        return self._real_games
+
+    def _task_id_for(self, rng: np.random.Generator) -> str:
+        if self.source == "real":
+            pool = self._real_pool()
+            return str(pool[int(rng.integers(len(pool)))])
+        return tasks.generated_task_id(self.split, int(rng.integers(self.num_tasks)), self.games)
+
+    def game_file(self, task_id: str) -> Path:
+        """The ``game.tw-pddl`` a task id plays (generating the task on first use)."""
+        if task_id.startswith("alfworld-gen-"):
+            split, phase, index = tasks.parse_generated_task_id(task_id)
+            return tasks.generate_task(split, index, phase, seed=self.generator_seed) / "game.tw-pddl"
+        path = Path(task_id)
+        if path.name != "game.tw-pddl" or not path.is_file():
+            raise ValueError(f"unknown ALFWorld task {task_id!r}: expected a generated id or a game.tw-pddl path")
+        return path
+
+    # --- hooks --------------------------------------------------------------------------------
+    def _begin(self, task_id: str) -> Outcome:
+        game_file = self.game_file(task_id)
+        if self._engine is None:
+            self._engine = make_engine()
+        with keep_argv():
+            if self._loaded_game != game_file:
+                self._engine.load(str(game_file))
+                self._loaded_game = game_file
+            self._state = self._engine.reset()
+        traj_file = game_file.parent / "traj_data.json"
+        traj = json.loads(traj_file.read_text()) if traj_file.exists() else {}
+        scene = traj.get("scene", {})
+        self._task_info = {
+            "task_type": traj.get("task_type"),
+            "floor_plan": scene.get("floor_plan"),
+            "task_source": self.source,
+            "gamefile": str(game_file),
+        }
+        walkthrough = self._engine.walkthrough
+        self._plan = list(walkthrough) if walkthrough else self._replan()
+        return Outcome(room_observation(self._state["feedback"]), info=self._extras())
+
+    def _act(self, action: str) -> Outcome:
+        expected = self._plan[0] if self._plan else None
+        admissible = action in self._state["admissible_commands"]
+        with keep_argv():
+            self._state, score, done = self._engine.step(action)
+        won = bool(self._state["won"])
+        if not admissible or won:
+            pass  # the world did not change, or there is nothing left to plan
+        elif action == expected:
+            self._plan.pop(0)
+        elif not action.startswith(READ_ONLY_COMMANDS):
+            self._plan = self._replan()
+        if won:
+            self._plan = []
+        return Outcome(
+            self._state["feedback"],
+            reward=float(score),
+            terminated=bool(done),
+            won=won,
+            valid=admissible,
+            info=self._extras(),
+        )
+
+    def _replan(self) -> list[str]:
+        if not self.expert:
+            return []
+        engine = self._engine.unwrapped
+        with keep_argv():
+            return list(engine._pddl_state.replan(engine._entity_infos))
+
+    def _extras(self) -> dict[str, Any]:
+        return {
+            **self._task_info,
+            "admissible_actions": list(self._state["admissible_commands"]),
+            "expert_action": self._plan[0] if (self.expert and self._plan) else None,
+            "expert_plan": list(self._plan) if self.expert else None,
+        }
+
+    def close(self):
+        self._engine, self._loaded_game = None, None
+        super().close()

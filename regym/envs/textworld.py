@@ -1,0 +1,222 @@
+"""TextWorld games, generated procedurally and seeded, on the real ``textworld`` engine.
+
+Every task id names one game: ``tw-id-00042`` is game 42 of the in-distribution pool.
+A game is generated from a seed derived from (split, index), compiled once with
+TextWorld's Inform 7 tool chain into a cache folder, and replayed from there.
+
+Splits differ in size and quest length (documented in docs/textworld.md):
+
+* ``in_distribution``: 2-4 rooms, 3-8 objects, quests of 1-3 steps;
+* ``out_of_distribution``: 5-7 rooms, 8-12 objects, quests of 4-6 steps.
+
+Reward is the game's score progress normalised by its maximum score, so a won game
+sums to 1; success is TextWorld's ``won``. The expert action is the first command of
+TextWorld's own winning policy from the current state (``policy_commands``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import textworld
+
+from regym.envs.base import Outcome, TextEnv
+from regym.paths import cache_dir
+
+REQUEST_INFOS = textworld.EnvInfos(
+    admissible_commands=True,
+    policy_commands=True,
+    score=True,
+    max_score=True,
+    won=True,
+    lost=True,
+    objective=True,
+)
+
+_BANNER_CHARS = set(" _|\\/$<>-")
+_STATUS_PROMPT = re.compile(r"\n>[^\n]*$")
+_UNSAFE_FOR_ENGINE = re.compile(r"[^A-Za-z0-9 ,.'!?:;()-]")
+MAX_ENGINE_CHARS = 190
+"""The Z-machine interpreter reads backslashes as its own meta-commands and crashes on some
+bytes, so only plain ASCII command text of bounded length ever reaches it."""
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Ranges (inclusive) from which a split draws each game's size."""
+
+    rooms: tuple[int, int]
+    objects: tuple[int, int]
+    quest_length: tuple[int, int]
+    theme: str = "house"
+
+
+SPLIT_SPECS = {
+    "in_distribution": WorldSpec(rooms=(2, 4), objects=(3, 8), quest_length=(1, 3)),
+    "out_of_distribution": WorldSpec(rooms=(5, 7), objects=(8, 12), quest_length=(4, 6)),
+}
+_SPLIT_SHORT = {"in_distribution": "id", "out_of_distribution": "ood"}
+
+
+@dataclass(frozen=True)
+class GameSettings:
+    """The exact generator settings of one game."""
+
+    seed: int
+    rooms: int
+    objects: int
+    quest_length: int
+    theme: str
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def clean_feedback(text: str) -> str:
+    """TextWorld's text without the ASCII-art banner and the trailing status prompt."""
+    text = _STATUS_PROMPT.sub("", text)
+    lines = text.splitlines()
+    start = 0
+    for index, line in enumerate(lines):
+        if line.strip() and not set(line) <= _BANNER_CHARS:
+            start = index
+            break
+    return "\n".join(lines[start:]).strip()
+
+
+def game_settings(split: str, index: int, overrides: dict[str, int | str | None]) -> GameSettings:
+    """Settings for game ``index`` of ``split``: drawn from the split's ranges, seeded by (split, index)."""
+    spec = SPLIT_SPECS[split]
+    seed = int.from_bytes(hashlib.sha256(f"textworld/{split}/{index}".encode()).digest()[:4], "little")
+    rng = np.random.default_rng(seed)
+    drawn = {
+        "rooms": int(rng.integers(spec.rooms[0], spec.rooms[1] + 1)),
+        "objects": int(rng.integers(spec.objects[0], spec.objects[1] + 1)),
+        "quest_length": int(rng.integers(spec.quest_length[0], spec.quest_length[1] + 1)),
+        "theme": spec.theme,
+    }
+    drawn.update({key: value for key, value in overrides.items() if value is not None})
+    return GameSettings(seed=seed, **drawn)
+
+
+def compile_game(settings: GameSettings, folder: Path) -> Path:
+    """Generate and compile one game into ``folder`` (once; later calls reuse the file).
+
+    Compilation happens in a temporary folder and is moved into place, so concurrent
+    workers never read a half-written game.
+    """
+    target = folder / f"{settings.key()}.z8"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    options = textworld.GameOptions()
+    options.seeds = settings.seed
+    options.nb_rooms = settings.rooms
+    options.nb_objects = settings.objects
+    options.quest_length = settings.quest_length
+    options.grammar.theme = settings.theme
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        options.path = str(Path(scratch) / target.name)
+        game = textworld.generator.make_game(options)
+        compiled = Path(textworld.generator.compile_game(game, options))
+        os.replace(compiled.with_suffix(".json"), target.with_suffix(".json"))
+        os.replace(compiled, target)
+    return target
+
+
+class TextWorldEnv(TextEnv):
+    """A procedurally generated TextWorld game per task."""
+
+    instructions: ClassVar[str] = (
+        "You are playing a text adventure game. The first observation states your objective. "
+        "Reply with one text command such as 'go north', 'open chest', 'take key' or 'put apple on table'."
+    )
+
+    def __init__(
+        self,
+        split: str = "in_distribution",
+        max_turns: int = 50,
+        invalid_action_penalty: float = 0.0,
+        num_tasks: int = 10_000,
+        nb_rooms: int | None = None,
+        nb_objects: int | None = None,
+        quest_length: int | None = None,
+        theme: str | None = None,
+        cache: str | Path | None = None,
+        render_mode: str | None = None,
+    ):
+        super().__init__(split, max_turns, invalid_action_penalty, render_mode)
+        self.num_tasks = num_tasks
+        self.overrides = {"rooms": nb_rooms, "objects": nb_objects, "quest_length": quest_length, "theme": theme}
+        self.cache = Path(cache) if cache is not None else cache_dir("textworld")
+        self._engine: textworld.Environment | None = None
+        self._game_file: Path | None = None
+        self._score = 0
+        self._max_score = 1
+
+    # --- TextEnv hooks --------------------------------------------------------------
+    def _task_id_for(self, rng: np.random.Generator) -> str:
+        return f"tw-{_SPLIT_SHORT[self.split]}-{int(rng.integers(self.num_tasks)):05d}"
+
+    def _begin(self, task_id: str) -> Outcome:
+        game_file = self.game_file(task_id)
+        if game_file != self._game_file:
+            self.close()
+            self._engine = textworld.start(str(game_file), request_infos=REQUEST_INFOS)
+            self._game_file = game_file
+        state = self._engine.reset()
+        self._score, self._max_score = state["score"], max(state["max_score"], 1)
+        return Outcome(clean_feedback(state.feedback), info=self._extras(state))
+
+    def _act(self, action: str) -> Outcome:
+        command = " ".join(_UNSAFE_FOR_ENGINE.sub(" ", action).split())[:MAX_ENGINE_CHARS]
+        if not command:
+            return Outcome(self.invalid_observation, valid=False, info=self.unchanged_info())
+        admissible = self._last_info.get("admissible_actions") or []
+        valid = command.lower() in {" ".join(a.split()) for a in admissible}
+        state, score, done = self._engine.step(command)
+        reward = (score - self._score) / self._max_score
+        self._score = score
+        return Outcome(clean_feedback(state.feedback), reward=reward, terminated=bool(done),
+                       won=bool(state["won"]), valid=valid, info=self._extras(state))
+
+    # --- helpers ------------------------------------------------------------------------
+    def game_file(self, task_id: str) -> Path:
+        """The compiled game of a task id (generated and compiled on first use)."""
+        match = re.fullmatch(r"tw-(id|ood)-(\d+)", task_id)
+        if match is None:
+            raise ValueError(f"not a TextWorld task id: {task_id!r} (expected e.g. 'tw-id-00042')")
+        split = {"id": "in_distribution", "ood": "out_of_distribution"}[match.group(1)]
+        settings = game_settings(split, int(match.group(2)), self.overrides)
+        return compile_game(settings, self.cache / split)
+
+    def _extras(self, state) -> dict:
+        policy = state["policy_commands"] or []
+        return {
+            "admissible_actions": sorted(state["admissible_commands"] or []),
+            "expert_action": policy[0] if policy else None,
+            "objective": state["objective"],
+            "score": state["score"],
+            "max_score": state["max_score"],
+            "lost": bool(state["lost"]),
+        }
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+            self._game_file = None
+
+
+def clear_cache(cache: str | Path | None = None) -> None:
+    """Delete compiled games (they are rebuilt on demand)."""
+    shutil.rmtree(Path(cache) if cache is not None else cache_dir("textworld"), ignore_errors=True)

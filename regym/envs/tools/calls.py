@@ -1,0 +1,219 @@
+"""Reading tool calls and final answers out of a policy's raw text.
+
+Accepted shapes of a tool call (anywhere in the text, prose around it is ignored):
+
+* ``{"name": "calculate", "arguments": {"expression": "2 + 2"}}``; ``arguments`` may
+  also be a JSON *string* (as OpenAI sends it) and ``parameters`` is read as an alias;
+* a JSON list of such objects (several calls in one turn);
+* OpenAI's message shape ``{"tool_calls": [{"type": "function", "function":
+  {"name": ..., "arguments": "..."}}]}`` (or a bare ``{"function": {...}}``);
+* Qwen/Hermes tags ``<tool_call>{...}</tool_call>`` (one tag per call);
+* the same JSON inside a markdown code fence.
+
+A final answer is a line ``Answer: ...`` or a call to the ``final_answer`` tool
+(``{"name": "final_answer", "arguments": {"answer": "..."}}``). When a text holds
+both tool calls and an answer, the calls run and the answer is ignored, so a policy
+never ends an episode by accident while it is still calling tools.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+FINAL_ANSWER_TOOL = "final_answer"
+MAX_CALL_TEXT_CHARS = 50_000
+MAX_CALLS_SCANNED = 16
+MAX_JSON_STARTS = 64
+
+_TOOL_CALL_TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```(?:json|tool_call|javascript)?\s*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^[\s*#>]*(?:final\s+)?answer\s*\**\s*[:：=]\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_LOOKS_LIKE_CALL = re.compile(r"[{\[]\s*\"?(?:name|tool_calls|function|arguments)\b", re.IGNORECASE)
+
+CALL_FORMAT_HINT = (
+    'Call a tool as JSON: {"name": "<tool name>", "arguments": {<argument>: <value>, ...}} '
+    '(or <tool_call>{...}</tool_call>); give the final answer as a line "Answer: <value>".'
+)
+
+
+@dataclass
+class ToolCall:
+    """One requested call; ``error`` is set when the request itself is malformed."""
+
+    name: str | None
+    arguments: dict[str, Any] | None
+    error: str | None = None
+    call_id: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ParsedTurn:
+    """Everything found in one action text."""
+
+    calls: list[ToolCall] = field(default_factory=list)
+    answer: str | None = None
+    error: str | None = None  # nothing usable was found, and why
+
+
+def parse_turn(text: str) -> ParsedTurn:
+    """Find the tool calls and final answer in ``text``; never raises."""
+    try:
+        return _parse_turn(text)
+    except (RecursionError, MemoryError, ValueError, TypeError) as error:
+        return ParsedTurn(error=f"could not read the action ({type(error).__name__}). {CALL_FORMAT_HINT}")
+
+
+def _parse_turn(text: str) -> ParsedTurn:
+    if not isinstance(text, str):
+        return ParsedTurn(error=f"the action must be text, got {type(text).__name__}. {CALL_FORMAT_HINT}")
+    if len(text) > MAX_CALL_TEXT_CHARS:
+        return ParsedTurn(error=f"the action is too long ({len(text)} > {MAX_CALL_TEXT_CHARS} characters)")
+    if not text.strip():
+        return ParsedTurn(error=f"empty action. {CALL_FORMAT_HINT}")
+
+    calls: list[ToolCall] = []
+    json_error: str | None = None
+    tagged = _TOOL_CALL_TAG.findall(text)
+    if tagged:
+        for body in tagged[:MAX_CALLS_SCANNED]:
+            value, error = _load_json(_strip_fence(body))
+            calls.extend(_calls_from(value) if error is None else [ToolCall(None, None, f"malformed JSON in "
+                                                                             f"<tool_call>: {error}")])
+    else:
+        for candidate in [*_FENCE.findall(text), text]:
+            value, error = _first_call_json(candidate)
+            if value is not None:
+                calls = _calls_from(value)
+                break
+            json_error = json_error or error
+
+    answer = _final_answer(text)
+    calls, answers = _split_answer_calls(calls)
+    if answer is None and answers:
+        answer = answers[-1]
+    if calls or answer is not None:
+        return ParsedTurn(calls=calls[:MAX_CALLS_SCANNED], answer=answer)
+    if json_error is not None:
+        return ParsedTurn(calls=[ToolCall(None, None, f"malformed JSON: {json_error}")])
+    return ParsedTurn(error=f"no tool call or final answer found. {CALL_FORMAT_HINT}")
+
+
+def _strip_fence(text: str) -> str:
+    fenced = _FENCE.findall(text)
+    return fenced[0] if fenced else text
+
+
+def _load_json(text: str) -> tuple[Any, str | None]:
+    try:
+        return json.loads(text.strip()), None
+    except json.JSONDecodeError as error:
+        return None, f"{error.msg} at line {error.lineno} column {error.colno}"
+    except RecursionError:
+        return None, "nested too deeply"
+
+
+def _first_call_json(text: str) -> tuple[Any, str | None]:
+    """The first JSON value in ``text`` that looks like a tool call, or the decode error of the first try."""
+    decoder = json.JSONDecoder()
+    first_error = None
+    starts = [match.start() for match in re.finditer(r"[{\[]", text)][:MAX_JSON_STARTS]
+    for start in starts:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError as error:
+            if first_error is None and _LOOKS_LIKE_CALL.match(text, start):
+                first_error = f"{error.msg} at line {error.lineno} column {error.colno}"
+            continue
+        except RecursionError:
+            first_error = first_error or "nested too deeply"
+            continue
+        if _looks_like_call(value):
+            return value, None
+    return None, first_error
+
+
+def _looks_like_call(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(item, dict) and _looks_like_call(item) for item in value)
+    return isinstance(value, dict) and bool({"name", "function", "tool_calls"} & set(value))
+
+
+def _calls_from(value: Any) -> list[ToolCall]:
+    """Normalise any accepted JSON shape to a list of ``ToolCall``."""
+    if isinstance(value, list):
+        if not value:
+            return [ToolCall(None, None, "empty list of tool calls")]
+        calls = []
+        for item in value[:MAX_CALLS_SCANNED]:
+            calls.extend(_calls_from(item))
+        return calls
+    if not isinstance(value, dict):
+        return [ToolCall(None, None, f"a tool call must be a JSON object, got {type(value).__name__}")]
+    if "tool_calls" in value:
+        inner = value["tool_calls"]
+        if not isinstance(inner, list) or not inner:
+            return [ToolCall(None, None, '"tool_calls" must be a non-empty list')]
+        return _calls_from(inner)
+    call_id = value.get("id") if isinstance(value.get("id"), str) else None
+    if "function" in value and isinstance(value["function"], dict):
+        value = value["function"]
+    elif "function" in value and "name" not in value:
+        return [ToolCall(None, None, '"function" must be an object {"name": ..., "arguments": ...}')]
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return [ToolCall(None, None, 'a tool call needs "name": "<tool name>" (a string)', call_id)]
+    arguments = value.get("arguments", value.get("parameters", {}))
+    if arguments is None:
+        arguments = {}
+    if isinstance(arguments, str):
+        if not arguments.strip():
+            arguments = {}
+        else:
+            arguments, error = _load_json(arguments)
+            if error is not None:
+                return [ToolCall(name.strip(), None, f"the arguments string is not valid JSON: {error}", call_id)]
+    if not isinstance(arguments, dict):
+        return [ToolCall(name.strip(), None, f'"arguments" must be a JSON object, got {_json_kind(arguments)}',
+                         call_id)]
+    return [ToolCall(name.strip(), arguments, call_id=call_id)]
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _split_answer_calls(calls: list[ToolCall]) -> tuple[list[ToolCall], list[str]]:
+    """Separate ``final_answer`` calls (answers) from real tool calls."""
+    others, answers = [], []
+    for call in calls:
+        if call.valid and call.name == FINAL_ANSWER_TOOL:
+            answer = call.arguments.get("answer") if call.arguments else None
+            if isinstance(answer, str | int | float) and not isinstance(answer, bool):
+                answers.append(str(answer))
+                continue
+            call = ToolCall(call.name, call.arguments, 'final_answer needs {"answer": "<value>"}', call.call_id)
+        others.append(call)
+    if answers and others:
+        return others, []
+    return others, answers
+
+
+def _final_answer(text: str) -> str | None:
+    tagged = _ANSWER_TAG.findall(text)
+    if tagged:
+        return " ".join(tagged[-1].split()) or None
+    lines = _ANSWER_LINE.findall(text)
+    if lines:
+        answer = lines[-1].strip().strip("*`").strip()
+        return answer or None
+    return None

@@ -1,0 +1,195 @@
+"""``regym/WebShop-v0``: shop on a website regym serves itself.
+
+Each episode opens a fresh session on the shop (``app.py``) with one instruction;
+the agent acts with WebShop's two actions, ``search[query]`` (only where the page has
+a search bar) and ``click[text]`` (a button, product link or option on the page),
+and sees WebShop's simple text observation of the served page. Buying ends the
+episode with WebShop's reward in [0, 1] (``reward.py``); success is reward 1.
+
+Backends (same pages, same text):
+
+* ``"inprocess"`` (default): calls the WSGI app directly, no sockets;
+* ``"http"``: urllib against a threaded server on 127.0.0.1 (started once per
+  process), or against ``server_url`` (e.g. a ``regym serve-web`` container);
+* ``"browser"``: Chromium driven by Playwright; observations come from the page's
+  accessibility tree (``browser.py``).
+
+The expert (``info["expert_action"]``) reads the current page and the goal: search
+the instruction's key attributes and product type, open the first result that can
+earn reward 1, choose the wanted options, buy; from a wrong page it goes back.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+
+from regym.envs.base import Outcome, TextEnv
+from regym.envs.webshop.app import session_path, shared_app
+from regym.envs.webshop.catalog import CATALOG_SEED, build_catalog
+from regym.envs.webshop.instructions import SPLIT_PREFIX, SPLIT_SIZES, Goal, make_goal, parse_task_id
+from regym.envs.webshop.reward import can_fully_satisfy
+from regym.envs.webshop.server import HTTPClient, InProcessClient, shared_server
+from regym.envs.webshop.text import SEP, Page, parse_page
+
+BACKENDS = ("inprocess", "http", "browser")
+MAX_RESULT_PAGES = 5
+_ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
+
+
+class _UrlBackend:
+    """Drives the site by requesting the URLs the page's links and forms point to."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def open(self, url: str) -> tuple[Page, int]:
+        response = self.client.request("GET", url)
+        return parse_page(response.html), response.status
+
+    def click(self, name: str, page: Page) -> tuple[Page, int]:
+        target = page.clickables[name]
+        response = self.client.request(target.method, target.url)
+        return parse_page(response.html), response.status
+
+    def search(self, query: str, page: Page) -> tuple[Page, int]:
+        response = self.client.request("GET", f"{page.search_url}?{urlencode({'q': query, 'page': 1})}")
+        return parse_page(response.html), response.status
+
+    def close(self) -> None:
+        pass
+
+
+class WebShopEnv(TextEnv):
+    """WebShop on a procedurally generated catalog served over (in-process or real) HTTP."""
+
+    def __init__(
+        self,
+        split: str = "in_distribution",
+        max_turns: int = 15,
+        invalid_action_penalty: float = 0.0,
+        render_mode: str | None = None,
+        backend: str = "inprocess",
+        server_url: str | None = None,
+        catalog_seed: int = CATALOG_SEED,
+        browser_executable: str = "/usr/bin/chromium",
+    ):
+        super().__init__(split=split, max_turns=max_turns, invalid_action_penalty=invalid_action_penalty,
+                         render_mode=render_mode)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+        self.backend_name = backend
+        self.catalog_seed = catalog_seed
+        self.catalog = build_catalog(catalog_seed)
+        if backend == "inprocess":
+            if server_url is not None:
+                raise ValueError("server_url needs backend='http' or 'browser'")
+            self._backend = _UrlBackend(InProcessClient(shared_app(catalog_seed)))
+        else:
+            self.server_url = server_url or shared_server(catalog_seed).url
+            if backend == "http":
+                self._backend = _UrlBackend(HTTPClient(self.server_url))
+            else:
+                from regym.envs.webshop.browser import BrowserBackend
+
+                self._backend = BrowserBackend(self.server_url, executable_path=browser_executable)
+        self.goal: Goal | None = None
+        self.page: Page | None = None
+        self.session_id: str | None = None
+        self._searches = 0
+
+    # --- TextEnv hooks --------------------------------------------------------
+    def _task_id_for(self, rng: np.random.Generator) -> str:
+        index = int(rng.integers(SPLIT_SIZES[self.split]))
+        return f"{SPLIT_PREFIX[self.split]}-{index:05d}"
+
+    def _begin(self, task_id: str) -> Outcome:
+        parse_task_id(task_id)
+        self.goal = make_goal(task_id, self.catalog_seed)
+        self.session_id = uuid.uuid4().hex
+        self._searches = 0
+        page, status = self._backend.open(session_path(self.session_id, task_id))
+        if status != 200 or page.kind != "search":
+            raise RuntimeError(f"the shop did not open a session (HTTP {status}, page {page.kind!r})")
+        self.page = page
+        return Outcome(page.text, info=self._extras())
+
+    def _act(self, action: str) -> Outcome:
+        match = _ACTION.match(action)
+        if match is None:
+            return self._invalid(f"{action!r} is not search[query] or click[button]")
+        verb, argument = match.group(1).lower(), " ".join(match.group(2).split())
+        if verb == "search":
+            if not self.page.has_search_bar:
+                return self._invalid("there is no search bar on this page; click[back to search] first")
+            if not argument:
+                return self._invalid("search[...] needs a query")
+            page, status = self._backend.search(argument.lower(), self.page)
+            self._searches += 1
+        else:
+            name = argument.lower()
+            if name not in self.page.clickables:
+                return self._invalid(f"there is no {argument!r} to click on this page")
+            page, status = self._backend.click(name, self.page)
+        if status != 200 or page.kind == "error":
+            return self._invalid(f"the shop answered HTTP {status}")
+        self.page = page
+        if page.kind == "done":
+            reward = float(page.reward or 0.0)
+            won = reward >= 1.0 - 1e-9
+            return Outcome(page.text, reward=reward, terminated=True, won=won, info=self._extras())
+        return Outcome(page.text, info=self._extras())
+
+    def close(self) -> None:
+        self._backend.close()
+        super().close()
+
+    # --- helpers ----------------------------------------------------------------
+    def _invalid(self, reason: str) -> Outcome:
+        return Outcome(f"Invalid action: {reason}.{SEP}{self.page.text}", valid=False, info=self._extras())
+
+    def admissible_actions(self) -> list[str]:
+        """WebShop's available actions: the search bar (as the expert's query) and every clickable."""
+        actions = [f"search[{self.goal.search_query}]"] if self.page.has_search_bar else []
+        return actions + [f"click[{name}]" for name in self.page.clickables]
+
+    def expert_action(self) -> str | None:
+        """The expert's next action from the current page (None once the item is bought)."""
+        page, goal = self.page, self.goal
+        if page.kind == "search":
+            if self._searches == 0:
+                return f"search[{goal.search_query}]"
+            return f"search[{self.catalog.get(goal.asin).title.lower()}]"
+        if page.kind == "results":
+            for asin in page.asins:
+                if can_fully_satisfy(self.catalog.get(asin), goal):
+                    return f"click[{asin.lower()}]"
+            if "next >" in page.clickables and (page.page_number or 1) < MAX_RESULT_PAGES:
+                return "click[next >]"
+            return "click[back to search]"
+        if page.kind == "item":
+            product = self.catalog.get(page.item_asin or "")
+            if product is None or not can_fully_satisfy(product, goal):
+                return "click[< prev]"
+            for name, value in goal.options.items():
+                if page.selected_options.get(name) != value:
+                    return f"click[{value}]"
+            return "click[buy now]"
+        if page.kind == "item-sub":
+            return "click[< prev]"
+        return None
+
+    def _extras(self) -> dict[str, Any]:
+        extras: dict[str, Any] = {
+            "admissible_actions": self.admissible_actions() if self.page.kind != "done" else [],
+            "expert_action": self.expert_action(),
+            "page": self.page.kind,
+            "instruction": self.goal.instruction,
+        }
+        if self.page.kind == "done":
+            extras["purchased_asin"] = self.page.purchased_asin
+        return extras

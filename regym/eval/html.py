@@ -1,0 +1,105 @@
+"""The leaderboard as one static HTML page that works opened from disk.
+
+Everything is inline (CSS, a little JavaScript for sorting, an SVG bar chart), no
+CDN: the page is a file that can be mailed or attached to a report. The table and
+the chart are rendered here in Python, so the page shows its numbers even with
+scripts off; the script only sorts.
+"""
+
+from __future__ import annotations
+
+import datetime as _datetime
+import re
+from html import escape
+from importlib import resources
+from typing import Any
+
+ID_COLOUR, OOD_COLOUR = "#3b6fd8", "#e8833a"
+
+
+def _template() -> str:
+    return resources.files("regym.eval").joinpath("templates/leaderboard.html").read_text(encoding="utf-8")
+
+
+def _sort_value(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def table_html(board: dict[str, Any]) -> str:
+    columns = board["columns"]
+    head = ['<th data-column="rank">rank</th>', '<th class="model" data-column="model">model</th>',
+            '<th data-column="id_average">ID avg</th>', '<th data-column="ood_average">OOD avg</th>']
+    head += [f'<th data-column="{escape(column)}">{escape(column)}</th>' for column in columns]
+    head.append('<th class="runs" data-column="runs">trajectories</th>')
+    body = []
+    for row in board["rows"]:
+        cells = [
+            f'<td data-sort="{row["rank"]}">{row["rank"]}</td>',
+            f'<td class="model">{escape(row["model"])}</td>',
+            f'<td data-sort="{_sort_value(row["id_average"])}">{_percent(row["id_average"])}</td>',
+            f'<td data-sort="{_sort_value(row["ood_average"])}">{_percent(row["ood_average"])}</td>',
+        ]
+        for column in columns:
+            cell = row["cells"].get(column)
+            if cell is None:
+                cells.append('<td class="missing" data-sort="">—</td>')
+                continue
+            title = (f"pass@1 {cell['pass_at_1']:.3f}, pass@{cell['k']} {cell['pass_at_k']:.3f}, "
+                     f"{cell['episodes']} episodes, run {cell['run']}")
+            cells.append(
+                f'<td data-sort="{_sort_value(cell["success_rate"])}" title="{escape(title)}">'
+                f'{_percent(cell["success_rate"])}'
+                f'<span class="ci">[{_percent(cell["ci_low"])}, {_percent(cell["ci_high"])}]</span></td>'
+            )
+        links = " ".join(
+            f'<a href="{escape(run["trajectories"])}">{escape(run["name"])}</a>'
+            + ("" if run["complete"] else " (partial)")
+            for run in row["runs"]
+        )
+        cells.append(f'<td class="runs">{links}</td>')
+        css = ' class="baseline"' if row["baseline"] else ""
+        body.append(f'<tr{css} data-model="{escape(row["model"])}">' + "".join(cells) + "</tr>")
+    return (
+        '<table id="leaderboard">\n<thead><tr>' + "".join(head) + "</tr></thead>\n<tbody>\n"
+        + "\n".join(body) + "\n</tbody>\n</table>"
+    )
+
+
+def chart_svg(board: dict[str, Any]) -> str:
+    """Grouped horizontal bars: ID and OOD average per model, on a 0–100 % axis."""
+    rows = board["rows"]
+    label_width, plot_width, bar, gap = 220, 420, 12, 14
+    group = 2 * bar + gap
+    height = 30 + group * max(len(rows), 1)
+    parts = [f'<svg id="id-ood-chart" xmlns="http://www.w3.org/2000/svg" width="{label_width + plot_width + 60}" '
+             f'height="{height}" role="img" aria-label="ID vs OOD success per model">']
+    for tick in range(0, 101, 25):
+        x = label_width + plot_width * tick / 100
+        parts.append(f'<line x1="{x}" y1="0" x2="{x}" y2="{height - 20}" stroke="#e3e3ea"/>')
+        parts.append(f'<text x="{x}" y="{height - 6}" text-anchor="middle" fill="#777">{tick}%</text>')
+    for index, row in enumerate(rows):
+        top = 4 + index * group
+        parts.append(f'<text x="{label_width - 8}" y="{top + bar + 4}" text-anchor="end">{escape(row["model"])}</text>')
+        for offset, (name, colour) in enumerate((("id_average", ID_COLOUR), ("ood_average", OOD_COLOUR))):
+            value = row[name]
+            y = top + offset * bar
+            width = 0 if value is None else plot_width * value
+            label = "n/a" if value is None else f"{100 * value:.1f}%"
+            parts.append(f'<rect class="bar {name}" data-model="{escape(row["model"])}" x="{label_width}" y="{y}" '
+                         f'width="{width:.1f}" height="{bar - 2}" fill="{colour}"><title>{escape(row["model"])} '
+                         f'{name.split("_")[0].upper()}: {label}</title></rect>')
+            parts.append(f'<text x="{label_width + width + 4:.1f}" y="{y + bar - 3}" fill="#444" '
+                         f'font-size="10">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def leaderboard_html(board: dict[str, Any], generated: str | None = None) -> str:
+    """The whole page for a board built by ``regym.eval.leaderboard.build_leaderboard``."""
+    generated = generated or _datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    parts = {"GENERATED": escape(generated), "TABLE": table_html(board), "CHART": chart_svg(board)}
+    return re.sub(r"__(GENERATED|TABLE|CHART)__", lambda match: parts[match.group(1)], _template())

@@ -1,0 +1,135 @@
+"""The leaderboard: many runs merged into one table of models × (env, split).
+
+Each run folder holds ``config.json`` and ``metrics.json`` (written by the runner).
+Runs of the same model merge into one row (a model evaluated on ``agentic-id`` and on
+``agentic-ood`` in two runs is one row); where two runs score the same cell, the one
+with more episodes wins. Rows are ranked by the mean of the ID and OOD averages, each
+a macro average of success rates over envs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from regym.eval.metrics import split_order
+from regym.eval.suites import column_name
+
+BASELINE_AGENTS = ("expert", "random")
+
+
+def find_runs(runs_dir: str | Path) -> list[Path]:
+    """Run folders (those with a ``metrics.json``) directly under ``runs_dir``, sorted by name."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(path.parent for path in runs_dir.glob("*/metrics.json"))
+
+
+def build_leaderboard(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Merge runs into rows; links are relative to ``out_dir`` so the page works from disk."""
+    out_dir = Path(out_dir)
+    rows: dict[str, dict[str, Any]] = {}
+    column_keys: dict[str, tuple[str, tuple[int, str]]] = {}
+    for run_dir in map(Path, run_dirs):
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        model = metrics.get("model") or run_dir.name
+        row = rows.setdefault(model, {"model": model, "cells": {}, "runs": [],
+                                      "baseline": metrics.get("agent") in BASELINE_AGENTS})
+        row["runs"].append({
+            "name": run_dir.name,
+            "suite": metrics.get("suite"),
+            "complete": bool(metrics.get("complete", True)),
+            "trajectories": _relative(run_dir / metrics.get("trajectories", "trajectories.jsonl"), out_dir),
+            "metrics": _relative(run_dir / "metrics.md", out_dir),
+        })
+        for cell in metrics.get("cells", []):
+            column = column_name(cell["env_id"], cell["split"])
+            column_keys[column] = (cell["env_id"], split_order(cell["split"]))
+            entry = {
+                "success_rate": cell["success_rate"],
+                "ci_low": cell["ci_low"],
+                "ci_high": cell["ci_high"],
+                "pass_at_1": cell["pass_at"]["1"],
+                "pass_at_k": cell["pass_at"][str(cell["k"])],
+                "k": cell["k"],
+                "episodes": cell["episodes"],
+                "split": cell["split"],
+                "run": run_dir.name,
+            }
+            old = row["cells"].get(column)
+            if old is None or entry["episodes"] > old["episodes"]:
+                row["cells"][column] = entry
+    for row in rows.values():
+        row.update(_averages(row["cells"].values()))
+    ranked = sorted(rows.values(), key=lambda row: (-(row["score"] if row["score"] is not None else -1),
+                                                    row["model"]))
+    previous, rank = None, 0
+    for position, row in enumerate(ranked, start=1):
+        if row["score"] != previous:
+            rank, previous = position, row["score"]
+        row["rank"] = rank
+    columns = sorted(column_keys, key=lambda column: column_keys[column])
+    return {"columns": columns, "rows": ranked}
+
+
+def _averages(cells) -> dict[str, float | None]:
+    cells = list(cells)
+    id_rates = [cell["success_rate"] for cell in cells if cell["split"] == "in_distribution"]
+    ood_rates = [cell["success_rate"] for cell in cells if cell["split"] == "out_of_distribution"]
+    id_average = sum(id_rates) / len(id_rates) if id_rates else None
+    ood_average = sum(ood_rates) / len(ood_rates) if ood_rates else None
+    present = [value for value in (id_average, ood_average) if value is not None]
+    return {"id_average": id_average, "ood_average": ood_average,
+            "score": sum(present) / len(present) if present else None}
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def leaderboard_markdown(board: dict[str, Any]) -> str:
+    """The board as a Markdown table (success rate in %, 95 % CI in the JSON)."""
+    columns = board["columns"]
+    header = ["rank", "model", "ID avg", "OOD avg", *columns, "runs"]
+    lines = [
+        "# Leaderboard",
+        "",
+        "Success rate (%) per env/split; ID/OOD avg are macro averages over envs. "
+        "Rows in *italics* are the random (floor) and expert (ceiling) baselines.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---:", "---", "---:", "---:", *["---:"] * len(columns), "---"]) + "|",
+    ]
+    for row in board["rows"]:
+        model = f"*{row['model']}*" if row["baseline"] else row["model"]
+        cells = [_percent(row["cells"][column]["success_rate"]) if column in row["cells"] else "—"
+                 for column in columns]
+        runs = ", ".join(f"[{run['name']}]({run['trajectories']})" for run in row["runs"])
+        lines.append("| " + " | ".join([str(row["rank"]), model, _percent(row["id_average"]),
+                                         _percent(row["ood_average"]), *cells, runs]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``leaderboard.json``, ``leaderboard.md`` and ``leaderboard.html`` into ``out_dir``."""
+    from regym.eval.html import leaderboard_html
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    board = build_leaderboard(run_dirs, out_dir)
+    paths = {
+        "json": out_dir / "leaderboard.json",
+        "md": out_dir / "leaderboard.md",
+        "html": out_dir / "leaderboard.html",
+    }
+    paths["json"].write_text(json.dumps(board, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths["md"].write_text(leaderboard_markdown(board), encoding="utf-8")
+    paths["html"].write_text(leaderboard_html(board), encoding="utf-8")
+    return paths

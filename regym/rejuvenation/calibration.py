@@ -1,0 +1,108 @@
+"""Calibration sets: the texts on which entropies, attributions and the handoff report are measured.
+
+A calibration file is JSONL, one example per line, in any of three forms:
+
+- ``{"text": "..."}``: every token is scored;
+- ``{"prompt": "...", "response": "..."}``: only response tokens are scored (the prompt is context);
+- ``{"messages": [{"role": ..., "content": ...}, ...]}``: rendered with the tokenizer's chat template;
+  only the last assistant message is scored.
+
+Every example becomes one ``CalibrationExample``: ``input_ids`` (1, T) and ``loss_mask`` (1, T),
+where ``loss_mask[0, t]`` says token t is scored (predicted from position t − 1; t = 0 never is).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class CalibrationExample:
+    input_ids: torch.Tensor  # (1, T) long
+    loss_mask: torch.Tensor  # (1, T) bool
+
+    @property
+    def num_scored(self) -> int:
+        return int(self.loss_mask.sum())
+
+
+def load_calibration_file(path: str | Path) -> list[dict]:
+    """Read a JSONL calibration file; a clear error for lines in none of the three forms."""
+    examples = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if not isinstance(row, dict) or not ({"text"} <= row.keys() or {"prompt", "response"} <= row.keys()
+                                             or "messages" in row):
+            raise ValueError(f"{path}:{number}: expected a JSON object with 'text', 'prompt'+'response' or 'messages'")
+        examples.append(row)
+    if not examples:
+        raise ValueError(f"{path} has no calibration examples")
+    return examples
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def encode_example(tokenizer, example: str | dict, max_length: int = 256) -> CalibrationExample:
+    """Tokenise one example (a plain string counts as ``{"text": ...}``) into ids and a scoring mask."""
+    if isinstance(example, str):
+        example = {"text": example}
+    if "messages" in example:
+        messages = example["messages"]
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last is None:
+            prompt_ids, ids = [], _chat_ids(tokenizer, messages, False)
+        else:
+            prompt_ids = _chat_ids(tokenizer, messages[:last], True)
+            ids = _chat_ids(tokenizer, messages[: last + 1], False)
+            if ids[: len(prompt_ids)] != prompt_ids:
+                prompt_ids = []  # template re-renders earlier turns differently: score everything
+    elif "prompt" in example:
+        prompt_ids = _ids(tokenizer, example["prompt"])
+        ids = prompt_ids + _ids(tokenizer, example["response"])
+    else:
+        prompt_ids, ids = [], _ids(tokenizer, example["text"])
+    ids = ids[:max_length]
+    mask = [False] * len(ids)
+    for position in range(max(1, len(prompt_ids)), len(ids)):
+        mask[position] = True
+    if len(ids) < 2 or not any(mask):
+        raise ValueError(f"calibration example has no scored tokens after tokenisation: {str(example)[:80]!r}")
+    return CalibrationExample(torch.tensor([ids]), torch.tensor([mask]))
+
+
+def _chat_ids(tokenizer, messages, add_generation_prompt: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return _ids(tokenizer, text)
+
+
+def encode_calibration(tokenizer, examples: Sequence[str | dict], max_length: int = 256) -> list[CalibrationExample]:
+    return [encode_example(tokenizer, example, max_length) for example in examples]
+
+
+def calibration_from_env(env_name: str, tokenizer, episodes: int = 8, max_length: int = 512,
+                         system_prompt: str | None = None) -> list[CalibrationExample]:
+    """Expert demonstrations of an env as chat transcripts (the expert's actions are the scored turns)."""
+    import gymnasium as gym
+
+    from regym.agents import ExpertAgent
+    from regym.envs import resolve_env_id
+    from regym.rollout import rollout
+
+    env = gym.make(resolve_env_id(env_name))
+    try:
+        trajectories = rollout(env, ExpertAgent(), episodes=episodes)
+    finally:
+        env.close()
+    examples = [{"messages": t.messages(system_prompt)} for t in trajectories if t.turns and not t.error]
+    if not examples:
+        raise ValueError(f"the expert played no complete episode of {env_name}")
+    return encode_calibration(tokenizer, examples, max_length)

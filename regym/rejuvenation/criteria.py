@@ -1,0 +1,119 @@
+"""Which units to reset: the paper's attribution criterion and the alternatives regym offers.
+
+- ``attribution`` (default): Liu et al., arXiv 2606.09932, Algorithm 1 step 2 (see ``attribution.py``).
+- ``redo``: ReDo dormancy, Sokar et al., ICML 2023: MLP neurons whose score
+  E|h_i| / mean_j E|h_j| ≤ τ (τ = 0.025); a neuron's gate/up rows and down column are reset
+  together, lowest scores first, at most ``fraction`` of the model's units. SiLU-gated LLM
+  MLPs are rarely dormant, so this often selects nothing (the plan's diagnostics say so).
+- ``drift``: units whose weights moved most from the base, relative to their base norm
+  ‖Δ_unit‖ / ‖θ_base,unit‖; needs no calibration data.
+- ``random``: a seeded uniform sample of units, the control for any criterion.
+- Shrink & Perturb (Ash & Adams, NeurIPS 2020) is not a unit selection; see ``shrink_perturb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from regym.rejuvenation.blocks import Structure, find_structure
+from regym.rejuvenation.calibration import CalibrationExample
+from regym.rejuvenation.reset import ResetPlan, UnitGroup, plan_from_scores
+
+CRITERIA = ("attribution", "redo", "drift", "random", "shrink_perturb", "none")
+NEEDS_CALIBRATION = ("attribution", "redo")
+
+
+def select_units(base_model: nn.Module, sft_model: nn.Module,
+                 calib: Sequence[CalibrationExample] | None = None, criterion: str = "attribution",
+                 fraction: float = 0.01, *, top_n_targets: int = 64, tau: float = 0.025, seed: int = 0,
+                 progress=None) -> ResetPlan:
+    """A ``ResetPlan``: the top ``fraction`` of all q/k/v/o/gate/up/down units under ``criterion``."""
+    if criterion not in CRITERIA or criterion in ("shrink_perturb", "none"):
+        raise ValueError(f"unknown unit criterion {criterion!r}; choose from attribution, redo, drift, random")
+    if criterion in NEEDS_CALIBRATION and not calib:
+        raise ValueError(f"criterion {criterion!r} needs a calibration set")
+    structure = find_structure(sft_model)
+    units = structure.units()
+    if criterion == "attribution":
+        from regym.rejuvenation.attribution import attribution_scores
+
+        result = attribution_scores(base_model, sft_model, calib, top_n=top_n_targets, progress=progress)
+        return plan_from_scores(units, result.scores, fraction, criterion, result.diagnostics())
+    if criterion == "drift":
+        return plan_from_scores(units, drift_scores(base_model, sft_model, structure), fraction, criterion)
+    if criterion == "random":
+        generator = torch.Generator().manual_seed(seed)
+        scores = {name: torch.rand(count, generator=generator) for name, _, _, _, count in units}
+        return plan_from_scores(units, scores, fraction, criterion, {"seed": seed})
+    return redo_plan(sft_model, calib, structure, fraction, tau)
+
+
+def drift_scores(base_model: nn.Module, sft_model: nn.Module, structure: Structure) -> dict[str, torch.Tensor]:
+    """Per unit ‖θ_sft − θ_base‖ / ‖θ_base‖ over the unit's row (readers) or column (writers)."""
+    base_modules = dict(base_model.named_modules())
+    scores = {}
+    for name, _, _, axis, _ in structure.units():
+        weight = dict(sft_model.named_modules())[name].weight.detach().float()
+        base_weight = base_modules[name].weight.detach().float()
+        dim = 0 if axis == "column" else 1
+        delta = (weight - base_weight).norm(dim=dim)
+        scores[name] = delta / base_weight.norm(dim=dim).clamp_min(1e-12)
+    return scores
+
+
+def redo_plan(model: nn.Module, calib: Sequence[CalibrationExample], structure: Structure, fraction: float,
+              tau: float = 0.025) -> ResetPlan:
+    from regym.rejuvenation.diagnostics import mlp_neuron_scores
+
+    scores = mlp_neuron_scores(model, calib)
+    units = structure.units()
+    total = sum(count for *_, count in units)
+    budget = round(fraction * total)
+    candidates = []  # (score, block, neuron)
+    for block in structure.blocks:
+        neuron_scores = scores[block.names["down"]]
+        for neuron in torch.nonzero(neuron_scores <= tau).flatten().tolist():
+            candidates.append((float(neuron_scores[neuron]), block.index, neuron))
+    candidates.sort()
+    roles = ("gate", "up", "down")
+    per_neuron = sum(role in structure.blocks[0].linears for role in roles)
+    chosen = candidates[: budget // max(per_neuron, 1)]
+    groups = []
+    for block in structure.blocks:
+        neurons = sorted((n, s) for s, b, n in chosen if b == block.index)
+        for role in roles:
+            if role in block.linears:
+                linear = block.linears[role]
+                axis = "column" if role == "down" else "row"
+                groups.append(UnitGroup(block.names[role], block.index, role, axis, [n for n, _ in neurons],
+                                        [s for _, s in neurons],
+                                        linear.in_features if axis == "column" else linear.out_features))
+    dormant = len(candidates) / max(sum(len(s) for s in scores.values()), 1)
+    return ResetPlan("redo", fraction, groups, total, {"tau": tau, "dormant_fraction": dormant,
+                                                       "dormant_neurons": len(candidates)})
+
+
+def shrink_perturb(model: nn.Module, base_model: nn.Module, shrink: float = 0.8, noise: float = 0.0,
+                   seed: int = 0) -> nn.Module:
+    """Shrink & Perturb toward the base, in place: θ ← λθ + (1 − λ)θ_base + σ·std(θ_base)·ε.
+
+    Ash & Adams, "On Warm-Starting Neural Network Training", NeurIPS 2020, shrink toward zero and
+    add fresh-init noise; regym shrinks toward the base (the anchor the paper's fusion uses) and
+    scales the noise by each tensor's base std. λ = ``shrink``, σ = ``noise`` (0 = no noise).
+    """
+    base = dict(base_model.named_parameters())
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if not parameter.is_floating_point():
+                continue
+            anchor = base[name].detach().float()
+            mixed = torch.mul(parameter.float(), shrink).add_(anchor * (1.0 - shrink))
+            if noise:
+                spread = anchor.std() if anchor.numel() > 1 else anchor.abs()
+                mixed += noise * spread * torch.randn(parameter.shape, generator=generator)
+            parameter.copy_(mixed.to(parameter.dtype))
+    return model

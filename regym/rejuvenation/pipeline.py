@@ -1,0 +1,164 @@
+"""Rejuvenation end to end: fuse toward the base, then reset selected units toward the base.
+
+Algorithm 1 of Liu et al., arXiv 2606.09932: θ_fuse = α·θ_sft + (1 − α)·θ_base, then the
+top-ρ units (chosen on the over-SFT model) get θ ← ω·θ_base + (1 − ω)·θ_fuse.
+
+Calibration default: the ``attribution`` and ``redo`` criteria need calibration texts. When
+``rejuvenate_checkpoint`` gets none, it does not invent a calibration set (texts made up
+from a chat template would measure nothing about the SFT data); it falls back to the
+``drift`` criterion, which needs no data, and prints a warning saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from regym.rejuvenation.calibration import CalibrationExample, encode_calibration
+from regym.rejuvenation.checkpoint import atomic_folder, check_tokenizers_match, copy_side_files, tensor_index
+from regym.rejuvenation.criteria import CRITERIA, NEEDS_CALIBRATION, select_units, shrink_perturb
+from regym.rejuvenation.fusion import fuse, fuse_checkpoints
+from regym.rejuvenation.reset import ResetPlan, reset_neurons
+
+
+@dataclass
+class RejuvenationSummary:
+    """What ``rejuvenate`` did: settings, units reset per (layer, module type), diagnostics, time."""
+
+    alpha: float
+    reset_fraction: float
+    reset_strength: float
+    criterion: str
+    units_reset: int = 0
+    total_units: int = 0
+    per_layer: dict[str, dict[str, int]] = field(default_factory=dict)  # "layer 3" -> {"k": 2, ...}
+    per_role: dict[str, int] = field(default_factory=dict)
+    diagnostics: dict[str, object] = field(default_factory=dict)
+    seconds: float = 0.0
+    output: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        lines = [f"fused with alpha={self.alpha} (theta = alpha*sft + (1-alpha)*base)"]
+        if self.criterion == "shrink_perturb":
+            lines.append(f"shrink & perturb toward base: {self.diagnostics}")
+        elif self.criterion != "none" and self.reset_fraction > 0:
+            lines.append(f"criterion {self.criterion}: reset {self.units_reset} of {self.total_units} units "
+                         f"({100 * self.units_reset / max(self.total_units, 1):.2f}%) toward base, "
+                         f"strength {self.reset_strength}")
+            if self.per_role:
+                lines.append("  per module type: " + ", ".join(f"{k}={v}" for k, v in self.per_role.items()))
+            for layer, counts in self.per_layer.items():
+                lines.append(f"  {layer}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+            for key, value in self.diagnostics.items():
+                lines.append(f"  {key}: {value}")
+        lines += [f"warning: {w}" for w in self.warnings]
+        if self.output:
+            lines.append(f"wrote {self.output}")
+        return "\n".join(lines)
+
+
+def _summarise(summary: RejuvenationSummary, plan: ResetPlan) -> None:
+    summary.units_reset = plan.selected
+    summary.total_units = plan.total_units
+    summary.diagnostics.update(plan.diagnostics)
+    for (layer, role), count in sorted(plan.counts().items()):
+        if count:
+            summary.per_layer.setdefault(f"layer {layer}", {})[role] = count
+            summary.per_role[role] = summary.per_role.get(role, 0) + count
+
+
+def rejuvenate(base: nn.Module, sft: nn.Module, alpha: float = 0.5, reset_fraction: float = 0.01,
+               reset_strength: float = 1.0, criterion: str = "attribution",
+               calib: Sequence[CalibrationExample] | None = None, *, top_n_targets: int = 64, seed: int = 0,
+               shrink: float = 0.8, noise: float = 0.0, progress=None) -> tuple[nn.Module, RejuvenationSummary]:
+    """A new, rejuvenated model (``sft`` and ``base`` are left untouched) and a summary of what changed."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
+    start = time.perf_counter()
+    summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion)
+    model = fuse(base, sft, alpha)
+    if criterion == "shrink_perturb":
+        shrink_perturb(model, base, shrink=shrink, noise=noise, seed=seed)
+        summary.diagnostics.update({"shrink": shrink, "noise": noise, "seed": seed})
+    elif criterion != "none" and reset_fraction > 0:
+        plan = select_units(base, sft, calib, criterion, reset_fraction, top_n_targets=top_n_targets, seed=seed,
+                            progress=progress)
+        reset_neurons(model, base, plan, reset_strength)
+        _summarise(summary, plan)
+    summary.seconds = time.perf_counter() - start
+    return model, summary
+
+
+def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):
+    """``(model, tokenizer)`` from an HF folder; the name ``smollm2`` means the packaged SmolLM2-135M."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if str(path) == "smollm2":
+        from regym.models.smollm2 import smollm2_checkpoint
+
+        path = smollm2_checkpoint()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    if str(path) == "smollm2":
+        from regym.models.smollm2 import smollm2_checkpoint
+
+        return smollm2_checkpoint()
+    return Path(path)
+
+
+def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *, alpha: float = 0.5,
+                          reset_fraction: float = 0.01, reset_strength: float = 1.0, criterion: str = "attribution",
+                          calib_texts: list[str] | list[dict] | None = None, overwrite: bool = False,
+                          top_n_targets: int = 64, seed: int = 0, progress=None) -> RejuvenationSummary:
+    """Rejuvenate HF checkpoint folders into ``out`` (written atomically; config/tokenizer from ``sft``).
+
+    Fusion alone (``reset_fraction=0`` or ``criterion="none"``) streams tensor by tensor. With a
+    reset, both models are loaded in float32, and the result is saved in the SFT's stored dtype.
+    ``calib_texts`` are strings or calibration dicts (see ``regym.rejuvenation.calibration``).
+    Without them, ``attribution``/``redo`` fall back to ``drift`` with a printed warning.
+    """
+    base, sft, out = resolve_checkpoint(base), resolve_checkpoint(sft), Path(out)
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
+    start = time.perf_counter()
+    warnings = []
+    if criterion in NEEDS_CALIBRATION and reset_fraction > 0 and not calib_texts:
+        warnings.append(f"criterion {criterion!r} needs calibration texts and none were given; "
+                        "using the 'drift' criterion instead")
+        print(f"warning: {warnings[-1]}", file=sys.stderr)
+        criterion = "drift"
+    if criterion == "none" or (reset_fraction == 0 and criterion != "shrink_perturb"):
+        fuse_checkpoints(base, sft, out, alpha, overwrite=overwrite)
+        summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion, warnings=warnings)
+    else:
+        index = tensor_index(sft)
+        stored = next(info.dtype for info in index.values() if info.dtype.is_floating_point)
+        check_tokenizers_match(base, sft)
+        base_model, _ = load_causal_lm(base)
+        sft_model, tokenizer = load_causal_lm(sft)
+        calib = encode_calibration(tokenizer, calib_texts) if calib_texts else None
+        model, summary = rejuvenate(base_model, sft_model, alpha, reset_fraction, reset_strength, criterion, calib,
+                                    top_n_targets=top_n_targets, seed=seed, progress=progress)
+        summary.warnings = warnings + summary.warnings
+        with atomic_folder(out, overwrite=overwrite) as tmp:
+            model.to(stored).save_pretrained(tmp)
+            copy_side_files(sft, tmp)  # the SFT's config, generation config and tokenizer files, verbatim
+    summary.seconds = time.perf_counter() - start
+    summary.output = str(out)
+    (out / "rejuvenation.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary

@@ -1,0 +1,192 @@
+"""The one config of ``rl-train``: a dataclass, optionally overridden by a YAML file and flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
+ESTIMATORS = ("grpo", "rloo", "gigpo")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The default: a tiny model regym builds and SFTs on expert demos; learns on a laptop CPU.
+    "tiny": {},
+    # The real SmolLM2-135M-Instruct (packaged GGUF) for GPU runs.
+    "smollm2": {
+        "model": "smollm2",
+        "learning_rate": 1e-6,
+        "group_size": 8,
+        "tasks_per_step": 4,
+        "num_envs": 16,
+        "max_new_tokens": 48,
+        "max_episode_tokens": 2048,
+        "max_steps": 200,
+        "eval_every": 25,
+        "eval_episodes": 64,
+        "use_cpu": False,
+    },
+}
+
+
+@dataclass
+class RLConfig:
+    """Multi-turn GRPO-family RL on a regym env (TRL ``GRPOTrainer`` underneath)."""
+
+    env: str = "textworld"
+    """Env id or short name (``regym envs`` lists them)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword options for the env constructor (besides split and max_turns)."""
+    preset: str = "tiny"
+    """Named defaults: "tiny" (CPU, regym-built tiny model) or "smollm2" (SmolLM2-135M-Instruct, GPU)."""
+    model: str | None = None
+    """Policy checkpoint (the SFT model): an HF folder, or "smollm2". None: build the tiny pipeline."""
+    base: str | None = None
+    """Base checkpoint that rejuvenation anchors to (needed with --rejuvenate and --model)."""
+    rejuvenate: bool = False
+    """Initialise the policy from rejuvenate(base, sft); the KL reference stays the SFT model."""
+    alpha: float = 0.5
+    """Fusion weight: θ = α·θ_sft + (1−α)·θ_base."""
+    reset_fraction: float = 0.01
+    """Fraction of neurons reset toward the base."""
+    reset_strength: float = 1.0
+    """ω: θ_reset = ω·θ_base + (1−ω)·θ_fuse (1 = full reset to base)."""
+    reset_criterion: str = "attribution"
+    """Which neurons to reset (see regym.rejuvenation)."""
+    output_dir: str = "runs/rl"
+    """Where checkpoints, logs, curves and the final model go."""
+    seed: int = 0
+    """Seed of the trainer, the task order and the sampling."""
+
+    # Tasks and episodes
+    num_tasks: int = 64
+    """Training tasks: reset seeds 0..num_tasks-1 of the in-distribution split."""
+    group_size: int = 8
+    """G: episodes per task in one GRPO group."""
+    tasks_per_step: int = 2
+    """Tasks per optimizer step (the step's batch is tasks_per_step × group_size episodes)."""
+    num_envs: int = 8
+    """Env instances stepped in lock-step (episodes generated at once)."""
+    max_turns: int = 8
+    """Policy turns per episode; the episode is truncated after that."""
+    max_new_tokens: int = 16
+    """Tokens per policy turn."""
+    max_episode_tokens: int = 1024
+    """Tokens in one episode's whole sequence (prompt, turns, env text); truncated beyond."""
+    prompt_style: str = "plain"
+    """"plain" (action only) or "react" (Thought/Action)."""
+    temperature: float = 1.0
+    """Sampling temperature of rollouts (and of the loss's log-probs)."""
+    top_p: float = 1.0
+    """Nucleus sampling for rollouts."""
+    reward: str = "env"
+    """"env" (sum of env rewards) or "success" (1 if the episode was won, else 0)."""
+
+    # Objective
+    loss_type: str = "grpo"
+    """TRL loss aggregation: "grpo" (per-sequence mean), "dr_grpo", "dapo" (token-level), "bnpo"."""
+    advantage_estimator: str = "grpo"
+    """"grpo" (group-normalised), "rloo" (leave-one-out) or "gigpo" (episode + step-level)."""
+    scale_rewards: str = "group"
+    """Advantage scaling: "group", "batch" or "none" (Dr. GRPO)."""
+    epsilon: float = 0.2
+    """PPO clip range (lower side)."""
+    epsilon_high: float | None = None
+    """Upper clip range; > epsilon is DAPO's clip-higher (e.g. 0.28). None: same as epsilon."""
+    beta: float = 0.02
+    """KL coefficient toward the reference policy (the SFT checkpoint). 0 disables the reference."""
+    gigpo_step_weight: float = 1.0
+    """ω of GiGPO: weight of the step-level advantage."""
+    gigpo_gamma: float = 0.95
+    """Discount of GiGPO's step returns."""
+    learning_rate: float = 2e-4
+    """AdamW learning rate."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    warmup_steps: int = 0
+    """Linear warm-up steps."""
+    max_steps: int = 40
+    """Optimizer steps (one rollout batch each)."""
+
+    # Evaluation, logging, checkpoints
+    eval_every: int = 10
+    """Evaluate on every eval split each this many steps (and before the first); 0 disables."""
+    eval_episodes: int = 32
+    """Episodes per eval split (reset seeds 10_000 + i)."""
+    eval_temperature: float = 1.0
+    """Sampling temperature at evaluation (0 = greedy)."""
+    eval_splits: list[str] = field(default_factory=lambda: ["in_distribution", "out_of_distribution"])
+    """Splits evaluated periodically."""
+    save_every: int = 10
+    """Checkpoint every this many steps (atomic HF folders)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk."""
+    tensorboard: bool = True
+    """Write TensorBoard scalars under output_dir/tensorboard."""
+    wandb: bool = False
+    """Also report to Weights & Biases (needs wandb installed and configured)."""
+    progress: bool = True
+    """Show a rich progress bar."""
+    use_cpu: bool | None = None
+    """Force CPU training (None: CPU when no CUDA device is visible)."""
+    resume: bool = False
+    """Continue from the last checkpoint in output_dir."""
+
+    def __post_init__(self):
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, not {self.loss_type!r}")
+        if self.advantage_estimator not in ESTIMATORS:
+            raise ValueError(f"advantage_estimator must be one of {ESTIMATORS}, not {self.advantage_estimator!r}")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ValueError("scale_rewards must be 'group', 'batch' or 'none'")
+        if self.reward not in ("env", "success"):
+            raise ValueError("reward must be 'env' or 'success'")
+        if self.group_size < 2:
+            raise ValueError("group_size must be >= 2 (group advantages need at least two episodes)")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {self.preset!r}")
+        if min(self.tasks_per_step, self.num_envs, self.max_turns, self.max_new_tokens, self.max_steps) < 1:
+            raise ValueError("tasks_per_step, num_envs, max_turns, max_new_tokens and max_steps must be >= 1")
+
+    @property
+    def batch_episodes(self) -> int:
+        return self.tasks_per_step * self.group_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def field_docs() -> dict[str, str]:
+    """Each field's docstring (the string literal under it), for --help and the printed config."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(RLConfig))
+    docs, body = {}, tree.body[0].body
+    for node, following in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
+            if isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
+                docs[node.target.id] = following.value.value
+    return docs
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RLConfig:
+    """Defaults < preset < YAML file < explicit overrides (e.g. command-line flags)."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config file must be a mapping of field: value")
+        values.update(loaded)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in dataclasses.fields(RLConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config fields: {unknown}")
+    preset = values.get("preset", RLConfig.preset)
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
+    return RLConfig(**{**PRESETS[preset], **values})

@@ -1,0 +1,210 @@
+"""Supervised fine-tuning of a causal LM on agent trajectories, through TRL's ``SFTTrainer``.
+
+The data is conversations in THE prompt format (``regym.rl.demos``: one ``messages``
+column). The loss is on assistant tokens only (``SFTConfig(assistant_only_loss=True)``:
+the tokenizer's chat template marks assistant spans with ``{% generation %}``), so
+the model learns the policy's actions, never to predict the env's text.
+
+Long episodes are cut into windows that look like what a policy sees at inference
+under ``regym.agents.prompts.truncate_history``: the system prompt, the first exchange
+(it states the task), then a run of consecutive later exchanges that fits
+``max_length``.
+
+Checkpoint ladders (e.g. 0.5, 1, 2, 4, ... epochs for a handoff study) come from one
+run: ``save_epochs=(0.5, 1, 2, 4)`` writes ``out_dir/epochs/epoch-0.5`` etc. as the run
+passes each mark. With the default constant learning rate every rung is exactly the
+prefix of a longer run, which is what "over-trained vs moderate SFT" compares.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+Conversation = list[dict[str, str]]
+
+
+def message_token_counts(conversations: Sequence[Conversation], tokenizer) -> list[list[int]]:
+    """Tokens each message takes once rendered by the chat template (one message at a time)."""
+    rendered = [tokenizer.apply_chat_template([message], tokenize=False)
+                for conversation in conversations for message in conversation]
+    lengths = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]] if rendered else []
+    counts, start = [], 0
+    for conversation in conversations:
+        counts.append(lengths[start:start + len(conversation)])
+        start += len(conversation)
+    return counts
+
+
+def conversation_windows(conversation: Conversation, counts: Sequence[int], max_length: int) -> list[Conversation]:
+    """Cut one conversation into windows of at most ``max_length`` tokens.
+
+    Each window is the system prompt, the first user/assistant exchange (the head) and
+    a run of consecutive later exchanges, as ``truncate_history`` would show them.
+    Every later exchange is in exactly one window; the head's action is trained in
+    every window (it is short: one action per long episode). Exchanges that do not
+    fit beside the head are dropped.
+    """
+    if sum(counts) <= max_length:
+        return [conversation]
+    head_size = 3 if conversation[0]["role"] == "system" else 2
+    head, head_tokens = conversation[:head_size], sum(counts[:head_size])
+    if head_tokens > max_length:
+        return []
+    windows: list[Conversation] = []
+    current, used = list(head), head_tokens
+    for start in range(head_size, len(conversation), 2):
+        messages, tokens = conversation[start:start + 2], sum(counts[start:start + 2])
+        if head_tokens + tokens > max_length:
+            continue
+        if used + tokens > max_length:
+            windows.append(current)
+            current, used = list(head), head_tokens
+        current += messages
+        used += tokens
+    windows.append(current)
+    return windows
+
+
+def sft_dataset(dataset, tokenizer, max_length: int):
+    """A dataset with one ``messages`` column, long episodes cut into windows (see module doc)."""
+    from datasets import Dataset
+
+    conversations = [list(messages) for messages in dataset["messages"]]
+    counts = message_token_counts(conversations, tokenizer)
+    windows = [window for conversation, count in zip(conversations, counts, strict=True)
+               for window in conversation_windows(conversation, count, max_length)]
+    if not windows:
+        raise ValueError(f"no conversation fits max_length={max_length} tokens")
+    return Dataset.from_dict({"messages": windows})
+
+
+def _save(model, tokenizer, folder: Path, metadata: dict[str, Any]) -> Path:
+    """Write an HF folder (safetensors, config, tokenizer, metadata) atomically."""
+    scratch = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    model.save_pretrained(scratch, safe_serialization=True)
+    tokenizer.save_pretrained(scratch)
+    (scratch / "sft_summary.json").write_text(json.dumps(metadata, indent=2))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(scratch, folder)
+    return folder
+
+
+def sft(
+    model,
+    tokenizer,
+    dataset,
+    *,
+    out_dir: str | Path,
+    epochs: float = 2.0,
+    lr: float = 5e-4,
+    batch_size: int = 8,
+    gradient_accumulation_steps: int = 1,
+    max_length: int = 1024,
+    save_epochs: Sequence[float] = (),
+    save_every_epoch: bool = False,
+    seed: int = 0,
+    lr_scheduler_type: str = "constant",
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    logging_steps: int = 10,
+    progress: bool = False,
+) -> Path:
+    """Fine-tune ``model`` (an HF folder path or a loaded model) on ``dataset`` and save it to ``out_dir``.
+
+    ``dataset``: rows with a ``messages`` conversation (e.g. ``regym.rl.demos.collect_demos``).
+    ``epochs`` may be fractional (0.5 = half a pass). ``save_epochs`` (and
+    ``save_every_epoch``: 1, 2, ... up to ``epochs``) also writes the model at those
+    marks to ``out_dir/epochs/epoch-<mark>``. Returns ``out_dir``, an HF folder with
+    ``sft_summary.json`` (settings, loss history). Everything is written to a temporary
+    sibling folder and renamed into place at the end.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    if epochs <= 0:
+        raise ValueError("epochs must be > 0")
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+
+    torch.manual_seed(seed)
+    if isinstance(model, str | Path):
+        model = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32)
+    marks = sorted({float(mark) for mark in save_epochs if 0 < float(mark) <= epochs})
+    if save_every_epoch:
+        marks = sorted(set(marks) | {float(epoch) for epoch in range(1, math.floor(epochs) + 1)})
+    train_data = sft_dataset(dataset, tokenizer, max_length)
+
+    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size,
+                "gradient_accumulation_steps": gradient_accumulation_steps, "max_length": max_length,
+                "seed": seed, "lr_scheduler_type": lr_scheduler_type, "warmup_steps": warmup_steps,
+                "weight_decay": weight_decay, "episodes": len(dataset), "windows": len(train_data),
+                "save_epochs": marks, "loss": "assistant tokens only (TRL assistant_only_loss)"}
+
+    class SaveAtEpochs(TrainerCallback):
+        """Save the model each time training passes one of ``marks`` (in epochs)."""
+
+        def __init__(self):
+            self.pending = list(marks)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            while self.pending and state.epoch is not None and state.epoch >= self.pending[0] - 1e-6:
+                mark = self.pending.pop(0)
+                _save(kwargs["model"], tokenizer, scratch / "epochs" / f"epoch-{mark:g}",
+                      {**settings, "epoch": state.epoch, "mark": mark, "step": state.global_step,
+                       "log_history": state.log_history})
+            return control
+
+    config = SFTConfig(
+        output_dir=str(scratch / "trainer"),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        learning_rate=lr,
+        lr_scheduler_type=lr_scheduler_type,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        max_length=max_length,
+        assistant_only_loss=True,
+        packing=False,
+        seed=seed,
+        data_seed=seed,
+        bf16=False,
+        fp16=False,
+        activation_checkpointing=False,
+        logging_steps=logging_steps,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_data, processing_class=tokenizer,
+                         callbacks=[SaveAtEpochs()] if marks else None)
+    result = trainer.train()
+    shutil.rmtree(scratch / "trainer", ignore_errors=True)
+    trained = trainer.model
+    trained.generation_config.eos_token_id = tokenizer.eos_token_id
+    trained.generation_config.pad_token_id = tokenizer.pad_token_id
+    summary = {**settings, "epoch": trainer.state.epoch, "steps": trainer.state.global_step,
+               "train_loss": result.training_loss, "log_history": trainer.state.log_history}
+    model_dir = _save(trained, tokenizer, scratch / "model", summary)
+    for item in model_dir.iterdir():
+        os.replace(item, scratch / item.name)
+    model_dir.rmdir()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(scratch, out_dir)
+    return out_dir
