@@ -64,7 +64,7 @@ def test_expert_solves_every_template_and_random_does_not():
     assert all(2 <= t.num_turns - 1 <= 5 for t in expert)  # 2-5 calls, then the answer
     random = rollout(envs, RandomAgent(seed=0), episodes=60)
     assert sum(t.success for t in random) <= 3
-    assert sum(t.info["invalid_calls"] for t in random) > 60
+    assert sum(t.info["invalid_calls"] for t in random) > 20
 
     ood = rollout([ToolUseEnv(split="ood") for _ in range(2)], ExpertAgent(), episodes=40)
     assert all(t.success for t in ood)
@@ -92,6 +92,8 @@ def test_info_tools_are_openai_schemas_of_the_offered_tools():
         assert tool["function"]["parameters"]["type"] == "object"
         assert set(tool["function"]["parameters"]["required"]) <= set(tool["function"]["parameters"]["properties"])
     json.dumps(info["tools"])
+    observation, *_ = env.step('{"name": "convert_units", "arguments": {"value": 1, "from_unit": "pc", "to_unit": "m"}}')
+    assert observation.startswith("Error: bad arguments for convert_units: from_unit must be one of ")
     assert info["required_tools"] == ["kv", "units", "calculator"]
     assert len(ToolUseEnv(distractor_families=2).reset(options={"task_id": "kv_units_calc-00003"})[1]["tools"]) > 5
 
@@ -135,7 +137,7 @@ def test_final_answer_as_line_or_tool_and_grading():
         assert info["reference_answer"] == env.answer.text
 
     number = Answer("12.35", "number", 2)
-    assert grade(number, "12.35 kg") and grade(number, "about 12.346") and grade(number, "1,2.35") is False
+    assert grade(number, "12.35 kg") and grade(number, "about 12.346") and grade(number, "12.341")
     assert not grade(number, "12.37") and not grade(number, "kg") and not grade(number, "nan")
     assert grade(Answer("2024-02-29", "date"), "It ships on 2024-02-29.")
     assert not grade(Answer("2024-02-29", "date"), "2024-03-01")
@@ -150,7 +152,7 @@ def test_answer_in_a_turn_that_also_calls_tools_is_ignored():
 
 
 def test_bad_calls_get_fixable_errors_and_the_episode_recovers():
-    env = ToolUseEnv(invalid_action_penalty=0.1)
+    env = ToolUseEnv(invalid_action_penalty=0.1, max_turns=20)
     _, info = env.reset(options={"task_id": "kv_calendar-00005"})
     start_call = json.loads(info["expert_action"])
     cases = [
@@ -160,8 +162,7 @@ def test_bad_calls_get_fixable_errors_and_the_episode_recovers():
         ('{"name": "date_add", "arguments": {"date": "01/02/2024", "days": 5}}', "does not match the format"),
         ('{"name": "date_add", "arguments": {"date": "2024-01-01"}}', "missing required argument(s) 'days'"),
         ('{"name": "kv_get", "arguments": {"key": "a", "verbose": true}}', "unexpected argument(s) 'verbose'"),
-        ('{"name": "convert_units", "arguments": {"value": 1, "from_unit": "parsec", "to_unit": "m"}}',
-         "must be one of"),
+        ('{"name": "date_add", "arguments": {"date": "2024-01-01", "days": 5e6}}', "days must be <= 1000000"),
         ('{"name": "kv_get", "arguments": "{not json}"}', "arguments string is not valid JSON"),
         ('{"name": "kv_get", "arguments": [1, 2]}', '"arguments" must be a JSON object'),
         ("let me think about this", "no tool call or final answer found"),
@@ -172,8 +173,6 @@ def test_bad_calls_get_fixable_errors_and_the_episode_recovers():
         assert observation.startswith("Error: ") and message in observation, observation
         assert info["invalid_action"] and info["invalid_calls"] == count and reward == pytest.approx(-0.1)
         assert not terminated and info["expert_action"] == json.dumps(start_call)
-        if count == 9:
-            break
     env = ToolUseEnv(max_turns=20)
     _, info = env.reset(options={"task_id": "kv_calendar-00005"})
     for text, _ in cases:
@@ -188,6 +187,19 @@ def test_bad_calls_get_fixable_errors_and_the_episode_recovers():
     assert terminated and info["success"] and reward == 1.0
 
 
+def _structural_positions(text: str) -> list[int]:
+    positions, in_string, escaped = [], False, False
+    for position, char in enumerate(text):
+        if in_string:
+            in_string = escaped or char != '"'
+            escaped = not escaped and char == "\\"
+        elif char == '"':
+            in_string = True
+        elif char in "{}:,":
+            positions.append(position)
+    return positions
+
+
 def _malformed_calls(rng: np.random.Generator, valid: list[str]) -> list[str]:
     """Calls that must all be rejected as invalid (each counted once)."""
     names = ["calculate", "kv_get", "date_add", "sql_query", "convert_units", "nope", "", "final_answer"]
@@ -198,8 +210,8 @@ def _malformed_calls(rng: np.random.Generator, valid: list[str]) -> list[str]:
         base = valid[int(rng.integers(len(valid)))]
         if kind == 0:  # truncated JSON
             calls.append(base[: int(rng.integers(1, len(base) - 1))])
-        elif kind == 1:  # a flipped bracket or quote
-            position = int(rng.integers(len(base)))
+        elif kind == 1:  # a structural character (outside strings) replaced by a bracket
+            position = _structural_positions(base)[int(rng.integers(len(_structural_positions(base))))]
             calls.append(base[:position] + ("{" if base[position] != "{" else "[") + base[position + 1:])
         elif kind == 2:  # unknown tools
             calls.append(json.dumps({"name": f"tool_{rng.integers(1000)}", "arguments": {}}))
@@ -263,8 +275,8 @@ def test_fuzz_random_bytes_and_mutations_never_raise():
             text = info["expert_action"]
             for _ in range(int(rng.integers(0, 4))):
                 position = int(rng.integers(len(text) + 1))
-                text = text[:position] + chr(int(rng.integers(0, 0x10FFFF)) if rng.random() < 0.3 else
-                                             rng.choice(list('{}[]":,\\ '))) + text[position + 1:]
+                noise = chr(int(rng.integers(0, 0x10FFFF))) if rng.random() < 0.3 else str(rng.choice(list('{}[]":,\\ ')))
+                text = text[:position] + noise + text[position + 1:]
             _, _, terminated, truncated, info = env.step(text)
             done = terminated or truncated
     for junk in (123, None, {"name": "kv_get", "arguments": {"key": "x"}}, ["a"], object()):
@@ -330,3 +342,17 @@ def test_parse_turn_reads_prose_and_reports_malformed_json():
     assert parse_turn("**Final Answer:** 42").answer == "42"
     assert parse_turn('{"name": "kv_get", "arguments": {"key": "a/b"').calls[0].error.startswith("malformed JSON")
     assert parse_turn("The set {1, 2} has two elements.").error.startswith("no tool call")
+    assert parse_turn("Answer:\n\n  2024-01-05\n").answer == "2024-01-05"
+    assert parse_turn("<answer> 42 </answer>").answer == "42"
+
+
+def test_parsing_pathological_text_is_fast():
+    """Regexes and JSON scanning stay near-linear on adversarial 50 kB inputs."""
+    import time
+
+    texts = ["\n" * 49_000 + "x", " \n" * 24_000, "{" * 49_000, "[" * 49_000, '{"name"' * 7000, "<tool_call>" * 4000,
+             '{"name": "a", "arguments": ' * 1500, "<answer>" * 6000, "```json" * 7000, "Answer:" + "\n" * 49_000]
+    for text in texts:
+        start = time.perf_counter()
+        parse_turn(text)
+        assert time.perf_counter() - start < 1.0, text[:20]

@@ -57,6 +57,8 @@ class EvalConfig:
     """Base seed of the agent's sampling; each episode's seed derives from it and the episode."""
     max_turns: int | None = None
     """Override each env's turn limit."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for every env (JSON on the command line)."""
     temperature: float = 1.0
     """Sampling temperature of LLM policies (0: greedy)."""
     top_p: float = 1.0
@@ -105,6 +107,7 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     what.add_argument("--num-envs", type=int, default=8, help=_doc("num_envs") + " (default 8)")
     what.add_argument("--seed", type=int, default=0, help=_doc("seed"))
     what.add_argument("--max-turns", type=int, help=_doc("max_turns"))
+    what.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON", help=_doc("env_kwargs"))
     llm = parser.add_argument_group("LLM sampling")
     llm.add_argument("--temperature", type=float, default=1.0, help=_doc("temperature"))
     llm.add_argument("--top-p", type=float, default=1.0)
@@ -216,6 +219,7 @@ def run_identity(config: EvalConfig, entries) -> dict[str, Any]:
         "k": config.k,
         "seed": config.seed,
         "max_turns": config.max_turns,
+        "env_kwargs": config.env_kwargs,
     }
     if not config.agent:
         identity.update(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
@@ -241,7 +245,7 @@ def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None 
     agent = build_agent(config)
     summary = {"run": run_name, "model": display_name(config), "agent": config.agent or "llm",
                "suite": config.suite, "k": config.k}
-    env_kwargs = {"max_turns": config.max_turns} if config.max_turns else None
+    env_kwargs = {**config.env_kwargs, **({"max_turns": config.max_turns} if config.max_turns else {})}
     return evaluate(run_dir, episodes, agent, num_envs=config.num_envs, env_kwargs=env_kwargs,
                     ci_method=config.ci, summary=summary, progress=console is not None)
 

@@ -13,12 +13,17 @@ from regym.envs.webshop.catalog import CATALOG_SEED
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="regym serve-web", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="regym serve-web", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
     parser.add_argument("--port", type=int, default=3000, help="TCP port (0 picks a free one)")
-    parser.add_argument("--catalog-seed", type=int, default=CATALOG_SEED,
-                        help="seed of the generated catalog; clients' envs must use the same")
+    parser.add_argument(
+        "--catalog-seed",
+        type=int,
+        default=CATALOG_SEED,
+        help="seed of the generated catalog; clients' envs must use the same",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
 

@@ -213,10 +213,14 @@ class MathEnv(TextEnv):
         answer = answer_in(text)
         if answer is not None:
             return ParsedAction(json.dumps({"answer": answer}))
-        return ParsedAction(None, error=HELP)
+        # Handled in _act, so that the invalid turn still carries the env's info extras.
+        return ParsedAction(json.dumps({"invalid": HELP}))
 
     def _act(self, action: str) -> Outcome:
         request = json.loads(action)
+        if "invalid" in request:
+            return Outcome(f"No tool call and no answer found. {request['invalid']}", valid=False,
+                           info=self._extras())
         if "python" in request:
             self.tool_calls += 1
             result = self.sandbox.run(request["python"])

@@ -64,6 +64,9 @@ class ToolUseEnv(TextEnv):
         self.toolbox: Toolbox | None = None
         self.steps: list[Step] = []
         self.answer: Answer | None = None
+        self.satisfied: list[bool] = []
+        self.schemas: list[dict[str, Any]] = []
+        self.invalid_calls = self.tool_errors = self.tool_calls = 0
 
     # --- TextEnv hooks ------------------------------------------------------------------
     def _task_id_for(self, rng: np.random.Generator) -> str:

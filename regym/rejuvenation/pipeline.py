@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from regym.rejuvenation.blocks import ROLES
 from regym.rejuvenation.calibration import CalibrationExample, encode_calibration
 from regym.rejuvenation.checkpoint import atomic_folder, check_tokenizers_match, copy_side_files, tensor_index
 from regym.rejuvenation.criteria import CRITERIA, NEEDS_CALIBRATION, select_units, shrink_perturb
@@ -72,10 +73,11 @@ def _summarise(summary: RejuvenationSummary, plan: ResetPlan) -> None:
     summary.units_reset = plan.selected
     summary.total_units = plan.total_units
     summary.diagnostics.update(plan.diagnostics)
-    for (layer, role), count in sorted(plan.counts().items()):
+    for (layer, role), count in sorted(plan.counts().items(), key=lambda item: (item[0][0], ROLES.index(item[0][1]))):
         if count:
             summary.per_layer.setdefault(f"layer {layer}", {})[role] = count
             summary.per_role[role] = summary.per_role.get(role, 0) + count
+    summary.per_role = {role: summary.per_role[role] for role in ROLES if role in summary.per_role}
 
 
 def rejuvenate(base: nn.Module, sft: nn.Module, alpha: float = 0.5, reset_fraction: float = 0.01,
@@ -143,7 +145,8 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
         print(f"warning: {warnings[-1]}", file=sys.stderr)
         criterion = "drift"
     if criterion == "none" or (reset_fraction == 0 and criterion != "shrink_perturb"):
-        fuse_checkpoints(base, sft, out, alpha, overwrite=overwrite)
+        fuse_checkpoints(base, sft, out, alpha, overwrite=overwrite,
+                         progress=(lambda name, nbytes: progress(1)) if progress is not None else None)
         summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion, warnings=warnings)
     else:
         index = tensor_index(sft)

@@ -58,6 +58,8 @@ class RLConfig:
     """Where checkpoints, logs, curves and the final model go."""
     seed: int = 0
     """Seed of the trainer, the task order and the sampling."""
+    pipeline_seed: int = 0
+    """Seed of the tiny pipeline (when no model is given); RL seeds share one pipeline."""
 
     # Tasks and episodes
     num_tasks: int = 64

@@ -75,10 +75,11 @@ class Worker:
     def __init__(self, limits: SandboxLimits, *, network_namespace=True, mount_namespace=True,
                  drop_privileges=True, audit_hook=True, preload=PRELOAD):
         self.limits = limits
-        self.workdir = tempfile.mkdtemp(prefix=f"regym-sandbox-{os.getpid()}-{next(_counter)}-")
+        # The worker creates its work dir: inside its private tmpfs when it has a mount
+        # namespace, so nothing lands on the host disk even if this process dies first.
+        name = f"regym-sandbox-{os.getpid()}-{next(_counter)}-{secrets.token_hex(4)}"
+        self.workdir = os.path.join(tempfile.gettempdir(), name)
         self.uid = _unique_uid() if drop_privileges and os.geteuid() == 0 else None
-        if self.uid is not None:
-            os.chown(self.workdir, self.uid, self.uid)
         config = {
             "workdir": self.workdir,
             "uid": self.uid,
@@ -218,6 +219,10 @@ class LocalSandbox:
             self._last_layers, self._last_errors = worker.layers, worker.layer_errors
         return worker.run(code)
 
+    def warm(self, timeout: float = 60.0) -> bool:
+        """Wait until ``pool_size`` workers are started and waiting."""
+        return self._pool.warm(timeout)
+
     def protections(self) -> dict[str, str]:
         """Each protection and how it is enforced here (measured from a real worker)."""
         if self._last_layers is None:
@@ -227,6 +232,10 @@ class LocalSandbox:
         report = dict(self._last_layers)
         for name, error in self._last_errors.items():
             report[name] = f"UNAVAILABLE ({error})"
+        for name in ("network", "filesystem", "privileges"):
+            report.setdefault(name, "disabled")
+        if "filesystem" not in self._last_layers:
+            report["filesystem"] += "; work dir on the host disk, limited by the file-size rlimit only"
         if "network" not in self._last_layers and "audit_hook" in self._last_layers:
             report["network"] = "no network namespace; the audit hook refuses socket creation"
         report["wall_time"] = f"parent kills the worker's process group and uid after {self.limits.wall_seconds} s"

@@ -257,11 +257,18 @@ def serve(config: dict) -> None:
     if config.get("mount_namespace", True):
         layer("filesystem", private_filesystem, workdir, limits["disk_bytes"], uid, read_roots)
     if not os.path.isdir(workdir):
-        os.makedirs(workdir, exist_ok=True)
+        os.makedirs(workdir, mode=0o700, exist_ok=True)
+        if uid is not None and os.geteuid() == 0:
+            os.chown(workdir, uid, uid)
     os.chdir(workdir)
     os.environ["HOME"] = workdir
     if uid is not None and os.geteuid() == 0:
-        layer("privileges", drop_privileges, uid)
+        blocked = [r for r in read_roots if _untraversable_ancestor(r)]
+        if "filesystem" not in layers and blocked:
+            # Without the re-exposing mount namespace an unprivileged uid could not import the stdlib.
+            errors["privileges"] = f"kept root: the Python install {blocked[0]} is not reachable by other users"
+        else:
+            layer("privileges", drop_privileges, uid)
     layer("no_new_privs", no_new_privileges)
     # Die with the parent (set after setuid, which clears it).
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

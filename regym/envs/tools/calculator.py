@@ -55,7 +55,7 @@ def evaluate(expression: str) -> float | int:
     """The value of an arithmetic expression; ``ToolError`` says what is wrong with it."""
     if len(expression) > MAX_EXPRESSION_CHARS:
         raise ToolError(f"expression too long ({len(expression)} > {MAX_EXPRESSION_CHARS} characters)")
-    text = expression.replace("^", "**").replace("×", "*").replace("÷", "/").replace(",", "")
+    text = expression.replace("^", "**").replace("×", "*").replace("÷", "/")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):

@@ -30,8 +30,9 @@ MAX_JSON_STARTS = 64
 
 _TOOL_CALL_TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```(?:json|tool_call|javascript)?\s*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
-_ANSWER_LINE = re.compile(r"^[\s*#>]*(?:final\s+)?answer\s*\**\s*[:：=]\s*(.*)$", re.IGNORECASE | re.MULTILINE)
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+# Only [ \t] inside a line: a class with \s would span blank lines and backtrack quadratically.
+_ANSWER_LINE = re.compile(r"^[ \t*#>]*(?:final[ \t]+)?answer[ \t]*\**[ \t]*[:：=][ \t]*(.*)$",
+                          re.IGNORECASE | re.MULTILINE)
 _LOOKS_LIKE_CALL = re.compile(r"[{\[]\s*\"?(?:name|tool_calls|function|arguments)\b", re.IGNORECASE)
 
 CALL_FORMAT_HINT = (
@@ -209,11 +210,16 @@ def _split_answer_calls(calls: list[ToolCall]) -> tuple[list[ToolCall], list[str
 
 
 def _final_answer(text: str) -> str | None:
-    tagged = _ANSWER_TAG.findall(text)
-    if tagged:
-        return " ".join(tagged[-1].split()) or None
-    lines = _ANSWER_LINE.findall(text)
-    if lines:
-        answer = lines[-1].strip().strip("*`").strip()
-        return answer or None
-    return None
+    lowered = text.lower()
+    end = lowered.rfind("</answer>")
+    start = lowered.rfind("<answer>", 0, end) if end >= 0 else -1
+    if start >= 0:
+        return " ".join(text[start + len("<answer>"):end].split()) or None
+    matches = list(_ANSWER_LINE.finditer(text))
+    if not matches:
+        return None
+    answer = matches[-1].group(1).strip().strip("*`").strip()
+    if not answer:  # "Answer:" alone on its line: the answer is the next non-empty line
+        following = [line for line in text[matches[-1].end():].splitlines() if line.strip()]
+        answer = following[0].strip().strip("*`").strip() if following else ""
+    return answer or None

@@ -125,7 +125,7 @@ class Toolbox:
                               f"Expected {tool.signature()}", invalid=True)
         except ToolError as error:
             return CallResult(name, arguments, error=f"{name} failed: {error}")
-        except (RecursionError, MemoryError, ValueError, TypeError, ArithmeticError) as error:
+        except Exception as error:  # noqa: BLE001 - a tool bug must reach the policy as an error, not end the run
             return CallResult(name, arguments, error=f"{name} failed: {type(error).__name__}: {error}")
 
     def close(self) -> None:

@@ -7,4 +7,12 @@ from regym.envs.webshop.app import WebShopApp, shared_app
 from regym.envs.webshop.env import WebShopEnv
 from regym.envs.webshop.server import HTTPClient, InProcessClient, WebShopServer, shared_server
 
-__all__ = ["HTTPClient", "InProcessClient", "WebShopApp", "WebShopEnv", "WebShopServer", "shared_app", "shared_server"]
+__all__ = [
+    "HTTPClient",
+    "InProcessClient",
+    "WebShopApp",
+    "WebShopEnv",
+    "WebShopServer",
+    "shared_app",
+    "shared_server",
+]

@@ -121,7 +121,9 @@ class WebShopApp:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "/") or "/"
-        query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+        query = {
+            k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()
+        }
         content_type = "text/html; charset=utf-8"
         try:
             status, body = "200 OK", self.route(method, path, query)
@@ -287,8 +289,12 @@ class WebShopApp:
     def buy(self, sid: str, session: Session, product: Product) -> str:
         options = dict(session.options) if session.asin == product.asin else {}
         reward: RewardBreakdown = get_reward(product, session.goal, options)
-        session.purchase = {"asin": product.asin, "options": options, "reward": reward.total,
-                            "breakdown": reward.__dict__}
+        session.purchase = {
+            "asin": product.asin,
+            "options": options,
+            "reward": reward.total,
+            "breakdown": reward.__dict__,
+        }
         return self.done_page(sid, session)
 
     def done_page(self, sid: str, session: Session) -> str:
@@ -323,7 +329,10 @@ def _link(text: str, href: str, css_class: str) -> str:
 
 
 def _instruction(goal: Goal) -> str:
-    return f'<div id="instruction-text"><h4>Instruction:</h4><h4 id="instruction">{escape(goal.instruction)}</h4></div>'
+    return (
+        '<div id="instruction-text"><h4>Instruction:</h4>'
+        f'<h4 id="instruction">{escape(goal.instruction)}</h4></div>'
+    )
 
 
 def _page(kind: str, sid: str, body: str, data: dict[str, str] | None = None) -> str:

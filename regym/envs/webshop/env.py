@@ -78,8 +78,12 @@ class WebShopEnv(TextEnv):
         catalog_seed: int = CATALOG_SEED,
         browser_executable: str = "/usr/bin/chromium",
     ):
-        super().__init__(split=split, max_turns=max_turns, invalid_action_penalty=invalid_action_penalty,
-                         render_mode=render_mode)
+        super().__init__(
+            split=split,
+            max_turns=max_turns,
+            invalid_action_penalty=invalid_action_penalty,
+            render_mode=render_mode,
+        )
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.backend_name = backend

@@ -135,4 +135,3 @@ def make_goal(task_id: str, catalog_seed: int = CATALOG_SEED) -> Goal:
             instruction=_instruction(attributes, product.product_type, options, price_upper, rng),
         )
     raise RuntimeError(f"could not draw a {split} goal for {task_id!r}")
-

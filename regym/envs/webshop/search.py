@@ -49,7 +49,9 @@ class SearchEngine:
         self._vocabulary = self.retriever.vocab_dict
 
     def query_tokens(self, query: str) -> list[str]:
-        words = bm25s.tokenize([query], stopwords="en", stemmer=_stem, return_ids=False, show_progress=False)[0]
+        words = bm25s.tokenize([query], stopwords="en", stemmer=_stem, return_ids=False, show_progress=False)[
+            0
+        ]
         return [w for w in words if w in self._vocabulary]
 
     def search(self, query: str) -> list[Product]:

@@ -63,7 +63,9 @@ class WebShopServer:
 
     def start(self) -> WebShopServer:
         if self._thread is None:
-            self._thread = threading.Thread(target=self.httpd.serve_forever, name="webshop-server", daemon=True)
+            self._thread = threading.Thread(
+                target=self.httpd.serve_forever, name="webshop-server", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -125,8 +127,9 @@ class HTTPClient:
 
     def request(self, method: str, url: str, data: bytes = b"") -> Response:
         full_url = urljoin(self.base_url + "/", url.lstrip("/"))
-        request = urllib.request.Request(full_url, data=data if method.upper() == "POST" else None,
-                                         method=method.upper())
+        request = urllib.request.Request(
+            full_url, data=data if method.upper() == "POST" else None, method=method.upper()
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return Response(response.status, url, response.read().decode("utf-8"))

@@ -108,8 +108,9 @@ class _ShopParser(HTMLParser):
             if self._form["id"] == "search-form":
                 self.page.search_url = self._form["action"]
             elif text:
-                self.page.clickables[text.lower()] = Clickable(self._form["method"], self._form["action"], text,
-                                                               "button")
+                self.page.clickables[text.lower()] = Clickable(
+                    self._form["method"], self._form["action"], text, "button"
+                )
             self._button = None
         elif tag == "form":
             self._form = None

@@ -1,0 +1,207 @@
+"""The pre-RL handoff report: base / SFT / rejuvenated side by side.
+
+Columns: drift from the base (relative ‖Δ‖/‖θ_base‖ and mean-squared difference, also per
+layer), teacher-forced token entropy and mean top-1 probability, SFT loss, sharpness (top
+Hessian eigenvalue; mean loss increase under random perturbations of relative radius r),
+dormant MLP-neuron fraction, and, with an env, pass@1, pass@k and the fraction of GRPO
+groups whose rewards vary (a group with identical rewards has zero advantage: METHOD.md).
+Written as JSON (machines), Markdown (people) and PNG (drift per layer, entropy histogram).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from torch import nn
+
+from regym.rejuvenation.calibration import CalibrationExample
+from regym.rejuvenation.diagnostics import (
+    dormant_fraction,
+    hessian_top_eigenvalue,
+    layer_drift,
+    perturbation_sharpness,
+    token_statistics,
+)
+
+
+@dataclass
+class ReportSettings:
+    """Knobs of the report; the defaults are what ``plasticity-report`` uses."""
+
+    hessian_iterations: int = 10  # power-iteration steps for the top Hessian eigenvalue (0: skip)
+    sharpness_examples: int = 4  # calibration examples used for both sharpness measures
+    perturbation_radius: float = 0.01  # r: each tensor moves by r·‖θ‖ in a random direction
+    perturbation_samples: int = 5
+    dormant_tau: float = 0.025  # ReDo threshold
+    seed: int = 0
+    env_tasks: int = 8  # env: tasks (GRPO groups) evaluated
+    env_samples: int = 4  # env: samples per task (n of pass@k, group size)
+    env_k: int = 4  # env: the k of pass@k (≤ env_samples)
+    env_temperature: float = 1.0
+    env_max_new_tokens: int = 48
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k, 1 − C(n−c, k)/C(n, k) (Chen et al. 2021, "Evaluating LLMs trained on code", Eq. 1)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def env_metrics(model: nn.Module, tokenizer, env_name: str, settings: ReportSettings) -> dict[str, float]:
+    """pass@1, pass@k and the non-zero-reward-variance group fraction from sampled episodes."""
+    import gymnasium as gym
+
+    from regym.agents import LLMAgent
+    from regym.agents.hf_policy import HFPolicy
+    from regym.envs import resolve_env_id
+    from regym.rollout import rollout
+
+    n = settings.env_samples
+    policy = HFPolicy(model, tokenizer, temperature=settings.env_temperature,
+                      max_new_tokens=settings.env_max_new_tokens, seed=settings.seed)
+    envs = [gym.make(resolve_env_id(env_name)) for _ in range(n)]
+    try:
+        seeds = [task for task in range(settings.env_tasks) for _ in range(n)]
+        trajectories = rollout(envs, LLMAgent(policy), seeds=seeds)
+    finally:
+        for env in envs:
+            env.close()
+    groups: dict[int, list] = {}
+    for trajectory in trajectories:
+        groups.setdefault(trajectory.seed, []).append(trajectory)
+    pass1, passk, varied = [], [], []
+    for group in groups.values():
+        successes = sum(t.success for t in group)
+        rewards = [t.total_reward for t in group]
+        pass1.append(pass_at_k(len(group), successes, 1))
+        passk.append(pass_at_k(len(group), successes, min(settings.env_k, len(group))))
+        varied.append(float(max(rewards) != min(rewards)))
+    return {
+        "pass@1": sum(pass1) / len(pass1),
+        f"pass@{settings.env_k}": sum(passk) / len(passk),
+        "nonzero_variance_groups": sum(varied) / len(varied),
+    }
+
+
+def model_metrics(model: nn.Module, base: nn.Module, calib: Sequence[CalibrationExample],
+                  settings: ReportSettings) -> dict[str, object]:
+    stats = token_statistics(model, calib)
+    drift = layer_drift(base, model)
+    sharp_calib = list(calib[: settings.sharpness_examples])
+    metrics: dict[str, object] = {
+        "entropy": stats["entropy"], "top1_prob": stats["top1_prob"], "sft_loss": stats["sft_loss"],
+        "scored_tokens": stats["tokens"],
+        "drift_relative": _total_drift(model, base),
+        "drift_mean_squared": sum(r["mean_squared_difference"] * 1.0 for r in drift) / max(len(drift), 1),
+        "perturbation_sharpness": perturbation_sharpness(model, sharp_calib, settings.perturbation_radius,
+                                                         settings.perturbation_samples, settings.seed),
+        "dormant_fraction": dormant_fraction(model, calib, settings.dormant_tau),
+    }
+    if settings.hessian_iterations:
+        metrics["hessian_top_eigenvalue"] = hessian_top_eigenvalue(model, sharp_calib, settings.hessian_iterations,
+                                                                   settings.seed)
+    return {"metrics": metrics, "drift_per_layer": drift, "entropies": stats["entropies"]}
+
+
+def _total_drift(model: nn.Module, base: nn.Module) -> float:
+    base_params = dict(base.named_parameters())
+    delta = total = 0.0
+    for name, parameter in model.named_parameters():
+        reference = base_params[name].detach().float()
+        delta += float((parameter.detach().float() - reference).pow(2).sum())
+        total += float(reference.pow(2).sum())
+    return math.sqrt(delta) / max(math.sqrt(total), 1e-12)
+
+
+def build_report(models: dict[str, tuple[nn.Module, object]], base_label: str,
+                 calib: Sequence[CalibrationExample], settings: ReportSettings | None = None,
+                 env_name: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, object]:
+    """Measure every model (label → (model, tokenizer)) against ``models[base_label]``."""
+    settings = settings or ReportSettings()
+    base = models[base_label][0]
+    report: dict[str, object] = {"settings": asdict(settings), "env": env_name, "base": base_label,
+                                 "calibration_examples": len(calib), "models": {}}
+    for label, (model, tokenizer) in models.items():
+        if progress is not None:
+            progress(label)
+        entry = model_metrics(model, base, calib, settings)
+        if env_name:
+            entry["metrics"].update(env_metrics(model, tokenizer, env_name, settings))
+        report["models"][label] = entry
+    return report
+
+
+ROWS = [
+    ("drift_relative", "drift ‖Δ‖/‖θ_base‖", "{:.4f}"), ("drift_mean_squared", "drift mean-squared (per layer avg)", "{:.3e}"),
+    ("entropy", "token entropy (nats)", "{:.4f}"), ("top1_prob", "mean top-1 probability", "{:.4f}"),
+    ("sft_loss", "SFT loss", "{:.4f}"), ("hessian_top_eigenvalue", "top Hessian eigenvalue", "{:.3f}"),
+    ("perturbation_sharpness", "loss increase at radius r", "{:.4f}"), ("dormant_fraction", "dormant MLP neurons", "{:.4f}"),
+]
+
+
+def markdown(report: dict[str, object]) -> str:
+    models = report["models"]
+    labels = list(models)
+    lines = ["| metric | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    keys = [row for row in ROWS if any(row[0] in models[label]["metrics"] for label in labels)]
+    extra = [k for k in models[labels[0]]["metrics"] if k.startswith("pass@") or k == "nonzero_variance_groups"]
+    keys += [(k, k if k != "nonzero_variance_groups" else "GRPO groups with reward variance", "{:.3f}") for k in extra]
+    for key, title, fmt in keys:
+        cells = [fmt.format(models[label]["metrics"][key]) if key in models[label]["metrics"] else "–"
+                 for label in labels]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines += ["", f"Calibration: {report['calibration_examples']} examples, "
+              f"{models[labels[0]]['metrics']['scored_tokens']} scored tokens; "
+              f"perturbation radius r = {report['settings']['perturbation_radius']}.", ""]
+    lines += ["Per-layer relative drift from the base:", "",
+              "| group | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    groups = [row["group"] for row in models[labels[0]]["drift_per_layer"]]
+    for index, group in enumerate(groups):
+        cells = [f"{models[label]['drift_per_layer'][index]['relative_drift']:.4f}" for label in labels]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, object], out_dir: str | Path) -> dict[str, Path]:
+    """report.json, report.md, drift.png and entropy.png in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "drift": out / "drift.png",
+             "entropy": out / "entropy.png"}
+    compact = {**report, "models": {label: {k: v for k, v in entry.items() if k != "entropies"}
+                                    for label, entry in report["models"].items()}}
+    paths["json"].write_text(json.dumps(compact, indent=2) + "\n")
+    paths["markdown"].write_text("# Plasticity handoff report\n\n" + markdown(report))
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for label, entry in report["models"].items():
+        rows = [r for r in entry["drift_per_layer"] if r["group"].startswith("layer")]
+        axis.plot([int(r["group"].split()[1]) for r in rows], [r["relative_drift"] for r in rows], marker="o",
+                  label=label)
+    axis.set(xlabel="decoder layer", ylabel="‖Δ‖ / ‖θ_base‖", title="drift from the base per layer")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(paths["drift"], dpi=120)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for label, entry in report["models"].items():
+        axis.hist(entry["entropies"], bins=40, alpha=0.5, label=label)
+    axis.set(xlabel="teacher-forced next-token entropy (nats)", ylabel="tokens", title="token entropy")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(paths["entropy"], dpi=120)
+    plt.close(figure)
+    return paths

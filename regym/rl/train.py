@@ -1,0 +1,347 @@
+"""The body of ``rl-train``, top to bottom: models → envs → TRL trainer → train → eval → files.
+
+1. Models: the SFT checkpoint (``--model``; by default the tiny pipeline regym builds and
+   caches), optionally rejuvenated against ``--base``; the KL reference is the SFT model.
+2. Envs: ``num_envs`` copies of the env (ID split) for training rollouts, and
+   ``num_envs`` per eval split.
+3. Trainer: TRL's ``GRPOTrainer`` with regym's rollout (``regym.rl.trl_bridge``).
+4. Logging: ``metrics.jsonl`` (every step), ``eval.jsonl`` (every ``eval_every`` steps,
+   and before the first), ``rollouts.jsonl`` (every episode's turns), TensorBoard,
+   a rich progress bar with reward, success rate, entropy and KL.
+5. Checkpoints every ``save_every`` steps (atomic); ``--resume`` cuts the logs back to
+   the checkpoint and continues with the same step count.
+6. At the end: the final model (``final/``), ``summary.json`` with the before/after
+   success rates, and ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+
+from regym.agents.hf_policy import HFPolicy
+from regym.agents.prompts import PromptFormat
+from regym.envs import resolve_env_id
+from regym.rl.checkpoints import (
+    last_checkpoint,
+    list_checkpoints,
+    log_offsets,
+    read_state,
+    save_pretrained_atomic,
+    truncate_logs,
+    write_state,
+)
+from regym.rl.config import RLConfig
+from regym.rl.rollout import RolloutLimits, play_groups
+from regym.trajectory import Trajectory
+
+EVAL_SEED_OFFSET = 10_000
+PROGRESS_KEYS = (("reward", "reward"), ("success_rate", "success"), ("entropy", "entropy"), ("kl", "kl"))
+
+
+# --- 1. models ------------------------------------------------------------------------------
+def resolve_checkpoints(config: RLConfig, env_id: str) -> tuple[Path | None, Path]:
+    """(base, sft) folders. No ``model``: the tiny pipeline (built and cached on first use)."""
+    if config.model is None:
+        from regym.models.tiny import ensure_tiny_pipeline
+
+        pipeline = ensure_tiny_pipeline(env_id, seed=config.pipeline_seed)
+        base = Path(config.base) if config.base else pipeline.base_dir
+        return base, pipeline.sft_dir
+    if config.model == "smollm2":
+        from regym.models import smollm2_checkpoint
+
+        sft = smollm2_checkpoint()
+    else:
+        sft = Path(config.model)
+    if not (sft / "config.json").is_file():
+        raise FileNotFoundError(f"--model {sft} is not a Hugging Face model folder (no config.json)")
+    return (Path(config.base) if config.base else None), sft
+
+
+def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folder: Path) -> Path:
+    """rejuvenate(base, sft) into ``folder`` (reused when it was made with the same settings)."""
+    if base is None:
+        raise ValueError("--rejuvenate needs the base checkpoint: pass --base PATH")
+    try:
+        from regym.rejuvenation import rejuvenate_checkpoint
+    except ImportError as error:
+        raise RuntimeError("regym.rejuvenation.rejuvenate_checkpoint is not available in this install") from error
+    settings = {"base": str(base), "sft": str(sft), "alpha": config.alpha, "reset_fraction": config.reset_fraction,
+                "reset_strength": config.reset_strength, "criterion": config.reset_criterion}
+    stamp = folder / "regym_rejuvenation.json"
+    if stamp.is_file() and json.loads(stamp.read_text()).get("settings") == settings:
+        return folder
+    summary = rejuvenate_checkpoint(base, sft, folder, alpha=config.alpha, reset_fraction=config.reset_fraction,
+                                    reset_strength=config.reset_strength, criterion=config.reset_criterion)
+    stamp.write_text(json.dumps({"settings": settings, "summary": summary}, indent=2, default=str))
+    return folder
+
+
+def load_model(folder: Path, use_cpu: bool):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    return model.to("cpu" if use_cpu else "cuda")
+
+
+def load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+# --- 2. envs and evaluation -----------------------------------------------------------------
+def make_envs(config: RLConfig, env_id: str, split: str, count: int) -> list[gym.Env]:
+    return [gym.make(env_id, split=split, max_turns=config.max_turns, **config.env_kwargs) for _ in range(count)]
+
+
+def rollout_limits(config: RLConfig) -> RolloutLimits:
+    return RolloutLimits(config.max_turns, config.max_new_tokens, config.max_episode_tokens)
+
+
+def evaluate(model, tokenizer, config: RLConfig, envs: Sequence[gym.Env], episodes: int) -> dict[str, float]:
+    """Success rate, mean reward and mean turns on ``episodes`` fixed tasks (reset seeds 10_000 + i)."""
+    policy = HFPolicy(model, tokenizer, temperature=config.eval_temperature, top_p=1.0,
+                      max_new_tokens=config.max_new_tokens, seed=config.seed)
+    seeds = [EVAL_SEED_OFFSET + i for i in range(episodes)]
+    trajectories = play_groups(policy, envs, seeds=seeds, limits=rollout_limits(config),
+                               prompt_format=PromptFormat(style=config.prompt_style))
+    return {
+        "success_rate": sum(t.success for t in trajectories) / len(trajectories),
+        "reward": sum(t.total_reward for t in trajectories) / len(trajectories),
+        "turns": sum(t.num_turns for t in trajectories) / len(trajectories),
+        "errors": sum(t.error is not None for t in trajectories),
+    }
+
+
+# --- 4. logging -------------------------------------------------------------------------------
+class RunLog(TrainerCallback):
+    """JSONL + TensorBoard + progress bar, and the periodic evaluation."""
+
+    def __init__(self, config: RLConfig, paths: dict[str, Path], eval_envs: dict[str, list[gym.Env]]):
+        self.config, self.paths, self.eval_envs = config, paths, eval_envs
+        self.trainer = None  # set once the trainer exists
+        self.writer = None
+        if config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(Path(config.output_dir) / "tensorboard"))
+        self.progress = self.task = None
+        self.last_eval_step = -1
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        with self.paths[name].open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.config.progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("rl-train"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.description}"), TimeElapsedColumn())
+            self.progress.start()
+            self.task = self.progress.add_task("", total=state.max_steps, completed=state.global_step)
+        if state.global_step == 0 and self.config.eval_every > 0:
+            self.run_eval(0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+        if self.config.eval_every > 0 and state.global_step % self.config.eval_every == 0:
+            self.run_eval(state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float) and math.isfinite(v)}
+        if "loss" not in logs:  # the end-of-training summary Trainer logs
+            return
+        self._append("metrics", {"step": state.global_step, "time": time.time(), **logs})
+        if self.writer is not None:
+            for key, value in logs.items():
+                self.writer.add_scalar(f"train/{key}", value, state.global_step)
+        if self.progress is not None:
+            shown = "  ".join(f"{label} {logs[key]:.3f}" for key, label in PROGRESS_KEYS if key in logs)
+            self.progress.update(self.task, description=shown)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def run_eval(self, step: int) -> dict[str, dict[str, float]]:
+        if step == self.last_eval_step:
+            return {}
+        model, tokenizer = self.trainer.accelerator.unwrap_model(self.trainer.model), self.trainer.processing_class
+        results = {split: evaluate(model, tokenizer, self.config, envs, self.config.eval_episodes)
+                   for split, envs in self.eval_envs.items()}
+        self._append("eval", {"step": step, "time": time.time(), **results})
+        if self.writer is not None:
+            for split, values in results.items():
+                for key, value in values.items():
+                    self.writer.add_scalar(f"eval/{split}/{key}", value, step)
+            self.writer.flush()
+        text = "  ".join(f"{split}: success {values['success_rate']:.3f}" for split, values in results.items())
+        (self.progress.console if self.progress is not None else _console()).print(f"[eval step {step}] {text}")
+        self.last_eval_step = step
+        return results
+
+    def log_rollout(self, step: int, trajectories: list[Trajectory]) -> None:
+        with self.paths["rollouts"].open("a", encoding="utf-8") as handle:
+            for trajectory in trajectories:
+                record = trajectory.to_dict()
+                for key in ("token_ids", "loss_mask", "logprobs"):
+                    record.pop(key, None)
+                handle.write(json.dumps({"step": step + 1, **record}) + "\n")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def plot_learning_curve(paths: dict[str, Path], out: Path, title: str) -> Path | None:
+    """Training reward/success per step and eval success per split, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics, evals = read_jsonl(paths["metrics"]), read_jsonl(paths["eval"])
+    if not metrics and not evals:
+        return None
+    figure, axis = plt.subplots(figsize=(7, 4))
+    if metrics:
+        steps = [row["step"] for row in metrics]
+        for key in ("success_rate", "reward"):
+            if all(key in row for row in metrics):
+                axis.plot(steps, [row[key] for row in metrics], alpha=0.4, label=f"train {key}")
+    for split in sorted({key for row in evals for key in row if isinstance(row[key], dict)}):
+        points = [(row["step"], row[split]["success_rate"]) for row in evals if split in row]
+        axis.plot(*zip(*points, strict=True), marker="o", label=f"eval {split} success")
+    axis.set_xlabel("RL step")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return out
+
+
+# --- the script ----------------------------------------------------------------------------------
+def train(config: RLConfig) -> dict[str, Any]:
+    """Run one RL job end to end; returns the summary also written to ``summary.json``."""
+    from regym.rl.trl_bridge import RegymGRPOTrainer, env_reward, grpo_config, task_dataset
+
+    started = time.time()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    use_cpu = config.use_cpu if config.use_cpu is not None else not torch.cuda.is_available()
+    env_id = resolve_env_id(config.env)
+    paths = {name: out / f"{name}.jsonl" for name in ("metrics", "eval", "rollouts")}
+
+    resume_from = last_checkpoint(out) if config.resume else None
+    if config.resume and resume_from is None:
+        _console().print(f"--resume: no checkpoint in {out}; starting from scratch")
+    if resume_from is not None:
+        truncate_logs(paths, read_state(resume_from).get("log_offsets", {}))
+    else:
+        if list_checkpoints(out):
+            raise FileExistsError(f"{out} already holds checkpoints: pass --resume, or another --output-dir")
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+    import yaml
+
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    # 1. models
+    base_dir, sft_dir = resolve_checkpoints(config, env_id)
+    init_dir = rejuvenated_checkpoint(config, base_dir, sft_dir, out / "rejuvenated") if config.rejuvenate else sft_dir
+    tokenizer = load_tokenizer(init_dir)
+    model = load_model(init_dir, use_cpu)
+    ref_model = load_model(sft_dir, use_cpu) if config.beta != 0 else None
+
+    # 2. envs
+    train_envs = make_envs(config, env_id, "in_distribution", config.num_envs)
+    eval_envs = {split: make_envs(config, env_id, split, config.num_envs) for split in config.eval_splits}
+
+    # 3. trainer
+    run_log = RunLog(config, paths, eval_envs)
+    trainer = RegymGRPOTrainer(
+        model,
+        args=grpo_config(config, out, use_cpu),
+        regym_config=config,
+        envs=train_envs,
+        ref_model=ref_model,
+        reward_funcs=[env_reward],
+        train_dataset=task_dataset(range(config.num_tasks)),
+        processing_class=tokenizer,
+        callbacks=[run_log],
+        before_save=lambda folder: write_state(folder, {"log_offsets": log_offsets(paths)}),
+    )
+    run_log.trainer = trainer
+    trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl replace its raw prints
+    trainer.rollout_listeners.append(run_log.log_rollout)
+
+    # 4-5. train (TRL restores model, optimizer, scheduler, RNG and step count on resume)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    if config.eval_every > 0:
+        run_log.run_eval(trainer.state.global_step)
+    if run_log.writer is not None:
+        run_log.writer.close()
+
+    # 6. files
+    final = save_pretrained_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out / "final")
+    evals = read_jsonl(paths["eval"])
+    summary = {
+        "env": env_id,
+        "steps": trainer.state.global_step,
+        "init": str(init_dir),
+        "sft": str(sft_dir),
+        "base": str(base_dir) if base_dir else None,
+        "rejuvenated": config.rejuvenate,
+        "final_model": str(final),
+        "before": {k: v for k, v in evals[0].items() if isinstance(v, dict)} if evals else {},
+        "after": {k: v for k, v in evals[-1].items() if isinstance(v, dict)} if evals else {},
+        "seconds": round(time.time() - started, 1),
+    }
+    curve = plot_learning_curve(paths, out / "learning_curve.png", f"{env_id} · seed {config.seed}")
+    summary["learning_curve"] = str(curve) if curve else None
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """Before/after success rates as a Markdown table."""
+    lines = ["| split | before RL | after RL |", "|---|---|---|"]
+    for split in summary.get("after", {}):
+        before = summary["before"].get(split, {}).get("success_rate", float("nan"))
+        after = summary["after"][split]["success_rate"]
+        lines.append(f"| {split} | {before:.3f} | {after:.3f} |")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Handoff diagnostics: drift, entropy, sharpness, dormancy and pass@k measure what they claim."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from regym.models.testing import finetune, perturbed_copy, tiny_llama, tiny_tokenizer
+from regym.rejuvenation import encode_calibration
+from regym.rejuvenation.diagnostics import (
+    calibration_loss,
+    dormant_fraction,
+    hessian_top_eigenvalue,
+    layer_drift,
+    next_token_stats,
+    perturbation_sharpness,
+    token_statistics,
+)
+from regym.rejuvenation.report import ReportSettings, build_report, markdown, pass_at_k, write_report
+
+TEXTS = [{"prompt": "where is the key", "response": "the key is in the red box"},
+         {"prompt": "open the door", "response": "go north and open the door"}]
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return encode_calibration(tiny_tokenizer(), TEXTS)
+
+
+def test_layer_drift_matches_definition():
+    base = tiny_llama(seed=0)
+    model = perturbed_copy(base, 0.0)
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight.add_(0.5)
+    rows = {row["group"]: row for row in layer_drift(base, model)}
+    assert rows["layer 0"]["relative_drift"] == 0.0 and rows["embeddings"]["relative_drift"] == 0.0
+    layer = base.model.layers[1]
+    base_norm = math.sqrt(sum(float(p.detach().pow(2).sum()) for p in layer.parameters()))
+    count = sum(p.numel() for p in layer.parameters())
+    changed = layer.mlp.up_proj.weight.numel()
+    assert rows["layer 1"]["relative_drift"] == pytest.approx(math.sqrt(changed * 0.25) / base_norm, rel=1e-4)
+    assert rows["layer 1"]["mean_squared_difference"] == pytest.approx(changed * 0.25 / count, rel=1e-4)
+
+
+def test_token_statistics_only_count_response_tokens(calib):
+    model = tiny_llama(seed=1)
+    stats = token_statistics(model, calib)
+    assert stats["tokens"] == sum(e.num_scored for e in calib) == 13
+    per = next_token_stats(model, calib[0])
+    mask = per["mask"]
+    assert stats["entropy"] == pytest.approx(float(torch.cat([next_token_stats(model, e)["entropy"][
+        next_token_stats(model, e)["mask"]] for e in calib]).mean()), rel=1e-5)
+    assert 0 < float(per["top1"][mask].min()) <= 1 and float(per["entropy"].max()) <= math.log(256) + 1e-4
+    with torch.no_grad():
+        assert stats["sft_loss"] == pytest.approx(float(calibration_loss(model, calib)), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def overtrained():
+    base = tiny_llama(seed=2)
+    sft = perturbed_copy(base, 0.0)
+    finetune(sft, tiny_tokenizer(), TEXTS, epochs=25, lr=1e-2, batch_size=2)
+    return base, sft
+
+
+def test_overtraining_lowers_entropy_and_loss(calib, overtrained):
+    base, sft = overtrained
+    before, after = token_statistics(base, calib), token_statistics(sft, calib)
+    assert after["entropy"] < 0.5 * before["entropy"] and after["sft_loss"] < 0.2 * before["sft_loss"]
+    assert after["top1_prob"] > before["top1_prob"]
+
+
+def test_hessian_eigenvalue_by_power_iteration_matches_dense_hessian(calib):
+    # Freeze everything but one small tensor so the dense Hessian is cheap to compute exactly.
+    model = tiny_llama(seed=3, vocab_size=64, hidden_size=16, num_heads=2, num_kv_heads=1, intermediate_size=8,
+                       num_layers=1)
+    example = encode_calibration(tiny_tokenizer(vocab_size=64), ["the red key is in the box"])
+    target = model.model.layers[0].mlp.down_proj.weight
+    others = [p for p in model.parameters() if p is not target]
+    for p in others:
+        p.requires_grad_(False)
+
+    class Only(torch.nn.Module):  # exposes just the one tensor as the model's parameters
+        def __init__(self):
+            super().__init__()
+            self.inner = [model]
+            self.weight = target
+
+        def forward(self, **kwargs):
+            return self.inner[0](**kwargs)
+
+    def loss_of(flat):
+        return torch.func.functional_call(model, {"model.layers.0.mlp.down_proj.weight": flat.view_as(target)},
+                                          (), {"input_ids": example[0].input_ids}).logits
+
+    def scalar(flat):
+        logits = loss_of(flat)[0, :-1]
+        mask = example[0].loss_mask[0, 1:]
+        nll = torch.nn.functional.cross_entropy(logits, example[0].input_ids[0, 1:], reduction="none")
+        return (nll * mask).sum() / mask.sum()
+
+    dense = torch.autograd.functional.hessian(scalar, target.detach().reshape(-1))
+    eigenvalues = torch.linalg.eigvalsh(dense)
+    expected = float(eigenvalues[eigenvalues.abs().argmax()])
+    got = hessian_top_eigenvalue(Only(), example, iterations=100)
+    assert got == pytest.approx(expected, rel=2e-2)
+
+
+def test_perturbation_sharpness_is_deterministic_and_restores_weights(calib, overtrained):
+    model = overtrained[1]
+    before = [p.detach().clone() for p in model.parameters()]
+    first = perturbation_sharpness(model, calib, radius=0.05, samples=3, seed=7)
+    assert first == perturbation_sharpness(model, calib, radius=0.05, samples=3, seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert first > 0  # near a minimum, random moves raise the loss ...
+    assert perturbation_sharpness(model, calib, radius=0.2, samples=3, seed=7) > first  # ... more when larger
+
+
+def test_dormant_fraction_counts_dead_neurons(calib):
+    model = tiny_llama(seed=5)
+    assert dormant_fraction(model, calib) == 0.0
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[:32] = 0.0
+    assert dormant_fraction(model, calib) == pytest.approx(32 / 256)
+
+
+def test_pass_at_k_unbiased_estimator():
+    assert pass_at_k(4, 0, 2) == 0.0 and pass_at_k(4, 4, 1) == 1.0
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - math.comb(3, 2) / math.comb(5, 2))
+    with pytest.raises(ValueError):
+        pass_at_k(2, 1, 3)
+
+
+def test_report_writes_json_markdown_and_plots(calib, tmp_path):
+    tokenizer = tiny_tokenizer()
+    base = tiny_llama(seed=0)
+    sft = perturbed_copy(base, 0.2, seed=1)
+    report = build_report({"base": (base, tokenizer), "sft": (sft, tokenizer)}, "base", calib,
+                          ReportSettings(hessian_iterations=3, perturbation_samples=2))
+    paths = write_report(report, tmp_path)
+    assert all(path.stat().st_size > 0 for path in paths.values())
+    table = markdown(report)
+    assert "| token entropy (nats) |" in table and "| layer 1 |" in table
+    assert report["models"]["base"]["metrics"]["drift_relative"] == 0.0
+    assert report["models"]["sft"]["metrics"]["drift_relative"] > 0.0

@@ -1,0 +1,137 @@
+"""RL on TRL end to end, on a tiny model and a game it can learn in seconds.
+
+``VowelGame``: two turns; each reply earns the share of its characters that are the
+letter "e" (success: more than a quarter). A random tiny model says ~1% "e": GRPO must
+raise that within a few steps, through TRL's ``GRPOTrainer`` and regym's rollout.
+"""
+
+import json
+
+import gymnasium as gym
+import pytest
+import torch
+from tiny_chat import tiny_chat_model
+
+from regym.envs.actions import ParsedAction
+from regym.envs.base import Outcome, TextEnv
+from regym.rl.checkpoints import list_checkpoints, read_state
+from regym.rl.config import RLConfig, load_config
+from regym.rl.train import read_jsonl, train
+
+torch.set_num_threads(1)
+ENV_ID = "regym-test/Vowels-v0"
+
+
+class VowelGame(TextEnv):
+    instructions = "Write words full of the letter e."
+
+    def _task_id_for(self, rng):
+        return f"vowels-{int(rng.integers(0, 4))}"
+
+    def _begin(self, task_id):
+        self.replies = 0
+        return Outcome("Say something with many e.")
+
+    def parse(self, text):
+        return ParsedAction(text)
+
+    def _act(self, action):
+        self.replies += 1
+        share = action.count("e") / max(1, len(action))
+        done = self.replies == 2
+        return Outcome("Again." if not done else "Done.", reward=share, terminated=done,
+                       won=done and share > 0.25)
+
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point=VowelGame)
+
+
+@pytest.fixture(scope="module")
+def tiny_sft(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-sft")
+    model, tokenizer = tiny_chat_model(seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def config_for(folder, out, **overrides):
+    values = dict(env=ENV_ID, model=str(folder), output_dir=str(out), group_size=4, tasks_per_step=2, num_envs=4,
+                  num_tasks=8, max_turns=2, max_new_tokens=6, max_episode_tokens=256, learning_rate=2e-2,
+                  beta=0.02, max_steps=14, eval_every=0, save_every=7, tensorboard=False, progress=False,
+                  use_cpu=True)
+    values.update(overrides)
+    return RLConfig(**values)
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("estimator,loss_type", [("grpo", "grpo"), ("gigpo", "dapo")])
+def test_grpo_on_trl_raises_the_reward(tiny_sft, tmp_path, estimator, loss_type):
+    config = config_for(tiny_sft, tmp_path, advantage_estimator=estimator, loss_type=loss_type,
+                        epsilon_high=0.28 if loss_type == "dapo" else None)
+    summary = train(config)
+    metrics = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [row["step"] for row in metrics] == list(range(1, 15))
+    early, late = mean([r["reward"] for r in metrics[:3]]), mean([r["reward"] for r in metrics[-3:]])
+    assert late > early + 0.1, (early, late)
+    assert all("kl" in row and "entropy" in row for row in metrics)
+    assert (tmp_path / "final" / "model.safetensors").is_file() and summary["steps"] == 14
+    rollouts = read_jsonl(tmp_path / "rollouts.jsonl")
+    assert len(rollouts) == 14 * 8 and {row["step"] for row in rollouts} == set(range(1, 15))
+
+
+def test_resume_after_a_crash_continues_with_the_same_steps_and_logs(tiny_sft, tmp_path):
+    reference = train(config_for(tiny_sft, tmp_path / "straight", max_steps=6, save_every=2, eval_every=3,
+                                 eval_episodes=4))
+    crashed = config_for(tiny_sft, tmp_path / "crashed", max_steps=6, save_every=2, eval_every=3, eval_episodes=4)
+
+    class Crash(Exception):
+        pass
+
+    from regym.rl import trl_bridge
+
+    original = trl_bridge.RegymGRPOTrainer._rollout
+
+    def crash_at_step_5(self, prompts, trainer):
+        if self.state.global_step == 4 and not getattr(self, "crashed", False):
+            original(self, prompts, trainer)  # its rollout is logged, then the process "dies"
+            raise Crash
+        return original(self, prompts, trainer)
+
+    trl_bridge.RegymGRPOTrainer._rollout = crash_at_step_5
+    try:
+        with pytest.raises(Crash):
+            train(crashed)
+    finally:
+        trl_bridge.RegymGRPOTrainer._rollout = original
+    assert [p.name for p in list_checkpoints(tmp_path / "crashed")] == ["checkpoint-2", "checkpoint-4"]
+    assert read_state(tmp_path / "crashed" / "checkpoint-4")["log_offsets"]["metrics"] > 0
+
+    resumed = train(load_config(None, {**crashed.to_dict(), "resume": True}))
+    assert resumed["steps"] == reference["steps"] == 6
+    for name in ("metrics", "eval", "rollouts"):
+        straight = read_jsonl(tmp_path / "straight" / f"{name}.jsonl")
+        again = read_jsonl(tmp_path / "crashed" / f"{name}.jsonl")
+        assert [row["step"] for row in again] == [row["step"] for row in straight], name
+    straight = read_jsonl(tmp_path / "straight" / "metrics.jsonl")
+    again = read_jsonl(tmp_path / "crashed" / "metrics.jsonl")
+    for a, b in zip(straight, again, strict=True):  # the same data: rollouts are seeded by step
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-4)
+
+
+def test_config_yaml_and_flags(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("group_size: 4\nloss_type: dapo\nepsilon_high: 0.28\n")
+    config = load_config(path, {"group_size": 6, "seed": None})
+    assert (config.group_size, config.loss_type, config.epsilon_high) == (6, "dapo", 0.28)
+    with pytest.raises(ValueError, match="unknown config fields"):
+        load_config(None, {"gruop_size": 4})
+    with pytest.raises(ValueError, match="loss_type"):
+        load_config(None, {"loss_type": "ppo"})
+    assert load_config(None, {"preset": "smollm2"}).model == "smollm2"
+    json.dumps(config.to_dict())
