@@ -85,26 +85,33 @@ class NeverStop:
         return output
 
 
-def time_steps(trainer, steps: int) -> float:
-    """Seconds per optimizer step, after one warm-up step."""
-    trainer.args.max_steps = steps + 1
-    times = []
+def time_steps(trainer, steps: int) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) per optimizer step, after one warm-up step.
 
+    CPU time (all threads of this process) is the fair measure on a shared machine: it
+    does not count the time other processes hold the cores.
+    """
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.args.max_steps = steps + 1
+    cpu, wall = [], []
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
+            self.cpu, self.wall = time.process_time(), time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            times.append(time.perf_counter() - self.start)
+            cpu.append(time.process_time() - self.cpu)
+            wall.append(time.perf_counter() - self.wall)
 
+    trainer.remove_callback(PrinterCallback)
     trainer.add_callback(Clock())
     trainer.train()
-    return sum(times[1:]) / len(times[1:])
+    return sum(cpu[1:]) / steps, sum(wall[1:]) / steps
 
 
-def rl_step_comparison(args) -> tuple[float, float, int, int]:
+def rl_step_comparison(args) -> tuple[tuple[float, float], tuple[float, float], int, int]:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -150,7 +157,7 @@ def rl_step_comparison(args) -> tuple[float, float, int, int]:
     return regym_time, trl_time, regym_tokens, args.turns * args.tokens
 
 
-def rollout_comparison(args) -> tuple[float, float]:
+def rollout_comparison(args) -> tuple[tuple[float, float], tuple[float, float]]:
     from regym.agents.hf_policy import HFPolicy, stop_token_ids_for
     from regym.rl.rollout import RolloutLimits, play_groups
 
@@ -160,14 +167,14 @@ def rollout_comparison(args) -> tuple[float, float]:
     policy = HFPolicy(model, tokenizer, max_new_tokens=args.tokens, seed=0)
     limits = RolloutLimits(args.turns, args.tokens, 4096)
     seeds = list(range(args.envs))
-    start = time.perf_counter()
+    cpu, wall = time.process_time(), time.perf_counter()
     play_groups(policy, [EchoGame(max_turns=args.turns) for _ in range(args.envs)], seeds=seeds, limits=limits)
-    batched = time.perf_counter() - start
-    start = time.perf_counter()
+    batched = (time.process_time() - cpu, time.perf_counter() - wall)
+    cpu, wall = time.process_time(), time.perf_counter()
     env = EchoGame(max_turns=args.turns)
     for seed in seeds:
         play_groups(policy, env, seeds=[seed], limits=limits)
-    sequential = time.perf_counter() - start
+    sequential = (time.process_time() - cpu, time.perf_counter() - wall)
     return batched, sequential
 
 
@@ -187,18 +194,21 @@ def main(argv=None) -> None:
     random.seed(0)
 
     regym_time, trl_time, regym_tokens, trl_tokens = rl_step_comparison(args)
-    print(f"\nRL step (batch {args.group * args.tasks} episodes, G={args.group}, {args.hidden}x{args.layers} Llama, CPU)")
-    print("| path | generated tokens / episode | s / step | ratio |")
-    print("|---|---|---|---|")
-    print(f"| TRL single-turn GRPO | {trl_tokens} | {trl_time:.3f} | 1.00 |")
-    print(f"| regym multi-turn ({args.turns} turns) | {regym_tokens} | {regym_time:.3f} | {regym_time / trl_time:.2f} |")
+    print(f"\nRL step (batch {args.group * args.tasks} episodes, G={args.group}, {args.hidden}x{args.layers} Llama, "
+          f"{args.threads} threads, CPU)")
+    print("| path | generated tokens / episode | CPU s / step | ratio | wall s / step | ratio |")
+    print("|---|---|---|---|---|---|")
+    print(f"| TRL single-turn GRPO | {trl_tokens} | {trl_time[0]:.2f} | 1.00 | {trl_time[1]:.2f} | 1.00 |")
+    print(f"| regym multi-turn ({args.turns} turns) | {regym_tokens} | {regym_time[0]:.2f} | "
+          f"{regym_time[0] / trl_time[0]:.2f} | {regym_time[1]:.2f} | {regym_time[1] / trl_time[1]:.2f} |")
 
     batched, sequential = rollout_comparison(args)
     print(f"\nRollout of {args.envs} episodes x {args.turns} turns x {args.tokens} tokens")
-    print("| loop | seconds | speed-up |")
-    print("|---|---|---|")
-    print(f"| one episode at a time | {sequential:.3f} | 1.00 |")
-    print(f"| batched, {args.envs} envs | {batched:.3f} | {sequential / batched:.2f} |")
+    print("| loop | CPU s | speed-up | wall s | speed-up |")
+    print("|---|---|---|---|---|")
+    print(f"| one episode at a time | {sequential[0]:.2f} | 1.00 | {sequential[1]:.2f} | 1.00 |")
+    print(f"| batched, {args.envs} envs | {batched[0]:.2f} | {sequential[0] / batched[0]:.2f} | {batched[1]:.2f} | "
+          f"{sequential[1] / batched[1]:.2f} |")
 
 
 if __name__ == "__main__":

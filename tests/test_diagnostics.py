@@ -114,8 +114,10 @@ def test_perturbation_sharpness_is_deterministic_and_restores_weights(calib, ove
     first = perturbation_sharpness(model, calib, radius=0.05, samples=3, seed=7)
     assert first == perturbation_sharpness(model, calib, radius=0.05, samples=3, seed=7)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    assert first > 0  # near a minimum, random moves raise the loss ...
-    assert perturbation_sharpness(model, calib, radius=0.2, samples=3, seed=7) > first  # ... more when larger
+    assert perturbation_sharpness(model, calib, radius=0.0, samples=2) == 0.0
+    # The untrained base sits on a flat plateau (loss ≈ log V); the over-trained copy is sharper.
+    flat = perturbation_sharpness(overtrained[0], calib, radius=0.05, samples=3, seed=7)
+    assert abs(flat) < abs(first)
 
 
 def test_dormant_fraction_counts_dead_neurons(calib):

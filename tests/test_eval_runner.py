@@ -135,6 +135,8 @@ def test_env_whose_reset_fails_stops_the_run_with_its_name(tmp_path):
     plan = plan_episodes(suite_entries(BROKEN_ID, num_tasks=1), 1)
     with pytest.raises(RuntimeError, match=r"EvalBroken-v0 \(in_distribution\) reset"):
         evaluate(tmp_path / "run", plan, expert_agent())
+    with pytest.raises(RuntimeError, match=r"EvalBroken-v0 \(out_of_distribution\) reset"):
+        evaluate(tmp_path / "forked", plan[1:] + count_plan(2, 1), expert_agent(), workers=2)
 
 
 def test_expert_beats_random_and_every_episode_is_logged(tmp_path):
@@ -164,9 +166,12 @@ def test_random_play_does_not_depend_on_batching(tmp_path):
     one = evaluate(tmp_path / "one", plan, random_agent(), num_envs=1)
     many = evaluate(tmp_path / "many", plan, random_agent(), num_envs=5)
     assert [m.to_dict() for m in one.metrics] == [m.to_dict() for m in many.metrics]
+    forked = evaluate(tmp_path / "forked", plan, random_agent(), num_envs=2, workers=2)
+    assert forked.played == len(plan) and [m.to_dict() for m in forked.metrics] == [m.to_dict() for m in one.metrics]
     other_seed = evaluate(tmp_path / "seed7", plan, random_agent(base_seed=7), num_envs=5)
     by_key = {r["key"]: r["trajectory"]["turns"] for r in read_log(tmp_path / "one" / TRAJECTORIES)}
-    assert by_key == {r["key"]: r["trajectory"]["turns"] for r in read_log(tmp_path / "many" / TRAJECTORIES)}
+    for run in ("many", "forked"):
+        assert by_key == {r["key"]: r["trajectory"]["turns"] for r in read_log(tmp_path / run / TRAJECTORIES)}
     assert by_key != {r["key"]: r["trajectory"]["turns"] for r in read_log(other_seed.run_dir / TRAJECTORIES)}
 
 
@@ -239,3 +244,44 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(tmp_path):
     assert resumed_metrics["cells"] == clean_metrics["cells"]
     clean_log = {r["key"]: r["trajectory"] for r in read_log(tmp_path / "runs" / "uninterrupted" / TRAJECTORIES)}
     assert {r["key"]: r["trajectory"] for r in after} == clean_log
+
+
+def test_llm_policy_counts_tokens_adds_baselines_and_resumes_exactly(tmp_path):
+    """A tiny HF checkpoint through ``rl-eval --model``: sampled play, token counts, exact resume."""
+    from test_eval_runner import register_test_envs
+    from tiny_chat import tiny_chat_model
+
+    from regym.cli.rl_eval import main
+
+    register_test_envs()
+    model, tokenizer = tiny_chat_model()
+    model.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    argv = ["--model", str(tmp_path / "tiny"), "--suite", COUNT_ID, "--num-tasks", "2", "--k", "2",
+            "--max-new-tokens", "6", "--max-turns", "2", "--num-envs", "3", "--device", "cpu",
+            "--reproducible-sampling", "--runs-dir", str(tmp_path / "runs")]
+    assert main(argv) == 0
+    run = tmp_path / "runs" / "tiny--regym-EvalCount-v0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["agent"] == "llm" and all(cell["tokens_generated"] > 0 for cell in metrics["cells"])
+    assert all(cell["episodes"] == 4 for cell in metrics["cells"])
+    assert {p.name for p in (tmp_path / "runs").iterdir()} >= {"random--regym-EvalCount-v0",
+                                                               "expert--regym-EvalCount-v0", "leaderboard.html"}
+    full = {r["key"]: r["trajectory"] for r in read_log(run / TRAJECTORIES)}
+    lines = (run / TRAJECTORIES).read_text().splitlines(keepends=True)
+    (run / TRAJECTORIES).write_text("".join(lines[:3]))  # as if killed after three episodes
+    assert main(argv + ["--no-baselines"]) == 0
+    assert {r["key"]: r["trajectory"] for r in read_log(run / TRAJECTORIES)} == full
+    assert json.loads((run / "metrics.json").read_text())["cells"] == metrics["cells"]
+
+
+def test_help_documents_every_option(capsys):
+    from regym.cli.rl_eval import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--suite", "--k", "--num-envs", "--openai-base-url", "--reproducible-sampling", "--ci"):
+        assert option in text
+    assert "95 % interval" in text

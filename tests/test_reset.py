@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from regym.models.testing import perturbed_copy, tiny_gemma, tiny_llama, tiny_qwen2, tiny_qwen3, tiny_tokenizer
+from regym.models.testing import (
+    perturbed_copy,
+    tiny_gemma,
+    tiny_llama,
+    tiny_qwen2,
+    tiny_qwen3,
+    tiny_tokenizer,
+)
 from regym.rejuvenation import encode_calibration, rejuvenate, reset_neurons, select_units
 from regym.rejuvenation.attribution import attribute_example, attribution_scores, entropy_targets
 from regym.rejuvenation.blocks import find_structure

@@ -135,3 +135,35 @@ def test_config_yaml_and_flags(tmp_path):
         load_config(None, {"loss_type": "ppo"})
     assert load_config(None, {"preset": "smollm2"}).model == "smollm2"
     json.dumps(config.to_dict())
+
+
+def test_cli_rejuvenate_starts_from_the_fused_model_with_the_sft_model_as_kl_reference(tiny_sft, tmp_path, capsys):
+    from regym.cli.rl_train import main
+
+    base = tmp_path / "base"
+    model, tokenizer = tiny_chat_model(seed=7)
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    out = tmp_path / "run"
+    common = ["--env", ENV_ID, "--model", str(tiny_sft), "--max-steps", "2", "--group-size", "4",
+              "--tasks-per-step", "1", "--num-envs", "2", "--max-turns", "2", "--max-new-tokens", "4",
+              "--eval-every", "0", "--save-every", "0", "--no-tensorboard", "--no-progress", "--use-cpu"]
+    flags = ["--base", str(base), "--rejuvenate", "--alpha", "0.5", "--reset-fraction", "0"]
+    assert main([*common, *flags, "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "rl-train config" in printed and "group_size" in printed and "learning_rate" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["init"] == str(out / "rejuvenated") and summary["sft"] == str(tiny_sft)
+    from safetensors.torch import load_file
+
+    fused = load_file(out / "rejuvenated" / "model.safetensors")
+    sft = load_file(tiny_sft / "model.safetensors")
+    based = load_file(base / "model.safetensors")
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert torch.allclose(fused[name], 0.5 * sft[name] + 0.5 * based[name], atol=1e-6)
+    first = read_jsonl(out / "metrics.jsonl")[0]
+    assert first["kl"] > 1e-3  # the policy starts away from its reference, the SFT model
+
+    plain = tmp_path / "plain"
+    assert main([*common, "--output-dir", str(plain)]) == 0
+    assert read_jsonl(plain / "metrics.jsonl")[0]["kl"] == pytest.approx(0.0, abs=1e-6)

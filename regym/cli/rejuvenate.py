@@ -43,24 +43,24 @@ def main(argv: list[str] | None = None) -> int:
     calib = load_calibration_file(args.calib) if args.calib else None
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
-    if args.reset_frac == 0 or args.criterion == "none":
-        description, total = "fusing tensors", len(tensor_index(resolve_checkpoint(args.sft)))
-    elif calib and args.criterion == "attribution":
-        description, total = "attributing target tokens", args.top_n
-    else:
-        description, total = f"fusing and resetting ({args.criterion})", None
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        try:
+    try:
+        if args.reset_frac == 0 or args.criterion == "none":
+            description, total = "fusing tensors", len(tensor_index(resolve_checkpoint(args.sft)))
+        elif calib and args.criterion == "attribution":
+            description, total = "attributing target tokens", args.top_n
+        else:
+            description, total = f"fusing and resetting ({args.criterion})", None
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task(description, total=total)
             summary = rejuvenate_checkpoint(
                 args.base, args.sft, args.out, alpha=args.alpha, reset_fraction=args.reset_frac,
                 reset_strength=args.reset_strength, criterion=args.criterion, calib_texts=calib,
                 overwrite=args.overwrite, top_n_targets=args.top_n, seed=args.seed,
                 progress=lambda count: bar.advance(task, count),
             )
-        except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as error:
-            print(f"rejuvenate: error: {error}", file=sys.stderr)
-            return 2
+    except (CheckpointError, FileExistsError, FileNotFoundError, OSError, ValueError) as error:
+        print(f"rejuvenate: error: {error}", file=sys.stderr)
+        return 2
     print(summary.describe())
     print(json.dumps({"units_reset": summary.units_reset, "seconds": round(summary.seconds, 2)}))
     return 0

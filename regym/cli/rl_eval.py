@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field
@@ -48,11 +49,14 @@ class EvalConfig:
     envs: list[str] = field(default_factory=list)
     """Keep only these envs of the suite (ids or short names)."""
     num_tasks: int | None = None
-    """Tasks per (env, split); default: the suite's (10)."""
-    k: int = 4
+    """Tasks per (env, split); default: the suite's (8)."""
+    k: int = 2
     """Samples per task (pass@k is reported for k)."""
     num_envs: int = 8
     """Env copies played in lock-step per (env, split): the batch size of the policy."""
+    workers: int | None = None
+    """Processes playing (env, split) groups in parallel; default: min(4, CPUs) for scripted agents,
+    1 for LLM policies."""
     seed: int = 0
     """Base seed of the agent's sampling; each episode's seed derives from it and the episode."""
     max_turns: int | None = None
@@ -103,8 +107,9 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     what.add_argument("--suite", default="all", help=f"{', '.join(SUITES)}, or <env>, <env>-id, <env>-ood")
     what.add_argument("--envs", default="", help="comma-separated envs to keep from the suite")
     what.add_argument("--num-tasks", type=int, help=_doc("num_tasks"))
-    what.add_argument("--k", type=int, default=4, help=_doc("k") + " (default 4)")
+    what.add_argument("--k", type=int, default=2, help=_doc("k") + " (default 2)")
     what.add_argument("--num-envs", type=int, default=8, help=_doc("num_envs") + " (default 8)")
+    what.add_argument("--workers", type=int, help=_doc("workers"))
     what.add_argument("--seed", type=int, default=0, help=_doc("seed"))
     what.add_argument("--max-turns", type=int, help=_doc("max_turns"))
     what.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON", help=_doc("env_kwargs"))
@@ -132,8 +137,9 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
         parser.error("give exactly one of --agent, --model, --vllm, --openai-base-url")
     if config.openai_base_url and not config.model_name:
         parser.error("--openai-base-url needs --model-name (the served model)")
-    if config.k < 1 or config.num_envs < 1 or (config.num_tasks is not None and config.num_tasks < 1):
-        parser.error("--k, --num-envs and --num-tasks must be >= 1")
+    counts = (config.k, config.num_envs, config.num_tasks or 1, config.workers or 1)
+    if min(counts) < 1:
+        parser.error("--k, --num-envs, --num-tasks and --workers must be >= 1")
     return config
 
 
@@ -141,7 +147,7 @@ def _doc(name: str) -> str:
     """The field's docstring, read from this file, so --help and the dataclass never disagree."""
     source = Path(__file__).read_text(encoding="utf-8")
     match = re.search(rf"\n    {name}: [^\n]*\n    \"\"\"(.*?)\"\"\"", source, re.DOTALL)
-    return " ".join(match.group(1).split()) if match else ""
+    return " ".join(match.group(1).split()).replace("%", "%%") if match else ""
 
 
 def display_name(config: EvalConfig) -> str:
@@ -246,7 +252,8 @@ def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None 
     summary = {"run": run_name, "model": display_name(config), "agent": config.agent or "llm",
                "suite": config.suite, "k": config.k}
     env_kwargs = {**config.env_kwargs, **({"max_turns": config.max_turns} if config.max_turns else {})}
-    return evaluate(run_dir, episodes, agent, num_envs=config.num_envs, env_kwargs=env_kwargs,
+    workers = config.workers or (min(4, os.cpu_count() or 1) if config.agent else 1)
+    return evaluate(run_dir, episodes, agent, num_envs=config.num_envs, env_kwargs=env_kwargs, workers=workers,
                     ci_method=config.ci, summary=summary, progress=console is not None)
 
 
@@ -281,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     from regym.eval.leaderboard import find_runs, write_leaderboard
 
     config = parse_args(sys.argv[1:] if argv is None else argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     if not config.leaderboard_only:
         console.print_json(json.dumps(asdict(config)))
         print_metrics(console, evaluate_config(config, console=console))
@@ -297,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]no runs with metrics.json under {config.runs_dir}[/]")
         return 1
     paths = write_leaderboard(runs, out)
-    console.print(Path(paths["md"]).read_text(encoding="utf-8"))
-    console.print("leaderboard: " + ", ".join(str(path) for path in paths.values()))
+    print(Path(paths["md"]).read_text(encoding="utf-8"))
+    console.print("leaderboard: " + ", ".join(str(path) for path in paths.values()), markup=False)
     return 0
 
 

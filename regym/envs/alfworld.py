@@ -13,9 +13,9 @@ Tasks come from ``regym.envs.alfworld_tasks``: the downloaded ``json_2.1.1`` gam
 ``data_path`` (or ``$ALFWORLD_DATA``) holds them, otherwise games generated from the
 floor-plan layouts shipped in the ``alfworld`` package. See docs/alfworld.md.
 
-The expert is Fast Downward (``fast-downward-textworld``): ``info["expert_action"]`` is
-the next step of a plan from the current state, kept while the policy follows it and
-recomputed when the policy changes the world in another way.
+The expert (``regym.envs.alfworld_expert``) plans from the engine's current PDDL facts on
+every step, so ``info["expert_action"]`` is the next step of a winning plan from the
+current state whatever the policy did before; ``info["expert_plan"]`` is the whole plan.
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ import numpy as np
 from regym.envs import alfworld_tasks as tasks
 from regym.envs.alfworld_engine import keep_argv, make_engine, room_observation
 from regym.envs.base import Outcome, TextEnv
-
-# Commands that only read the world: they leave every planning-relevant fact unchanged.
-READ_ONLY_COMMANDS = ("look", "inventory", "examine ", "help")
 
 
 class ALFWorldEnv(TextEnv):
@@ -49,7 +46,7 @@ class ALFWorldEnv(TextEnv):
             (real data: ``valid_seen``/``valid_unseen`` vs ``train``; generated: two
             disjoint seed streams).
         num_tasks: size of the generated pool a seeded reset draws from.
-        expert: compute ``info["expert_action"]`` with the planner (turn off to time the engine).
+        expert: compute ``info["expert_action"]``/``info["expert_plan"]`` (off: both None).
     """
 
     def __init__(
@@ -83,7 +80,7 @@ class ALFWorldEnv(TextEnv):
         self._real_games: list[Path] | None = None
         self._engine = None
         self._loaded_game: Path | None = None
-        self._plan: list[str] = []
+        self._params: tasks.TaskParams | None = None
         self._state = None
         self._task_info: dict[str, Any] = {}
 
@@ -145,24 +142,14 @@ class ALFWorldEnv(TextEnv):
             "task_source": self.source,
             "gamefile": str(game_file),
         }
-        walkthrough = self._engine.walkthrough
-        self._plan = list(walkthrough) if walkthrough else self._replan()
+        self._params = tasks.task_params(traj) if traj.get("pddl_params") else None
         return Outcome(room_observation(self._state["feedback"]), info=self._extras())
 
     def _act(self, action: str) -> Outcome:
-        expected = self._plan[0] if self._plan else None
         admissible = action in self._state["admissible_commands"]
         with keep_argv():
             self._state, score, done = self._engine.step(action)
         won = bool(self._state["won"])
-        if not admissible or won:
-            pass  # the world did not change, or there is nothing left to plan
-        elif action == expected:
-            self._plan.pop(0)
-        elif not action.startswith(READ_ONLY_COMMANDS):
-            self._plan = self._replan()
-        if won:
-            self._plan = []
         return Outcome(
             self._state["feedback"],
             reward=float(score),
@@ -172,19 +159,18 @@ class ALFWorldEnv(TextEnv):
             info=self._extras(),
         )
 
-    def _replan(self) -> list[str]:
-        if not self.expert:
-            return []
-        engine = self._engine.unwrapped
-        with keep_argv():
-            return list(engine._pddl_state.replan(engine._entity_infos))
+    def _expert_plan(self) -> list[str] | None:
+        if not self.expert or self._params is None or self._state["won"]:
+            return None
+        return tasks.current_expert_plan(self._engine, self._params)
 
     def _extras(self) -> dict[str, Any]:
+        plan = self._expert_plan()
         return {
             **self._task_info,
             "admissible_actions": list(self._state["admissible_commands"]),
-            "expert_action": self._plan[0] if (self.expert and self._plan) else None,
-            "expert_plan": list(self._plan) if self.expert else None,
+            "expert_action": plan[0] if plan else None,
+            "expert_plan": plan,
         }
 
     def close(self):

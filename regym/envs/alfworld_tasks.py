@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from regym.envs.alfworld_engine import keep_argv, make_engine
+from regym.envs.alfworld_expert import TaskParams, World, expert_plan
 from regym.paths import cache_dir
 
 GENERATOR_VERSION = "v1"
@@ -368,21 +369,43 @@ def game_data(spec: TaskSpec, problem: str) -> dict[str, Any]:
 
 
 # --- the engine ----------------------------------------------------------------------------
-def solve(game_file: Path, engine=None) -> list[str] | None:
-    """Plan the game with Fast Downward and replay the plan; the plan if it wins, else None."""
+def task_params(traj: dict[str, Any]) -> TaskParams:
+    params = traj["pddl_params"]
+    return TaskParams(traj["task_type"], params["object_target"], params.get("parent_target", ""),
+                      params.get("toggle_target", ""))
+
+
+def current_expert_plan(engine, params: TaskParams) -> list[str]:
+    """The fact-based expert's plan from the engine's current state."""
+    pddl_env = engine.unwrapped
+    names = {entity: info.name for entity, info in pddl_env._entity_infos.items()}
+    return expert_plan(World(pddl_env._pddl_state.facts, names), params)
+
+
+def solve(game_file: Path, params: TaskParams, engine=None, planner: bool = False) -> list[str] | None:
+    """Play the game with the expert on ALFWorld's engine; its commands if they win, else None.
+
+    Every command must be admissible when played, and the engine must report ``won``
+    within ``MAX_PLAN_LENGTH`` steps. With ``planner=True`` Fast Downward must also find a
+    plan from the initial state (3-10 s per kitchen task, so off by default).
+    """
     engine = engine or make_engine()
     with keep_argv():
         engine.load(str(game_file))
         state = engine.reset()
-        pddl_state = engine.unwrapped._pddl_state
-        plan = pddl_state.replan(engine.unwrapped._entity_infos)
-        if not plan or len(plan) > MAX_PLAN_LENGTH:
-            return None
-        for command in plan:
-            if command not in state["admissible_commands"]:
+        if planner:
+            pddl_env = engine.unwrapped
+            if not pddl_env._pddl_state.replan(pddl_env._entity_infos):
                 return None
-            state, _, done = engine.step(command)
-        return list(plan) if state["won"] else None
+            state = engine.reset()
+        walkthrough = []
+        while not state["won"] and len(walkthrough) < MAX_PLAN_LENGTH:
+            plan = current_expert_plan(engine, params)
+            if not plan or plan[0] not in state["admissible_commands"]:
+                return None
+            walkthrough.append(plan[0])
+            state, _, _ = engine.step(plan[0])
+        return walkthrough if state["won"] else None
 
 
 # --- the generated task set ----------------------------------------------------------------
@@ -414,11 +437,12 @@ def generated_dir(split: str, phase: str, index: int) -> Path:
     return cache_dir("alfworld", "generated", GENERATOR_VERSION, f"{SPLIT_CODES[split]}-{phase}") / f"{index:05d}"
 
 
-def generate_task(split: str, index: int, phase: str = "eval", seed: int = 0) -> Path:
+def generate_task(split: str, index: int, phase: str = "eval", seed: int = 0, planner: bool = False) -> Path:
     """Write (once) and return the folder of one generated task: traj_data, problem, game file.
 
     Deterministic in (seed, split, phase, index). Draws that cannot host the task type or
-    that the planner cannot win are redrawn with the next sub-seed.
+    that the expert cannot win on the engine (and, with ``planner=True``, that Fast Downward
+    cannot plan) are redrawn with the next sub-seed.
     """
     folder = generated_dir(split, phase, index)
     game_file = folder / "game.tw-pddl"
@@ -438,7 +462,8 @@ def generate_task(split: str, index: int, phase: str = "eval", seed: int = 0) ->
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         (tmp / "game.tw-pddl").write_text(json.dumps(data))
-        walkthrough = solve(tmp / "game.tw-pddl", engine)
+        params = TaskParams(spec.task_type, spec.object_target, spec.parent_target, spec.toggle_target)
+        walkthrough = solve(tmp / "game.tw-pddl", params, engine, planner=planner)
         if walkthrough is None:
             continue
         data["solvable"], data["walkthrough"] = True, walkthrough

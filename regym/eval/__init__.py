@@ -1,0 +1,31 @@
+"""Evaluation: suites of ID/OOD tasks, a resumable runner, metrics, and the leaderboard.
+
+``suites`` names what to play, ``runner`` plays it into a JSONL log, ``metrics`` scores
+the log, ``leaderboard`` and ``html`` merge many runs into one table. The ``rl-eval``
+command (``regym.cli.rl_eval``) wires them together.
+"""
+
+from regym.eval.leaderboard import build_leaderboard, find_runs, write_leaderboard
+from regym.eval.metrics import SplitMetrics, bootstrap_interval, pass_at_k, score_run, wilson_interval
+from regym.eval.runner import Episode, PerEpisodeAgent, evaluate, plan_episodes
+from regym.eval.suites import SUITES, Suite, SuiteEntry, get_suite, suite_entries
+
+__all__ = [
+    "SUITES",
+    "Episode",
+    "PerEpisodeAgent",
+    "SplitMetrics",
+    "Suite",
+    "SuiteEntry",
+    "bootstrap_interval",
+    "build_leaderboard",
+    "evaluate",
+    "find_runs",
+    "get_suite",
+    "pass_at_k",
+    "plan_episodes",
+    "score_run",
+    "suite_entries",
+    "wilson_interval",
+    "write_leaderboard",
+]

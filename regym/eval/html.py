@@ -29,11 +29,17 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
+def _two_line(column: str) -> str:
+    """``textworld/ood`` as the env name over a small split tag, so wide boards stay narrow."""
+    env, _, split = column.rpartition("/")
+    return f'{escape(env)}<br><span class="split">{escape(split)}</span>' if env else escape(column)
+
+
 def table_html(board: dict[str, Any]) -> str:
     columns = board["columns"]
     head = ['<th data-column="rank">rank</th>', '<th class="model" data-column="model">model</th>',
             '<th data-column="id_average">ID avg</th>', '<th data-column="ood_average">OOD avg</th>']
-    head += [f'<th data-column="{escape(column)}">{escape(column)}</th>' for column in columns]
+    head += [f'<th data-column="{escape(column)}">{_two_line(column)}</th>' for column in columns]
     head.append('<th class="runs" data-column="runs">trajectories</th>')
     body = []
     for row in board["rows"]:

@@ -37,7 +37,7 @@ def build_leaderboard(run_dirs: list[str | Path], out_dir: str | Path) -> dict[s
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
         model = metrics.get("model") or run_dir.name
         row = rows.setdefault(model, {"model": model, "cells": {}, "runs": [],
-                                      "baseline": metrics.get("agent") in BASELINE_AGENTS})
+                                      "baseline": model in BASELINE_AGENTS and metrics.get("agent") == model})
         row["runs"].append({
             "name": run_dir.name,
             "suite": metrics.get("suite"),

@@ -143,10 +143,10 @@ class ReseededLLMAgent:
     """
 
     def __init__(self, agent: Any, base_seed: int = 0):
+        self._reseed = _reseeder(agent.policy)
         self.counter = TokenCountingAgent(agent)
         self.name = agent.name
         self.base_seed = base_seed
-        self._reseed = _reseeder(agent.policy)
 
     def act(self, trajectories: Sequence[Trajectory]) -> list[str]:
         actions = []
@@ -307,49 +307,132 @@ def play(
     *,
     num_envs: int = 8,
     env_kwargs: dict[str, Any] | None = None,
+    workers: int = 1,
     progress: bool = False,
-    on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> PlayStats:
     """Play every episode not yet in ``log``, ``num_envs`` env copies per (env, split).
 
-    An env whose ``reset`` raises stops the run with its name (the env is broken);
-    an error during a step ends only that episode, logged as a failure.
+    ``workers > 1`` plays (env, split) groups in forked processes (for CPU-bound envs
+    and scripted agents; the parent stays the log's only writer). An env whose
+    ``reset`` raises stops the run with its name (the env is broken); an error during
+    a step ends only that episode, logged as a failure.
     """
-    if num_envs < 1:
-        raise ValueError("num_envs must be >= 1")
+    if num_envs < 1 or workers < 1:
+        raise ValueError("num_envs and workers must be >= 1")
     todo = [episode for episode in episodes if episode.key not in log.records]
     groups: dict[tuple[str, str], list[Episode]] = {}
     for episode in todo:
         groups.setdefault((episode.env_id, episode.split), []).append(episode)
-    for (env_id, split), group in groups.items():
-        envs = [_TagEpisode(make_env(env_id, split, env_kwargs)) for _ in range(min(num_envs, len(group)))]
+    bar = _Progress(len(todo)) if progress and todo else None
 
-        def on_done(index: int, trajectory: Trajectory, group: list[Episode] = group) -> None:
-            episode = group[index]
-            if trajectory.error is not None and trajectory.error.startswith("reset failed"):
-                raise RuntimeError(f"{episode.env_id} ({episode.split}) reset(seed={episode.task_seed}) failed: "
-                                   f"{trajectory.error}")
-            tokens = agent.tokens_generated(episode.key) if hasattr(agent, "tokens_generated") else 0
-            record = episode_record(episode, trajectory, tokens)
-            log.append(record)
-            if hasattr(agent, "release"):
-                agent.release(episode.key)
-            if on_episode is not None:
-                on_episode(record)
+    def write(record: dict[str, Any]) -> None:
+        log.append(record)
+        if bar is not None:
+            bar.advance()
 
-        try:
-            rollout(
-                envs,
-                agent,
-                seeds=[episode.task_seed for episode in group],
-                options=[{EPISODE_OPTION: episode.key} for episode in group],
-                on_done=on_done,
-                progress=progress,
-            )
-        finally:
-            for env in envs:
-                env.close()
+    try:
+        if workers == 1 or len(groups) == 1:
+            for group in groups.values():
+                play_group(group, agent, write, num_envs=num_envs, env_kwargs=env_kwargs)
+        else:
+            _play_in_processes(list(groups.values()), agent, write, num_envs, env_kwargs, workers)
+    finally:
+        if bar is not None:
+            bar.close()
     return PlayStats(played=len(todo), skipped=len(episodes) - len(todo))
+
+
+def play_group(
+    group: Sequence[Episode],
+    agent: Any,
+    emit: Callable[[dict[str, Any]], None],
+    *,
+    num_envs: int = 8,
+    env_kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Play the episodes of one (env, split) in lock-step; ``emit`` each record as it ends."""
+    env_id, split = group[0].env_id, group[0].split
+    envs = [_TagEpisode(make_env(env_id, split, env_kwargs)) for _ in range(min(num_envs, len(group)))]
+
+    def on_done(index: int, trajectory: Trajectory) -> None:
+        episode = group[index]
+        if trajectory.error is not None and trajectory.error.startswith("reset failed"):
+            raise RuntimeError(f"{episode.env_id} ({episode.split}) reset(seed={episode.task_seed}) failed: "
+                               f"{trajectory.error}")
+        tokens = agent.tokens_generated(episode.key) if hasattr(agent, "tokens_generated") else 0
+        emit(episode_record(episode, trajectory, tokens))
+        if hasattr(agent, "release"):
+            agent.release(episode.key)
+
+    try:
+        rollout(envs, agent, seeds=[episode.task_seed for episode in group],
+                options=[{EPISODE_OPTION: episode.key} for episode in group], on_done=on_done)
+    finally:
+        for env in envs:
+            env.close()
+
+
+def _play_in_processes(groups, agent, write, num_envs, env_kwargs, workers) -> None:
+    """Forked workers take the next group in turn and send finished records back."""
+    import multiprocessing
+    import queue as queue_module
+
+    context = multiprocessing.get_context("fork")
+    next_group, results = context.Value("i", 0), context.Queue()
+
+    def work() -> None:
+        try:
+            while True:
+                with next_group.get_lock():
+                    index, next_group.value = next_group.value, next_group.value + 1
+                if index >= len(groups):
+                    break
+                play_group(groups[index], agent, lambda record: results.put(("record", record)),
+                           num_envs=num_envs, env_kwargs=env_kwargs)
+        except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises
+            results.put(("error", f"{type(error).__name__}: {error}"))
+        results.put(("done", None))
+
+    processes = [context.Process(target=work, daemon=True) for _ in range(min(workers, len(groups)))]
+    for process in processes:
+        process.start()
+    running = len(processes)
+    try:
+        while running:
+            try:
+                kind, payload = results.get(timeout=1.0)
+            except queue_module.Empty:
+                if not any(process.is_alive() for process in processes):
+                    raise RuntimeError("an eval worker died without reporting") from None
+                continue
+            if kind == "record":
+                write(payload)
+            elif kind == "error":
+                raise RuntimeError(payload)  # episodes still in other workers are replayed on resume
+            else:
+                running -= 1
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+
+
+class _Progress:
+    """One rich progress bar over the run's episodes."""
+
+    def __init__(self, total: int):
+        from rich.progress import Progress
+
+        self._progress = Progress(transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task("episodes", total=total)
+
+    def advance(self) -> None:
+        self._progress.advance(self._task, 1)
+
+    def close(self) -> None:
+        self._progress.stop()
 
 
 # --- a run directory ---------------------------------------------------------------------
@@ -394,6 +477,7 @@ def evaluate(
     *,
     num_envs: int = 8,
     env_kwargs: dict[str, Any] | None = None,
+    workers: int = 1,
     ci_method: str = "wilson",
     summary: dict[str, Any] | None = None,
     progress: bool = False,
@@ -407,7 +491,8 @@ def evaluate(
         raise ValueError(f"{run_dir / TRAJECTORIES} holds {len(unknown)} episodes outside this plan "
                          f"(e.g. {sorted(unknown)[0]}): use another run folder")
     try:
-        stats = play(episodes, agent, log, num_envs=num_envs, env_kwargs=env_kwargs, progress=progress)
+        stats = play(episodes, agent, log, num_envs=num_envs, env_kwargs=env_kwargs, workers=workers,
+                     progress=progress)
     finally:
         log.close()
     records = [EpisodeRecord.from_log(record) for record in read_log(run_dir / TRAJECTORIES)]
@@ -482,6 +567,7 @@ __all__ = [
     "make_env",
     "plan_episodes",
     "play",
+    "play_group",
     "prepare_run_dir",
     "read_log",
 ]

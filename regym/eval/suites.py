@@ -21,7 +21,7 @@ SPLIT_SHORT = {ID: "id", OOD: "ood"}
 TASK_SEED_BASE = 1_000_000
 """Eval tasks use reset seeds from here on, far from the small seeds training usually draws."""
 
-DEFAULT_NUM_TASKS = 10
+DEFAULT_NUM_TASKS = 8
 
 
 @dataclass(frozen=True)

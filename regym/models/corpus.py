@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +45,7 @@ class Corpus:
     actions: list[str] = field(default_factory=list)
     envs: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    episodes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def texts(self) -> list[str]:
         """Every message content and action line (what a tokenizer is trained on)."""
@@ -63,10 +65,26 @@ def make_env(env_id: str, *, split: str = "in_distribution", max_turns: int | No
     if max_turns is not None:
         kwargs["max_turns"] = max_turns
     if task_pool is not None:
-        env_class = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+        entry_point = gym.spec(env_id).entry_point
+        env_class = entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
         if "num_tasks" in inspect.signature(env_class.__init__).parameters:
             kwargs["num_tasks"] = task_pool
     return gym.make(env_id, **kwargs)
+
+
+def play(env: gym.Env, agent, seeds: Sequence[int], *, seconds: float | None = None, chunk: int = 2):
+    """``rollout`` over ``seeds`` in chunks, stopping after the chunk that passes ``seconds``.
+
+    The budget keeps a slow env from stalling the build; the episodes played are
+    always a prefix of ``seeds``, so a fast machine gets them all.
+    """
+    started = time.perf_counter()
+    trajectories = []
+    for start in range(0, len(seeds), chunk):
+        trajectories += rollout(env, agent, seeds=list(seeds[start:start + chunk]))
+        if seconds is not None and time.perf_counter() - started > seconds:
+            break
+    return trajectories
 
 
 def gather_corpus(
@@ -76,6 +94,7 @@ def gather_corpus(
     expert_episodes: int = 20,
     max_turns: int = 15,
     task_pool: int | None = 64,
+    seconds_per_env: float | None = None,
     seed: int = 0,
     prompt_format: PromptFormat = PromptFormat(),
 ) -> Corpus:
@@ -83,12 +102,19 @@ def gather_corpus(
 
     Random episodes use seeds ``seed*100_000 + 50_000 + i`` so they do not replay the
     demo seeds; expert episodes only contribute their shuffled actions.
+    ``seconds_per_env`` caps the time spent on one env (two thirds random play, one
+    third expert play); what each env contributed is in ``Corpus.episodes``.
     """
     env_ids = list(env_ids) if env_ids is not None else list(ENTRY_POINTS)
     corpus = Corpus()
     rng = np.random.default_rng(seed)
     first = seed * 100_000 + 50_000
+    random_seeds = list(range(first, first + random_episodes))
+    expert_seeds = list(range(first + random_episodes, first + random_episodes + expert_episodes))
+    random_budget = None if seconds_per_env is None else seconds_per_env * 2 / 3
+    expert_budget = None if seconds_per_env is None else seconds_per_env / 3
     for env_id in env_ids:
+        started = time.perf_counter()
         try:
             env = make_env(env_id, max_turns=max_turns, task_pool=task_pool)
         except Exception as error:  # noqa: BLE001 - an env that cannot start is skipped and reported
@@ -96,10 +122,8 @@ def gather_corpus(
             log.warning("tiny corpus: skipping %s (%s)", env_id, corpus.skipped[env_id])
             continue
         try:
-            seeds = list(range(first, first + random_episodes))
-            played = rollout(env, RandomAgent(seed=seed), seeds=seeds)
-            expert = rollout(env, ExpertAgent(), seeds=list(range(first + random_episodes,
-                                                                  first + random_episodes + expert_episodes)))
+            played = play(env, RandomAgent(seed=seed), random_seeds, seconds=random_budget)
+            expert = play(env, ExpertAgent(), expert_seeds, seconds=expert_budget)
         except Exception as error:  # noqa: BLE001 - e.g. an env with no expert
             corpus.skipped[env_id] = f"{type(error).__name__}: {error}"
             log.warning("tiny corpus: skipping %s (%s)", env_id, corpus.skipped[env_id])
@@ -112,11 +136,14 @@ def gather_corpus(
                 sorted({str(trajectory.error) for trajectory in played}))[:300]
             log.warning("tiny corpus: skipping %s (%s)", env_id, corpus.skipped[env_id])
             continue
+        actions = [turn.action for trajectory in expert if trajectory.error is None for turn in trajectory.turns]
         corpus.envs.append(env_id)
+        corpus.episodes[env_id] = {"random": len(good), "expert": len(expert), "expert_actions": len(actions)}
         corpus.conversations += [build_messages(trajectory, prompt_format, include_current=False)
                                  for trajectory in good]
-        corpus.actions += [turn.action for trajectory in expert if trajectory.error is None
-                           for turn in trajectory.turns]
+        corpus.actions += actions
+        log.info("tiny corpus: %s gave %d random episodes and %d expert actions in %.0f s", env_id, len(good),
+                 len(actions), time.perf_counter() - started)
     order = rng.permutation(len(corpus.actions))
     corpus.actions = [corpus.actions[index] for index in order]
     return corpus

@@ -57,7 +57,7 @@ CHAT_TEMPLATE = (
 assistant span, so SFT teaches the model to stop (``<|end|>`` is the EOS token)."""
 
 BASE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
-               "corpus_random_episodes", "corpus_expert_episodes", "corpus_max_turns", "task_pool",
+               "corpus_random_episodes", "corpus_expert_episodes", "corpus_max_turns", "corpus_seconds_per_env", "task_pool",
                "pretrain_steps", "pretrain_batch_size", "pretrain_block_size", "pretrain_lr", "corpus_envs")
 
 
@@ -67,10 +67,10 @@ class TinyPipelineConfig:
 
     vocab_size: int = 4096
     """BPE vocabulary size (special tokens and the 256 byte symbols included)."""
-    hidden_size: int = 256
-    num_layers: int = 4
+    hidden_size: int = 192
+    num_layers: int = 3
     num_heads: int = 4
-    intermediate_size: int = 704
+    intermediate_size: int = 512
     max_length: int = 1024
     """Context of the model (``max_position_embeddings``) and longest SFT window."""
     corpus_envs: tuple[str, ...] | None = None
@@ -80,10 +80,12 @@ class TinyPipelineConfig:
     corpus_expert_episodes: int = 30
     """Expert episodes per env whose actions (shuffled, out of context) enter the corpus."""
     corpus_max_turns: int = 15
-    task_pool: int | None = 100
+    corpus_seconds_per_env: float | None = 20.0
+    """Time cap per env while gathering the corpus (slow envs contribute fewer episodes; None: no cap)."""
+    task_pool: int | None = 64
     """Envs with a ``num_tasks`` option play this many tasks (e.g. TextWorld games to compile) in the corpus and demos."""
-    pretrain_steps: int = 600
-    pretrain_batch_size: int = 16
+    pretrain_steps: int = 240
+    pretrain_batch_size: int = 8
     pretrain_block_size: int = 256
     pretrain_lr: float = 2e-3
     demo_episodes: int = 200
@@ -92,8 +94,9 @@ class TinyPipelineConfig:
     """Moderate by default: the SFT policy is decent, not perfect, so RL can still improve it."""
     sft_lr: float = 1e-3
     sft_batch_size: int = 8
-    threads: int | None = 2
-    """torch CPU threads while building (None: leave torch's setting)."""
+    threads: int | None = 1
+    """torch CPU threads while building (None: leave torch's setting). One thread is the fastest on a
+    loaded machine (two threads on two busy cores ran 15x slower here); raise it on an idle multi-core laptop."""
 
     def digest(self, names: Sequence[str] | None = None) -> str:
         """A short hash of the named settings (all by default), part of cache folder names."""
@@ -205,6 +208,8 @@ def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, batch_size: 
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+        if (len(losses) % 20 == 0) or len(losses) == steps:
+            log.info("tiny base: step %d/%d loss %.3f", len(losses), steps, sum(losses[-20:]) / len(losses[-20:]))
     model.eval()
     return losses
 
@@ -267,7 +272,8 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
     started = time.perf_counter()
     corpus = gather_corpus(config.corpus_envs, random_episodes=config.corpus_random_episodes,
                            expert_episodes=config.corpus_expert_episodes, max_turns=config.corpus_max_turns,
-                           task_pool=config.task_pool, seed=seed)
+                           task_pool=config.task_pool, seconds_per_env=config.corpus_seconds_per_env,
+                           seed=seed)
     if not corpus.envs:
         raise RuntimeError(f"no env produced text for the tiny base model: {corpus.skipped}")
     gathered = time.perf_counter()
@@ -280,6 +286,7 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
     metadata = {
         "what": "regym tiny base model (pretrained on random-agent play and out-of-context expert actions)",
         "seed": seed, "config": asdict(config), "envs": corpus.envs, "skipped_envs": corpus.skipped,
+        "episodes_per_env": corpus.episodes,
         "conversations": len(corpus.conversations), "expert_actions": len(corpus.actions),
         "corpus_tokens": sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]),
         "parameters": parameter_count(model), "vocab_size": len(tokenizer),
@@ -364,3 +371,38 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
     }
     (scratch / "pipeline.json").write_text(json.dumps(summary, indent=2))
     _publish(scratch, pipeline.root)
+
+
+def policy_success_rate(
+    model_dir: str | Path,
+    env_id: str,
+    *,
+    split: str = "in_distribution",
+    episodes: int = 50,
+    seed: int = 10_000,
+    temperature: float = 0.0,
+    max_new_tokens: int = 32,
+    task_pool: int | None = None,
+    num_envs: int = 8,
+) -> float:
+    """Success rate of an HF checkpoint played by ``LLMAgent`` over ``HFPolicy`` (greedy by default).
+
+    Reset seeds ``seed .. seed+episodes-1``; the default starts far from the demo
+    seeds. Without ``task_pool`` the env's full task set is used, so ID-split tasks
+    are mostly unseen in SFT (same distribution, new games).
+    """
+    from regym.agents.hf_policy import HFPolicy
+    from regym.agents.llm import LLMAgent
+    from regym.models.corpus import make_env
+    from regym.rollout import rollout
+
+    policy = HFPolicy.from_pretrained(model_dir, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    context = int(getattr(policy.model.config, "max_position_embeddings", 1024)) - max_new_tokens
+    agent = LLMAgent(policy, max_context_tokens=context)
+    envs = [make_env(env_id, split=split, task_pool=task_pool) for _ in range(num_envs)]
+    try:
+        trajectories = rollout(envs, agent, seeds=list(range(seed, seed + episodes)))
+    finally:
+        for env in envs:
+            env.close()
+    return sum(trajectory.success for trajectory in trajectories) / max(len(trajectories), 1)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from regym.rejuvenation.calibration import CalibrationExample
 
@@ -113,8 +114,10 @@ def hessian_top_eigenvalue(model: nn.Module, examples: Sequence[CalibrationExamp
     for p in parameters:
         p.requires_grad_(True)
     try:
-        loss = calibration_loss(model, examples)
-        grads = torch.autograd.grad(loss, parameters, create_graph=True)
+        # Double backward needs SDPA's math kernel (the fused CPU/GPU kernels have no second derivative).
+        with sdpa_kernel([SDPBackend.MATH]):
+            loss = calibration_loss(model, examples)
+            grads = torch.autograd.grad(loss, parameters, create_graph=True)
         generator = torch.Generator().manual_seed(seed)
         vector = [torch.randn(p.shape, generator=generator).to(p) for p in parameters]
         norm = torch.sqrt(sum((v * v).sum() for v in vector))

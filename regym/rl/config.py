@@ -54,6 +54,8 @@ class RLConfig:
     """ω: θ_reset = ω·θ_base + (1−ω)·θ_fuse (1 = full reset to base)."""
     reset_criterion: str = "attribution"
     """Which neurons to reset (see regym.rejuvenation)."""
+    calibration_episodes: int = 8
+    """Expert episodes of the env used as rejuvenation's calibration set."""
     output_dir: str = "runs/rl"
     """Where checkpoints, logs, curves and the final model go."""
     seed: int = 0

@@ -49,14 +49,26 @@ PROGRESS_KEYS = (("reward", "reward"), ("success_rate", "success"), ("entropy", 
 
 
 # --- 1. models ------------------------------------------------------------------------------
-def resolve_checkpoints(config: RLConfig, env_id: str) -> tuple[Path | None, Path]:
-    """(base, sft) folders. No ``model``: the tiny pipeline (built and cached on first use)."""
+def resolve_checkpoints(config: RLConfig, env_id: str) -> tuple[Path | None, Path, dict[str, Any]]:
+    """(base, sft, env options). No ``model``: the tiny pipeline (built and cached on first use).
+
+    The tiny pipeline plays envs with a ``num_tasks`` option on a small task pool (e.g. a
+    hundred TextWorld games compiled once); RL then uses that pool too, unless
+    ``env_kwargs`` says otherwise.
+    """
+    env_kwargs = dict(config.env_kwargs)
     if config.model is None:
+        import inspect
+
         from regym.models.tiny import ensure_tiny_pipeline
 
         pipeline = ensure_tiny_pipeline(env_id, seed=config.pipeline_seed)
         base = Path(config.base) if config.base else pipeline.base_dir
-        return base, pipeline.sft_dir
+        env_class = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+        pool = getattr(pipeline.config, "task_pool", None)
+        if pool and "num_tasks" in inspect.signature(env_class.__init__).parameters:
+            env_kwargs.setdefault("num_tasks", pool)
+        return base, pipeline.sft_dir, env_kwargs
     if config.model == "smollm2":
         from regym.models import smollm2_checkpoint
 
@@ -65,11 +77,16 @@ def resolve_checkpoints(config: RLConfig, env_id: str) -> tuple[Path | None, Pat
         sft = Path(config.model)
     if not (sft / "config.json").is_file():
         raise FileNotFoundError(f"--model {sft} is not a Hugging Face model folder (no config.json)")
-    return (Path(config.base) if config.base else None), sft
+    return (Path(config.base) if config.base else None), sft, env_kwargs
 
 
-def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folder: Path) -> Path:
-    """rejuvenate(base, sft) into ``folder`` (reused when it was made with the same settings)."""
+def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folder: Path,
+                           calibration_envs: Sequence[gym.Env]) -> Path:
+    """rejuvenate(base, sft) into ``folder`` (reused when it was made with the same settings).
+
+    The attribution criterion scores tokens of a calibration set: expert episodes of the
+    training env in THE prompt format (``calibration_episodes`` of them).
+    """
     if base is None:
         raise ValueError("--rejuvenate needs the base checkpoint: pass --base PATH")
     try:
@@ -77,14 +94,50 @@ def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folde
     except ImportError as error:
         raise RuntimeError("regym.rejuvenation.rejuvenate_checkpoint is not available in this install") from error
     settings = {"base": str(base), "sft": str(sft), "alpha": config.alpha, "reset_fraction": config.reset_fraction,
-                "reset_strength": config.reset_strength, "criterion": config.reset_criterion}
+                "reset_strength": config.reset_strength, "criterion": config.reset_criterion,
+                "calibration_episodes": config.calibration_episodes}
     stamp = folder / "regym_rejuvenation.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("settings") == settings:
         return folder
     summary = rejuvenate_checkpoint(base, sft, folder, alpha=config.alpha, reset_fraction=config.reset_fraction,
-                                    reset_strength=config.reset_strength, criterion=config.reset_criterion)
+                                    reset_strength=config.reset_strength, criterion=config.reset_criterion,
+                                    calib_texts=expert_calibration(config, calibration_envs,
+                                                                   load_tokenizer(sft)) or None,
+                                    overwrite=True, seed=config.seed)
+    summary = summary.to_dict() if hasattr(summary, "to_dict") else summary
     stamp.write_text(json.dumps({"settings": settings, "summary": summary}, indent=2, default=str))
     return folder
+
+
+def expert_calibration(config: RLConfig, envs: Sequence[gym.Env], tokenizer: Any, max_tokens: int = 256,
+                       limit: int = 32) -> list[dict[str, Any]]:
+    """Expert turns as ``{"messages": [system, observation, expert action]}`` in the policy's prompt format.
+
+    One example per turn (history dropped) so each fits the calibration window of
+    ``max_tokens`` and ends with a scored reply. Empty if the env has no expert.
+    """
+    from regym.agents import ExpertAgent
+    from regym.agents.llm import chat_token_ids
+    from regym.agents.prompts import build_messages
+    from regym.rollout import rollout
+
+    if config.calibration_episodes <= 0:
+        return []
+    try:
+        trajectories = rollout(envs, ExpertAgent(), episodes=config.calibration_episodes)
+    except RuntimeError:  # the env gives no expert_action
+        return []
+    prompt_format = PromptFormat(style=config.prompt_style)
+    examples = []
+    for trajectory in trajectories:
+        if trajectory.error is not None:
+            continue
+        messages = build_messages(trajectory, prompt_format)
+        for user in range(1, len(messages) - 1, 2):
+            example = [messages[0], messages[user], messages[user + 1]]
+            if len(chat_token_ids(tokenizer, example, add_generation_prompt=False)) <= max_tokens:
+                examples.append({"messages": example})
+    return examples[:limit]
 
 
 def load_model(folder: Path, use_cpu: bool):
@@ -105,8 +158,8 @@ def load_tokenizer(folder: Path):
 
 
 # --- 2. envs and evaluation -----------------------------------------------------------------
-def make_envs(config: RLConfig, env_id: str, split: str, count: int) -> list[gym.Env]:
-    return [gym.make(env_id, split=split, max_turns=config.max_turns, **config.env_kwargs) for _ in range(count)]
+def make_envs(config: RLConfig, env_id: str, split: str, count: int, env_kwargs: dict[str, Any]) -> list[gym.Env]:
+    return [gym.make(env_id, split=split, max_turns=config.max_turns, **env_kwargs) for _ in range(count)]
 
 
 def rollout_limits(config: RLConfig) -> RolloutLimits:
@@ -281,15 +334,17 @@ def train(config: RLConfig) -> dict[str, Any]:
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     # 1. models
-    base_dir, sft_dir = resolve_checkpoints(config, env_id)
-    init_dir = rejuvenated_checkpoint(config, base_dir, sft_dir, out / "rejuvenated") if config.rejuvenate else sft_dir
+    base_dir, sft_dir, env_kwargs = resolve_checkpoints(config, env_id)
+    train_envs = make_envs(config, env_id, "in_distribution", config.num_envs, env_kwargs)
+    init_dir = sft_dir
+    if config.rejuvenate:
+        init_dir = rejuvenated_checkpoint(config, base_dir, sft_dir, out / "rejuvenated", train_envs)
     tokenizer = load_tokenizer(init_dir)
     model = load_model(init_dir, use_cpu)
     ref_model = load_model(sft_dir, use_cpu) if config.beta != 0 else None
 
     # 2. envs
-    train_envs = make_envs(config, env_id, "in_distribution", config.num_envs)
-    eval_envs = {split: make_envs(config, env_id, split, config.num_envs) for split in config.eval_splits}
+    eval_envs = {split: make_envs(config, env_id, split, config.num_envs, env_kwargs) for split in config.eval_splits}
 
     # 3. trainer
     run_log = RunLog(config, paths, eval_envs)
@@ -326,6 +381,7 @@ def train(config: RLConfig) -> dict[str, Any]:
         "sft": str(sft_dir),
         "base": str(base_dir) if base_dir else None,
         "rejuvenated": config.rejuvenate,
+        "env_kwargs": env_kwargs,
         "final_model": str(final),
         "before": {k: v for k, v in evals[0].items() if isinstance(v, dict)} if evals else {},
         "after": {k: v for k, v in evals[-1].items() if isinstance(v, dict)} if evals else {},

@@ -1,0 +1,184 @@
+"""regym/ALFWorld-v0 on ALFWorld's real engine, with tasks generated in a temporary cache."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from collections import defaultdict
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import regym  # noqa: F401  (registers the env ids)
+from regym.agents import ExpertAgent, RandomAgent
+from regym.envs import alfworld_tasks as tasks
+from regym.envs.alfworld import ALFWorldEnv
+from regym.rollout import rollout
+
+OOD = "out_of_distribution"
+# Cheap rooms: ood 0 is pick_and_place_simple, 1 look_at_obj_in_light, 2 pick_clean_then_place_in_recep.
+SIMPLE, LIGHT, CLEAN = (tasks.generated_task_id(OOD, i) for i in range(3))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("regym-cache")
+        patch.setenv("REGYM_CACHE", str(root))
+        patch.delenv("ALFWORLD_DATA", raising=False)
+        yield root
+
+
+def play(env, task_id=None, seed=None, policy=lambda info: info["expert_action"]):
+    obs, info = env.reset(seed=seed, options={"task_id": task_id} if task_id else None)
+    steps = [(obs, info)]
+    while True:
+        obs, reward, terminated, truncated, info = env.step(policy(info))
+        steps.append((obs, info))
+        if terminated or truncated:
+            return reward, terminated, steps
+
+
+def test_first_observation_is_alfworlds_room_and_goal(cache):
+    env = gym.make("regym/ALFWorld-v0", split="ood")
+    obs, info = env.reset(options={"task_id": SIMPLE})
+    assert obs.startswith("You are in the middle of a room. Looking quickly around you, you see a ")
+    room, goal = obs.split("\n\nYour task is to: ")
+    traj = json.loads((tasks.generated_dir(OOD, "eval", 0) / "traj_data.json").read_text())
+    params = traj["pddl_params"]
+    templates = tasks.alfworld_goals()[traj["task_type"]]["templates"]
+    expected = {t.format(obj=params["object_target"].lower(), recep=params["parent_target"].lower(),
+                         toggle="", mrecep="") + "." for t in templates}
+    assert goal in expected
+    assert info["task_type"] == "pick_and_place_simple" == traj["task_type"]
+    assert int(info["floor_plan"].removeprefix("FloorPlan")) in tasks.FLOOR_PLANS[OOD]
+    assert {"look", "inventory", "help"} <= set(info["admissible_actions"])
+    assert all(re.fullmatch(r"[a-z]+ \d+", r.removeprefix("and ").removeprefix("a ").strip(". ")) for r in room.split("see ")[1].split(", "))
+
+
+def test_check_env_passes(cache):
+    check_env(ALFWorldEnv(split="ood", num_tasks=1), skip_render_check=True)
+
+
+def test_seed_reproduces_game_and_generator_is_deterministic(cache, tmp_path, monkeypatch):
+    env = ALFWorldEnv(split="ood", num_tasks=2)
+    first = env.reset(seed=11)
+    assert env.reset(seed=11) == first
+    original = (tasks.generated_dir(OOD, "eval", 0) / "game.tw-pddl").read_bytes()
+    monkeypatch.setenv("REGYM_CACHE", str(tmp_path))
+    regenerated = (tasks.generate_task(OOD, 0) / "game.tw-pddl").read_bytes()
+    assert regenerated == original and str(tmp_path) in str(tasks.generated_dir(OOD, "eval", 0))
+
+
+def test_expert_wins_with_alfworlds_reward(cache):
+    env = ALFWorldEnv(split="ood")
+    for task_id in (SIMPLE, LIGHT, CLEAN):
+        reward, terminated, steps = play(env, task_id)
+        assert reward == 1.0 and terminated and steps[-1][1]["won"] and steps[-1][1]["success"]
+        game = json.loads((tasks.generated_dir(OOD, "eval", int(task_id[-5:])) / "game.tw-pddl").read_text())
+        assert game["solvable"] and [s[1]["expert_action"] for s in steps[:-1]] == game["walkthrough"]
+
+
+def test_expert_plans_from_the_current_state_after_a_detour(cache):
+    env = ALFWorldEnv(split="ood")
+    obs, info = env.reset(options={"task_id": CLEAN})
+    plan = info["expert_plan"]
+    detour = next(a for a in info["admissible_actions"] if a.startswith("go to ") and a not in plan)
+    obs, _, _, _, info = env.step(detour)
+    wrong_object = [a for a in info["admissible_actions"] if a.startswith("take ")]
+    if wrong_object:  # carrying the wrong object: the expert must put it back first
+        obs, _, _, _, info = env.step(wrong_object[0])
+        assert info["expert_action"].startswith("move ")
+    for _ in range(env.max_turns):
+        obs, reward, terminated, truncated, info = env.step(info["expert_action"])
+        if terminated or truncated:
+            break
+    assert terminated and info["won"] and reward == 1.0
+
+
+def test_inadmissible_command_is_nothing_happens_and_invalid(cache):
+    env = ALFWorldEnv(split="ood", invalid_action_penalty=0.1)
+    _, info = env.reset(options={"task_id": SIMPLE})
+    obs, reward, terminated, _, info = env.step("jump over the fridge")
+    assert obs == "Nothing happens." and info["invalid_action"] and reward == pytest.approx(-0.1)
+    assert not terminated
+    obs, reward, _, _, info = env.step(info["admissible_actions"][0])
+    assert not info["invalid_action"] and obs != "Nothing happens."
+
+
+def test_max_turns_truncates_and_argv_is_untouched(cache):
+    argv = list(sys.argv)
+    env = ALFWorldEnv(split="ood", max_turns=3)
+    reward, terminated, steps = play(env, SIMPLE, policy=lambda info: "look")
+    assert not terminated and len(steps) == 4 and reward == 0.0
+    assert sys.argv == argv
+
+
+def test_second_reset_of_a_task_reuses_the_compiled_game(cache):
+    from regym.envs import alfworld_engine
+
+    alfworld_engine._COMPILED.clear()
+    env = ALFWorldEnv(split="ood")
+    start = time.perf_counter()
+    first = env.reset(options={"task_id": LIGHT})
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    again = env.reset(options={"task_id": LIGHT})
+    cached = time.perf_counter() - start
+    assert again == first and cached < cold / 5
+
+
+def test_real_data_layout_loads_like_alfworld(cache, tmp_path):
+    from alfworld.agents.environment.alfred_tw_env import AlfredTWEnv
+
+    folders = [tasks.generate_task(OOD, i) for i in range(2)]
+    seen = tasks.export_real_layout(folders[:1], tmp_path, "valid_seen")
+    unseen = tasks.export_real_layout(folders[1:], tmp_path, "valid_unseen")
+    # Folders ALFWorld skips: movable receptacles and games not marked solvable.
+    skipped = tmp_path / "json_2.1.1" / "valid_seen" / "pick_and_place_with_movable_recep-Mug-Cup-Shelf-10"
+    shutil.copytree(seen[0].parent, skipped / "trial_T1")
+    unsolvable = tmp_path / "json_2.1.1" / "valid_seen" / "pick_and_place_simple-Cup-None-Shelf-11" / "trial_T2"
+    shutil.copytree(seen[0].parent, unsolvable)
+    game = json.loads((unsolvable / "game.tw-pddl").read_text())
+    (unsolvable / "game.tw-pddl").write_text(json.dumps({**game, "solvable": False}))
+
+    config = {"env": {"goal_desc_human_anns_prob": 0, "task_types": [1, 2, 3, 4, 5, 6]},
+              "dataset": {"data_path": "", "eval_id_data_path": str(tmp_path / "json_2.1.1" / "valid_seen"),
+                          "eval_ood_data_path": str(tmp_path / "json_2.1.1" / "valid_unseen"),
+                          "num_eval_games": -1}}
+    root = tasks.real_data_root(tmp_path)
+    for split, folder, exported in (("id", "valid_seen", seen), ("ood", "valid_unseen", unseen)):
+        train_eval = "eval_in_distribution" if split == "id" else "eval_out_of_distribution"
+        alfworld_games = AlfredTWEnv(config, train_eval=train_eval).game_files
+        assert sorted(alfworld_games) == [str(p) for p in tasks.find_real_games(root, folder)]
+        assert [str(p) for p in exported] == sorted(alfworld_games)
+
+        env = ALFWorldEnv(split=split, data_path=tmp_path)
+        obs, info = env.reset(seed=0)
+        same_task = tasks.generated_task_id(OOD, 0 if split == "id" else 1)
+        generated = ALFWorldEnv(split="ood").reset(options={"task_id": same_task})
+        assert info["task_source"] == "real" and env.task_id == str(exported[0])
+        assert obs == generated[0] and info["task_type"] == generated[1]["task_type"]
+        reward, terminated, _ = play(env, seed=0)
+        assert reward == 1.0 and terminated
+
+    with pytest.raises(FileNotFoundError):
+        ALFWorldEnv(data_path=tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_expert_solves_100_generated_tasks_per_split_and_random_does_not(cache):
+    for split in ("in_distribution", "out_of_distribution"):
+        options = [{"task_id": tasks.generated_task_id(split, i)} for i in range(100)]
+        expert = rollout([ALFWorldEnv(split=split)], ExpertAgent(), options=options)
+        random = rollout([ALFWorldEnv(split=split, expert=False)], RandomAgent(seed=0), options=options[:30])
+        by_type = defaultdict(list)
+        for trajectory in expert:
+            by_type[trajectory.info["task_type"]].append(trajectory.success)
+        assert set(by_type) == set(tasks.TASK_TYPES)
+        assert sum(t.success for t in expert) >= 95
+        assert sum(t.success for t in random) / len(random) < 0.5

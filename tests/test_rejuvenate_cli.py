@@ -1,0 +1,123 @@
+"""The rejuvenate and plasticity-report commands on tiny checkpoints (and SmolLM2 when marked slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from regym.cli import plasticity_report, rejuvenate
+from regym.models.testing import finetune, perturbed_copy, save_checkpoint, tiny_llama, tiny_tokenizer
+from regym.rejuvenation import rejuvenate_checkpoint
+
+CALIB = [
+    {"prompt": "where is the key", "response": "the key is in the red box"},
+    {"messages": [{"role": "user", "content": "open the door"}, {"role": "assistant", "content": "go north"}]},
+    {"text": "take apple and open chest then go east"},
+]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    tokenizer = tiny_tokenizer()
+    base = tiny_llama(seed=0)
+    sft = perturbed_copy(base, 0.0)
+    finetune(sft, tokenizer, CALIB, epochs=25, lr=1e-2, batch_size=3)
+    calib = root / "calib.jsonl"
+    calib.write_text("".join(json.dumps(row) + "\n" for row in CALIB))
+    return save_checkpoint(base, tokenizer, root / "base"), save_checkpoint(sft, tokenizer, root / "sft"), calib
+
+
+def _weights(folder):
+    state = {}
+    for path in folder.glob("*.safetensors"):
+        state.update(load_file(path))
+    return state
+
+
+def test_rejuvenate_cli_prints_what_it_reset(checkpoints, tmp_path, capsys):
+    base, sft, calib = checkpoints
+    out = tmp_path / "rejuvenated"
+    code = rejuvenate.main(["--base", str(base), "--sft", str(sft), "--out", str(out), "--calib", str(calib),
+                            "--reset-frac", "0.02", "--top-n", "8"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "criterion attribution: reset 23 of 1152 units" in printed and "layer 1:" in printed
+    summary = json.loads((out / "rejuvenation.json").read_text())
+    assert summary["units_reset"] == 23 and sum(summary["per_role"].values()) == 23
+    assert summary["diagnostics"]["reconstruction_max_rel_error"] < 1e-4
+    assert (out / "tokenizer.json").is_file() and (out / "config.json").is_file()
+    fused = _weights(out)
+    base_w, sft_w = _weights(base), _weights(sft)
+    name = "model.layers.0.input_layernorm.weight"
+    torch.testing.assert_close(fused[name], 0.5 * base_w[name] + 0.5 * sft_w[name])
+
+
+def test_fusion_only_streams_and_alpha_one_is_exact(checkpoints, tmp_path, capsys):
+    base, sft, _ = checkpoints
+    out = tmp_path / "fused"
+    assert rejuvenate.main(["--base", str(base), "--sft", str(sft), "--out", str(out), "--alpha", "1",
+                            "--reset-frac", "0"]) == 0
+    fused, original = _weights(out), _weights(sft)
+    assert all(torch.equal(fused[n], original[n]) for n in original)
+
+
+def test_missing_calibration_falls_back_to_drift(checkpoints, tmp_path, capsys):
+    base, sft, _ = checkpoints
+    summary = rejuvenate_checkpoint(base, sft, tmp_path / "out", reset_fraction=0.01)
+    assert summary.criterion == "drift" and summary.units_reset == round(0.01 * 1152)
+    assert "using the 'drift' criterion" in capsys.readouterr().err
+
+
+def test_cli_errors_are_clean(checkpoints, tmp_path, capsys):
+    base, _, _ = checkpoints
+    other = save_checkpoint(tiny_llama(seed=0, intermediate_size=96), tiny_tokenizer(), tmp_path / "other")
+    out = tmp_path / "out"
+    assert rejuvenate.main(["--base", str(base), "--sft", str(other), "--out", str(out)]) == 2
+    assert "shape" in capsys.readouterr().err and not out.exists()
+    assert rejuvenate.main(["--base", str(base), "--sft", str(tmp_path / "nope"), "--out", str(out)]) == 2
+
+
+def test_plasticity_report_shows_over_sft_and_rejuvenation(checkpoints, tmp_path, capsys):
+    base, sft, calib = checkpoints
+    rejuvenated = tmp_path / "rejuvenated"
+    rejuvenate_checkpoint(base, sft, rejuvenated, calib_texts=CALIB, reset_fraction=0.02, top_n_targets=8)
+    out = tmp_path / "report"
+    code = plasticity_report.main(["--base", str(base), "--sft", str(sft), "--rejuvenated", str(rejuvenated),
+                                   "--calib", str(calib), "--out", str(out), "--hessian-iters", "3",
+                                   "--perturbations", "2"])
+    assert code == 0
+    assert "| token entropy (nats) |" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    metrics = {label: entry["metrics"] for label, entry in report["models"].items()}
+    assert metrics["sft"]["entropy"] < metrics["base"]["entropy"]
+    assert metrics["sft"]["drift_relative"] > metrics["rejuvenated"]["drift_relative"] > 0
+    assert metrics["rejuvenated"]["entropy"] > metrics["sft"]["entropy"]
+    assert (out / "drift.png").stat().st_size > 0 and (out / "entropy.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_smollm2_over_sft_loses_entropy_and_rejuvenation_restores_it(tmp_path):
+    """Minutes on CPU: fine-tune SmolLM2-135M for many epochs on a tiny set, then rejuvenate."""
+    from regym.models.smollm2 import load_smollm2, smollm2_checkpoint
+    from regym.rejuvenation import encode_calibration
+    from regym.rejuvenation.diagnostics import token_statistics
+
+    rows = [{"messages": [{"role": "user", "content": f"What is the code word number {i}?"},
+                          {"role": "assistant", "content": f"The code word number {i} is {word}."}]}
+            for i, word in enumerate(["falcon", "harbor", "copper", "meadow"])]
+    base_dir = smollm2_checkpoint()
+    model, tokenizer = load_smollm2()
+    finetune(model, tokenizer, rows, epochs=8, lr=3e-4, batch_size=4)
+    sft_dir = save_checkpoint(model, tokenizer, tmp_path / "sft", max_shard_size="2GB")
+    out = tmp_path / "rejuvenated"
+    rejuvenate_checkpoint(base_dir, sft_dir, out, calib_texts=rows, top_n_targets=16)
+    from regym.rejuvenation import load_causal_lm
+
+    calib = encode_calibration(tokenizer, rows)
+    entropy = {label: token_statistics(load_causal_lm(path)[0], calib)["entropy"]
+               for label, path in (("base", base_dir), ("sft", sft_dir), ("rejuvenated", out))}
+    assert entropy["sft"] < entropy["base"] and entropy["rejuvenated"] > entropy["sft"]
