@@ -148,3 +148,18 @@ def test_report_writes_json_markdown_and_plots(calib, tmp_path):
     assert "| token entropy (nats) |" in table and "| layer 1 |" in table
     assert report["models"]["base"]["metrics"]["drift_relative"] == 0.0
     assert report["models"]["sft"]["metrics"]["drift_relative"] > 0.0
+
+
+@pytest.mark.slow
+def test_env_metrics_and_expert_calibration_on_math():
+    """Samples a tiny model through LLMAgent(HFPolicy) on the Math env (tens of seconds on CPU)."""
+    from regym.rejuvenation.calibration import calibration_from_env
+    from regym.rejuvenation.report import env_metrics
+
+    tokenizer = tiny_tokenizer()
+    calib = calibration_from_env("math", tokenizer, episodes=2)
+    assert len(calib) == 2 and all(example.num_scored > 0 for example in calib)
+    metrics = env_metrics(tiny_llama(seed=0), tokenizer, "math",
+                          ReportSettings(env_tasks=2, env_samples=2, env_k=2, env_max_new_tokens=8))
+    assert set(metrics) == {"pass@1", "pass@2", "nonzero_variance_groups"}
+    assert all(0.0 <= value <= 1.0 for value in metrics.values())

@@ -167,3 +167,41 @@ def test_cli_rejuvenate_starts_from_the_fused_model_with_the_sft_model_as_kl_ref
     plain = tmp_path / "plain"
     assert main([*common, "--output-dir", str(plain)]) == 0
     assert read_jsonl(plain / "metrics.jsonl")[0]["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_group_advantages_match_their_formulas():
+    from regym.rl.advantages import group_advantages
+
+    rewards = [1.0, 0.0, 0.0, 1.0, 3.0, 1.0]
+    rloo = group_advantages(rewards, 3, "rloo")
+    for i, reward in enumerate(rewards):
+        group = rewards[(i // 3) * 3:(i // 3) * 3 + 3]
+        others = [r for j, r in enumerate(group) if j != i % 3]
+        assert rloo[i] == pytest.approx(reward - sum(others) / len(others))
+    grpo = group_advantages(rewards, 3, "grpo")
+    assert grpo[:3] == pytest.approx([(1 - 1 / 3) / (0.57735 + 1e-4), (-1 / 3) / (0.57735 + 1e-4)] + [
+        (-1 / 3) / (0.57735 + 1e-4)], rel=1e-4)
+    assert group_advantages([2.0, 2.0], 2, "grpo").tolist() == [0.0, 0.0]  # no signal from a uniform group
+    assert group_advantages(rewards, 3, "grpo", scale="none")[3] == pytest.approx(1 - 5 / 3)
+
+
+def test_gigpo_step_advantages_group_turns_by_anchor_state():
+    from regym.rl.advantages import step_advantages, token_advantages
+    from regym.trajectory import Trajectory, Turn
+
+    def episode(group, steps, won):
+        turns = [Turn(obs, act, reward=0.0) for obs, act in steps]
+        turns[-1].reward = 1.0 if won else 0.0
+        t = Trajectory("e", "t", "id", group=group, turns=turns, prompt_length=1)
+        t.token_ids = [0] + [1, 2, 0] * len(turns)
+        t.loss_mask = [0] + [1, 1, 0] * len(turns)
+        return t
+
+    a = episode(0, [("start", "left"), ("hall", "open")], won=True)
+    b = episode(0, [("start", "right"), ("cave", "wait")], won=False)
+    c = episode(1, [("start", "left")], won=False)  # another task: never grouped with a, b
+    steps = step_advantages([a, b, c], gamma=0.5, scale="none")
+    assert steps[0][0] == pytest.approx((0.5 - 0.0) / 2) and steps[1][0] == pytest.approx(-0.25)
+    assert steps[0][1] == steps[1][1] == steps[2][0] == 0.0  # anchor states seen once: no step signal
+    tokens = token_advantages([a, b], [1.0, 0.0], 2, estimator="gigpo", scale="none", step_weight=1.0, gamma=0.5)
+    assert tokens[0] == [0.5 + 0.25, 0.5 + 0.25, 0.0, 0.5, 0.5, 0.0]

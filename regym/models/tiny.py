@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import re
+import resource
 import shutil
 import time
 from collections.abc import Sequence
@@ -239,6 +240,12 @@ def _publish(scratch: Path, folder: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (e.g. TextWorld's game compiler)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def parameter_count(model) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
@@ -269,7 +276,7 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
 
     from regym.models.corpus import gather_corpus
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     corpus = gather_corpus(config.corpus_envs, random_episodes=config.corpus_random_episodes,
                            expert_episodes=config.corpus_expert_episodes, max_turns=config.corpus_max_turns,
                            task_pool=config.task_pool, seconds_per_env=config.corpus_seconds_per_env,
@@ -292,6 +299,7 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
         "parameters": parameter_count(model), "vocab_size": len(tokenizer),
         "loss_first": losses[0], "loss_last": sum(losses[-20:]) / len(losses[-20:]),
         "seconds_corpus": gathered - started, "seconds_total": time.perf_counter() - started,
+        "cpu_seconds_total": cpu_seconds() - cpu_started,
     }
     return save_model_folder(model, tokenizer, folder, metadata, "tiny_base.json")
 
@@ -328,7 +336,7 @@ def ensure_tiny_pipeline(
         return pipeline
 
     with _threads(config.threads):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         if not (base_dir / "tiny_base.json").exists():
             log.info("building the tiny base model in %s", base_dir)
             build_base(base_dir, config, seed)
@@ -336,11 +344,11 @@ def ensure_tiny_pipeline(
         envs = json.loads((base_dir / "tiny_base.json").read_text())["envs"]
         if env_id not in envs:
             log.warning("%s is not in the tiny base model's corpus (envs: %s)", env_id, envs)
-        _build_env_stage(pipeline, base_seconds, started)
+        _build_env_stage(pipeline, base_seconds, started, cpu_started)
     return pipeline
 
 
-def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float) -> None:
+def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float, cpu_started: float) -> None:
     """Demos and SFT for one env, written into a temporary folder then renamed to ``pipeline.root``."""
     from transformers import AutoTokenizer
 
@@ -368,6 +376,7 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
         "sft_train_loss": sft_summary["train_loss"], "sft_steps": sft_summary["steps"],
         "seconds_base": base_seconds, "seconds_demos": sft_started - demos_started,
         "seconds_sft": time.perf_counter() - sft_started, "seconds_total": time.perf_counter() - started,
+        "cpu_seconds_total": cpu_seconds() - cpu_started,
     }
     (scratch / "pipeline.json").write_text(json.dumps(summary, indent=2))
     _publish(scratch, pipeline.root)
@@ -383,6 +392,7 @@ def policy_success_rate(
     temperature: float = 0.0,
     max_new_tokens: int = 32,
     task_pool: int | None = None,
+    max_turns: int | None = None,
     num_envs: int = 8,
 ) -> float:
     """Success rate of an HF checkpoint played by ``LLMAgent`` over ``HFPolicy`` (greedy by default).
@@ -399,7 +409,7 @@ def policy_success_rate(
     policy = HFPolicy.from_pretrained(model_dir, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
     context = int(getattr(policy.model.config, "max_position_embeddings", 1024)) - max_new_tokens
     agent = LLMAgent(policy, max_context_tokens=context)
-    envs = [make_env(env_id, split=split, task_pool=task_pool) for _ in range(num_envs)]
+    envs = [make_env(env_id, split=split, task_pool=task_pool, max_turns=max_turns) for _ in range(num_envs)]
     try:
         trajectories = rollout(envs, agent, seeds=list(range(seed, seed + episodes)))
     finally:

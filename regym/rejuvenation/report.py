@@ -98,8 +98,7 @@ def model_metrics(model: nn.Module, base: nn.Module, calib: Sequence[Calibration
     metrics: dict[str, object] = {
         "entropy": stats["entropy"], "top1_prob": stats["top1_prob"], "sft_loss": stats["sft_loss"],
         "scored_tokens": stats["tokens"],
-        "drift_relative": _total_drift(model, base),
-        "drift_mean_squared": sum(r["mean_squared_difference"] * 1.0 for r in drift) / max(len(drift), 1),
+        **_total_drift(model, base),
         "perturbation_sharpness": perturbation_sharpness(model, sharp_calib, settings.perturbation_radius,
                                                          settings.perturbation_samples, settings.seed),
         "dormant_fraction": dormant_fraction(model, calib, settings.dormant_tau),
@@ -110,14 +109,17 @@ def model_metrics(model: nn.Module, base: nn.Module, calib: Sequence[Calibration
     return {"metrics": metrics, "drift_per_layer": drift, "entropies": stats["entropies"]}
 
 
-def _total_drift(model: nn.Module, base: nn.Module) -> float:
+def _total_drift(model: nn.Module, base: nn.Module) -> dict[str, float]:
+    """Whole-model ‖θ − θ_base‖ / ‖θ_base‖ and mean-squared difference per parameter."""
     base_params = dict(base.named_parameters())
     delta = total = 0.0
+    count = 0
     for name, parameter in model.named_parameters():
         reference = base_params[name].detach().float()
         delta += float((parameter.detach().float() - reference).pow(2).sum())
         total += float(reference.pow(2).sum())
-    return math.sqrt(delta) / max(math.sqrt(total), 1e-12)
+        count += reference.numel()
+    return {"drift_relative": math.sqrt(delta) / max(math.sqrt(total), 1e-12), "drift_mean_squared": delta / count}
 
 
 def build_report(models: dict[str, tuple[nn.Module, object]], base_label: str,
@@ -139,7 +141,7 @@ def build_report(models: dict[str, tuple[nn.Module, object]], base_label: str,
 
 
 ROWS = [
-    ("drift_relative", "drift ‖Δ‖/‖θ_base‖", "{:.4f}"), ("drift_mean_squared", "drift mean-squared (per layer avg)", "{:.3e}"),
+    ("drift_relative", "drift ‖Δ‖/‖θ_base‖", "{:.4f}"), ("drift_mean_squared", "drift mean-squared difference", "{:.3e}"),
     ("entropy", "token entropy (nats)", "{:.4f}"), ("top1_prob", "mean top-1 probability", "{:.4f}"),
     ("sft_loss", "SFT loss", "{:.4f}"), ("hessian_top_eigenvalue", "top Hessian eigenvalue", "{:.3f}"),
     ("perturbation_sharpness", "loss increase at radius r", "{:.4f}"), ("dormant_fraction", "dormant MLP neurons", "{:.4f}"),

@@ -72,7 +72,7 @@ class RLConfig:
     """Tasks per optimizer step (the step's batch is tasks_per_step × group_size episodes)."""
     num_envs: int = 8
     """Env instances stepped in lock-step (episodes generated at once)."""
-    max_turns: int = 8
+    max_turns: int = 6
     """Policy turns per episode; the episode is truncated after that."""
     max_new_tokens: int = 16
     """Tokens per policy turn."""
@@ -104,8 +104,8 @@ class RLConfig:
     """ω of GiGPO: weight of the step-level advantage."""
     gigpo_gamma: float = 0.95
     """Discount of GiGPO's step returns."""
-    learning_rate: float = 2e-4
-    """AdamW learning rate."""
+    learning_rate: float = 5e-4
+    """AdamW learning rate (the tiny default model; SmolLM2's preset uses 1e-6)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     warmup_steps: int = 0
@@ -134,6 +134,8 @@ class RLConfig:
     """Show a rich progress bar."""
     use_cpu: bool | None = None
     """Force CPU training (None: CPU when no CUDA device is visible)."""
+    threads: int | None = 1
+    """torch CPU threads (None: torch's default). One is fastest on a shared machine; raise it on an idle one."""
     resume: bool = False
     """Continue from the last checkpoint in output_dir."""
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,8 @@ class RunLog(TrainerCallback):
                     self.writer.add_scalar(f"eval/{split}/{key}", value, step)
             self.writer.flush()
         text = "  ".join(f"{split}: success {values['success_rate']:.3f}" for split, values in results.items())
-        (self.progress.console if self.progress is not None else _console()).print(f"[eval step {step}] {text}")
+        console = self.progress.console if self.progress is not None else _console()
+        console.print(f"eval at step {step}: {text}", markup=False)
         self.last_eval_step = step
         return results
 
@@ -313,9 +315,12 @@ def train(config: RLConfig) -> dict[str, Any]:
     from regym.rl.trl_bridge import RegymGRPOTrainer, env_reward, grpo_config, task_dataset
 
     started = time.time()
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     use_cpu = config.use_cpu if config.use_cpu is not None else not torch.cuda.is_available()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     env_id = resolve_env_id(config.env)
     paths = {name: out / f"{name}.jsonl" for name in ("metrics", "eval", "rollouts")}
 
