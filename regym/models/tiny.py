@@ -30,10 +30,8 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import resource
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -41,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from regym.paths import cache_dir
+from regym.rl.checkpoints import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -217,27 +216,13 @@ def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, batch_size: 
 
 def save_model_folder(model, tokenizer, folder: Path, metadata: dict[str, Any], metadata_name: str) -> Path:
     """An HF folder (safetensors + config + tokenizer + ``metadata_name``), written atomically."""
-    scratch = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(scratch, safe_serialization=True)
-    tokenizer.save_pretrained(scratch)
-    (scratch / metadata_name).write_text(json.dumps(metadata, indent=2, default=str))
-    _publish(scratch, folder)
+    with atomic_directory(folder) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / metadata_name).write_text(json.dumps(metadata, indent=2, default=str))
     return folder
-
-
-def _publish(scratch: Path, folder: Path) -> None:
-    """Rename ``scratch`` to ``folder``; if another process won the race, keep theirs."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(scratch, folder)
-    except OSError:
-        if not folder.exists():
-            raise
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def cpu_seconds() -> float:
@@ -356,30 +341,27 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
     from regym.rl.sft import sft
 
     config = pipeline.config
-    scratch = pipeline.root.parent / f".{pipeline.root.name}.tmp-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    demos_started = time.perf_counter()
-    demos = collect_demos(pipeline.env_id, agent="expert", episodes=config.demo_episodes,
-                          split="in_distribution", seed=pipeline.seed * 100_000, out_dir=scratch / "demos",
-                          task_pool=config.task_pool, only_successes=True)
-    sft_started = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(str(pipeline.base_dir))
-    sft(str(pipeline.base_dir), tokenizer, demos, out_dir=scratch / "sft", epochs=config.sft_epochs,
-        lr=config.sft_lr, batch_size=config.sft_batch_size, max_length=config.max_length, seed=pipeline.seed)
-    sft_summary = json.loads((scratch / "sft" / "sft_summary.json").read_text())
-    base = json.loads((pipeline.base_dir / "tiny_base.json").read_text())
-    summary = {
-        "env_id": pipeline.env_id, "seed": pipeline.seed, "config": asdict(config),
-        "base_dir": str(pipeline.base_dir), "base_parameters": base["parameters"], "base_envs": base["envs"],
-        "demo_episodes": len(demos), "demo_success_rate": success_rate(demos),
-        "sft_train_loss": sft_summary["train_loss"], "sft_steps": sft_summary["steps"],
-        "seconds_base": base_seconds, "seconds_demos": sft_started - demos_started,
-        "seconds_sft": time.perf_counter() - sft_started, "seconds_total": time.perf_counter() - started,
-        "cpu_seconds_total": cpu_seconds() - cpu_started,
-    }
-    (scratch / "pipeline.json").write_text(json.dumps(summary, indent=2))
-    _publish(scratch, pipeline.root)
+    with atomic_directory(pipeline.root) as scratch:
+        demos_started = time.perf_counter()
+        demos = collect_demos(pipeline.env_id, agent="expert", episodes=config.demo_episodes,
+                              split="in_distribution", seed=pipeline.seed * 100_000, out_dir=scratch / "demos",
+                              task_pool=config.task_pool, only_successes=True)
+        sft_started = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(str(pipeline.base_dir))
+        sft(str(pipeline.base_dir), tokenizer, demos, out_dir=scratch / "sft", epochs=config.sft_epochs,
+            lr=config.sft_lr, batch_size=config.sft_batch_size, max_length=config.max_length, seed=pipeline.seed)
+        sft_summary = json.loads((scratch / "sft" / "sft_summary.json").read_text())
+        base = json.loads((pipeline.base_dir / "tiny_base.json").read_text())
+        summary = {
+            "env_id": pipeline.env_id, "seed": pipeline.seed, "config": asdict(config),
+            "base_dir": str(pipeline.base_dir), "base_parameters": base["parameters"], "base_envs": base["envs"],
+            "demo_episodes": len(demos), "demo_success_rate": success_rate(demos),
+            "sft_train_loss": sft_summary["train_loss"], "sft_steps": sft_summary["steps"],
+            "seconds_base": base_seconds, "seconds_demos": sft_started - demos_started,
+            "seconds_sft": time.perf_counter() - sft_started, "seconds_total": time.perf_counter() - started,
+            "cpu_seconds_total": cpu_seconds() - cpu_started,
+        }
+        (scratch / "pipeline.json").write_text(json.dumps(summary, indent=2))
 
 
 def policy_success_rate(

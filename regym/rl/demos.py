@@ -10,14 +10,13 @@ what TRL's ``SFTTrainer`` reads; ``trajectory`` keeps the whole record as JSON
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from regym.agents import Agent, ExpertAgent, RandomAgent
 from regym.agents.prompts import PromptFormat, build_messages
+from regym.rl.checkpoints import atomic_directory
 from regym.rollout import rollout
 from regym.trajectory import Trajectory
 
@@ -100,16 +99,10 @@ def collect_demos(
 
 
 def save_dataset(dataset, out_dir: str | Path) -> Path:
-    """``dataset.save_to_disk`` into a temporary sibling, then rename over ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    dataset.save_to_disk(str(scratch))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(scratch, out_dir)
-    return out_dir
+    """``dataset.save_to_disk(out_dir)``, atomically (a hidden temporary folder, then a rename)."""
+    with atomic_directory(out_dir) as staging:
+        dataset.save_to_disk(str(staging))
+    return Path(out_dir)
 
 
 def load_demos(path: str | Path):

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from regym.rl.checkpoints import atomic_directory
 
 Conversation = list[dict[str, str]]
 
@@ -85,17 +86,31 @@ def sft_dataset(dataset, tokenizer, max_length: int):
 
 
 def _save(model, tokenizer, folder: Path, metadata: dict[str, Any]) -> Path:
-    """Write an HF folder (safetensors, config, tokenizer, metadata) atomically."""
-    scratch = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    model.save_pretrained(scratch, safe_serialization=True)
-    tokenizer.save_pretrained(scratch)
-    (scratch / "sft_summary.json").write_text(json.dumps(metadata, indent=2))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(scratch, folder)
+    """Write an HF folder (safetensors, config, tokenizer, ``sft_summary.json``) atomically."""
+    with atomic_directory(folder) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / "sft_summary.json").write_text(json.dumps(metadata, indent=2, default=str))
     return folder
+
+
+def _save_at_epochs(marks: Sequence[float], folder: Path, tokenizer, settings: dict[str, Any]):
+    """A ``TrainerCallback`` that saves the model each time training passes one of ``marks`` (in epochs)."""
+    from transformers import TrainerCallback
+
+    class SaveAtEpochs(TrainerCallback):
+        def __init__(self):
+            self.pending = sorted(marks)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            while self.pending and state.epoch is not None and state.epoch >= self.pending[0] - 1e-6:
+                mark = self.pending.pop(0)
+                _save(kwargs["model"], tokenizer, folder / f"epoch-{mark:g}",
+                      {**settings, "epoch": state.epoch, "mark": mark, "step": state.global_step,
+                       "log_history": state.log_history})
+            return control
+
+    return SaveAtEpochs()
 
 
 def sft(
@@ -124,21 +139,16 @@ def sft(
     ``epochs`` may be fractional (0.5 = half a pass). ``save_epochs`` (and
     ``save_every_epoch``: 1, 2, ... up to ``epochs``) also writes the model at those
     marks to ``out_dir/epochs/epoch-<mark>``. Returns ``out_dir``, an HF folder with
-    ``sft_summary.json`` (settings, loss history). Everything is written to a temporary
-    sibling folder and renamed into place at the end.
+    ``sft_summary.json`` (settings, loss history). Everything is written into a hidden
+    temporary folder and renamed into place at the end (``atomic_directory``).
     """
     import torch
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     if epochs <= 0:
         raise ValueError("epochs must be > 0")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-
     torch.manual_seed(seed)
     if isinstance(model, str | Path):
         model = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32)
@@ -153,58 +163,41 @@ def sft(
                 "weight_decay": weight_decay, "episodes": len(dataset), "windows": len(train_data),
                 "save_epochs": marks, "loss": "assistant tokens only (TRL assistant_only_loss)"}
 
-    class SaveAtEpochs(TrainerCallback):
-        """Save the model each time training passes one of ``marks`` (in epochs)."""
-
-        def __init__(self):
-            self.pending = list(marks)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            while self.pending and state.epoch is not None and state.epoch >= self.pending[0] - 1e-6:
-                mark = self.pending.pop(0)
-                _save(kwargs["model"], tokenizer, scratch / "epochs" / f"epoch-{mark:g}",
-                      {**settings, "epoch": state.epoch, "mark": mark, "step": state.global_step,
-                       "log_history": state.log_history})
-            return control
-
-    config = SFTConfig(
-        output_dir=str(scratch / "trainer"),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        learning_rate=lr,
-        lr_scheduler_type=lr_scheduler_type,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        max_length=max_length,
-        assistant_only_loss=True,
-        packing=False,
-        seed=seed,
-        data_seed=seed,
-        bf16=False,
-        fp16=False,
-        activation_checkpointing=False,
-        logging_steps=logging_steps,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-    )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=train_data, processing_class=tokenizer,
-                         callbacks=[SaveAtEpochs()] if marks else None)
-    result = trainer.train()
-    shutil.rmtree(scratch / "trainer", ignore_errors=True)
-    trained = trainer.model
-    trained.generation_config.eos_token_id = tokenizer.eos_token_id
-    trained.generation_config.pad_token_id = tokenizer.pad_token_id
-    summary = {**settings, "epoch": trainer.state.epoch, "steps": trainer.state.global_step,
-               "train_loss": result.training_loss, "log_history": trainer.state.log_history}
-    model_dir = _save(trained, tokenizer, scratch / "model", summary)
-    for item in model_dir.iterdir():
-        os.replace(item, scratch / item.name)
-    model_dir.rmdir()
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(scratch, out_dir)
+    with atomic_directory(out_dir) as scratch:
+        config = SFTConfig(
+            output_dir=str(scratch / "trainer"),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            learning_rate=lr,
+            lr_scheduler_type=lr_scheduler_type,
+            warmup_steps=warmup_steps,
+            weight_decay=weight_decay,
+            max_length=max_length,
+            assistant_only_loss=True,
+            packing=False,
+            seed=seed,
+            data_seed=seed,
+            bf16=False,
+            fp16=False,
+            activation_checkpointing=False,
+            logging_steps=logging_steps,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=not progress,
+            dataloader_num_workers=0,
+            use_cpu=not torch.cuda.is_available(),
+        )
+        trainer = SFTTrainer(model=model, args=config, train_dataset=train_data, processing_class=tokenizer,
+                             callbacks=[_save_at_epochs(marks, scratch / "epochs", tokenizer, settings)])
+        result = trainer.train()
+        shutil.rmtree(scratch / "trainer", ignore_errors=True)
+        trained = trainer.model
+        trained.generation_config.eos_token_id = tokenizer.eos_token_id
+        trained.generation_config.pad_token_id = tokenizer.pad_token_id
+        summary = {**settings, "epoch": trainer.state.epoch, "steps": trainer.state.global_step,
+                   "train_loss": result.training_loss, "log_history": trainer.state.log_history}
+        trained.save_pretrained(scratch, safe_serialization=True)
+        tokenizer.save_pretrained(scratch)
+        (scratch / "sft_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return out_dir
