@@ -127,6 +127,19 @@ def test_demos_are_the_prompt_format_and_round_trip(demos):
     assert row["task_id"] == trajectory.task_id and row["seed"] == 3
 
 
+def test_collect_demos_command(tmp_path, capsys):
+    from regym.cli.collect_demos import main
+
+    register_pick_game()
+    assert main(["--env", PICK_GAME, "--agent", "random", "--episodes", "5", "--seed", "2",
+                 "--out", str(tmp_path / "random")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    loaded = load_demos(tmp_path / "random")
+    assert summary["episodes"] == len(loaded) == 5 and set(loaded["agent"]) == {"random"}
+    assert loaded["seed"] == [2, 3, 4] + [5, 6]
+    assert main(["--env", "no-such-env", "--out", str(tmp_path / "x")]) == 2
+
+
 def test_assistant_mask_covers_exactly_the_actions(demos, tokenizer):
     from trl.chat_template_utils import is_chat_template_stop_token_trained
 

@@ -15,7 +15,10 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="regym collect-demos", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="regym collect-demos",
+        description="Play an agent and save its episodes as a datasets.Dataset (SFT data in THE prompt format).",
+    )
     parser.add_argument("--env", required=True, help="env id or short name (e.g. textworld, regym/ALFWorld-v0)")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--expert", action="store_const", const="expert", dest="agent",

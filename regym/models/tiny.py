@@ -56,9 +56,12 @@ CHAT_TEMPLATE = (
 """``<|role|>content<|end|>`` per message; the reply's ``<|end|>`` is inside the
 assistant span, so SFT teaches the model to stop (``<|end|>`` is the EOS token)."""
 
-BASE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
-               "corpus_random_episodes", "corpus_expert_episodes", "corpus_max_turns", "corpus_seconds_per_env", "task_pool",
-               "pretrain_steps", "pretrain_batch_size", "pretrain_block_size", "pretrain_lr", "corpus_envs")
+BASE_FIELDS = (
+    "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
+    "corpus_envs", "corpus_random_episodes", "corpus_expert_episodes", "corpus_max_turns", "corpus_task_pool",
+    "corpus_seconds_per_env", "pretrain_steps", "pretrain_batch_size", "pretrain_block_size", "pretrain_lr",
+)
+"""The settings that key the shared base model (the others only key the per-env demos and SFT)."""
 
 
 @dataclass(frozen=True)
@@ -80,19 +83,23 @@ class TinyPipelineConfig:
     corpus_expert_episodes: int = 30
     """Expert episodes per env whose actions (shuffled, out of context) enter the corpus."""
     corpus_max_turns: int = 15
+    corpus_task_pool: int | None = 8
+    """Envs with a ``num_tasks`` option play this many tasks in the corpus: many random episodes on a few
+    games (cheap to compile) teach the base model to pick an action from the listed ones."""
     corpus_seconds_per_env: float | None = 20.0
     """Time cap per env while gathering the corpus (slow envs contribute fewer episodes; None: no cap)."""
     task_pool: int | None = 64
-    """Envs with a ``num_tasks`` option play this many tasks (e.g. TextWorld games to compile) in the corpus and demos."""
+    """Envs with a ``num_tasks`` option draw the demos from this many tasks (e.g. TextWorld games to compile);
+    ``rl-train`` plays the same pool."""
     pretrain_steps: int = 240
     pretrain_batch_size: int = 8
     pretrain_block_size: int = 256
     pretrain_lr: float = 2e-3
     demo_episodes: int = 200
     """Expert episodes of the chosen env (ID split, reset seeds 0..N-1) for SFT."""
-    sft_epochs: float = 2.0
+    sft_epochs: float = 4.0
     """Moderate by default: the SFT policy is decent, not perfect, so RL can still improve it."""
-    sft_lr: float = 1e-3
+    sft_lr: float = 3e-3
     sft_batch_size: int = 8
     threads: int | None = 1
     """torch CPU threads while building (None: leave torch's setting). One thread is the fastest on a
@@ -264,7 +271,7 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
     started, cpu_started = time.perf_counter(), cpu_seconds()
     corpus = gather_corpus(config.corpus_envs, random_episodes=config.corpus_random_episodes,
                            expert_episodes=config.corpus_expert_episodes, max_turns=config.corpus_max_turns,
-                           task_pool=config.task_pool, seconds_per_env=config.corpus_seconds_per_env,
+                           task_pool=config.corpus_task_pool, seconds_per_env=config.corpus_seconds_per_env,
                            seed=seed)
     if not corpus.envs:
         raise RuntimeError(f"no env produced text for the tiny base model: {corpus.skipped}")

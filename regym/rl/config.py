@@ -110,7 +110,7 @@ class RLConfig:
     """Gradient clipping."""
     warmup_steps: int = 0
     """Linear warm-up steps."""
-    max_steps: int = 40
+    max_steps: int = 30
     """Optimizer steps (one rollout batch each)."""
 
     # Evaluation, logging, checkpoints
