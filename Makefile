@@ -33,8 +33,10 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
+# The main job on its embedded default: tiny base model -> SFT on expert demos ->
+# rejuvenation -> multi-turn GRPO on TextWorld; ends with before/after success rates.
 demo: $(STAMP)
-	$(BIN)/python -m regym.cli.demo
+	$(BIN)/rl-train --env textworld --rejuvenate --output-dir runs/demo
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done

@@ -58,9 +58,8 @@ def bench_textworld(games: int, rounds: int) -> list[dict]:
         commands = [turn.action for turn in play.turns]
         engine = textworld.start(str(env.unwrapped.game_file(play.task_id)), request_infos=REQUEST_INFOS)
         for _ in range(rounds):
-            for backend, timer in (("regym", lambda: _time_regym(env, play.task_id, commands)),
-                                   ("raw engine", lambda: _time_raw(engine, commands))):
-                reset, step = timer()
+            for backend, (reset, step) in (("regym", _time_regym(env, play.task_id, commands)),
+                                           ("raw engine", _time_raw(engine, commands))):
                 rows[backend]["reset"].append(reset)
                 rows[backend]["step"].append(step)
         engine.close()
@@ -80,13 +79,13 @@ def bench_textworld(games: int, rounds: int) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    header = f"{'env':<10} {'backend':<11} {'cold reset ms':>13} {'reset ms':>9} {'step ms':>8} {'steps/s':>8} " \
+    header = f"{'env':<10} {'backend':<13} {'cold reset ms':>13} {'reset ms':>9} {'step ms':>8} {'steps/s':>8} " \
              f"{'reset ratio':>11} {'step ratio':>10}"
     print(header)
     print("-" * len(header))
     for row in rows:
         cold = f"{row['cold_reset_ms']:.1f}" if row.get("cold_reset_ms") is not None else "-"
-        print(f"{row['env']:<10} {row['backend']:<11} {cold:>13} {row['reset_ms']:>9.2f} {row['step_ms']:>8.3f} "
+        print(f"{row['env']:<10} {row['backend']:<13} {cold:>13} {row['reset_ms']:>9.2f} {row['step_ms']:>8.3f} "
               f"{row['steps_per_s']:>8.0f} {row['reset_ratio']:>11.2f} {row['step_ratio']:>10.2f}")
 
 
@@ -94,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--games", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--alfworld-steps", type=int, default=50, help="ALFWorld steps per backend (0: skip)")
     args = parser.parse_args()
     rows = bench_textworld(args.games, args.rounds)
     sys.path.insert(0, str(Path(__file__).parent))
@@ -101,8 +101,12 @@ def main() -> None:
         from env_step_alfworld import bench_alfworld
     except ImportError:
         bench_alfworld = None
-    if bench_alfworld is not None:
-        rows += bench_alfworld(args.rounds)
+    if bench_alfworld is not None and args.alfworld_steps > 0:
+        alfworld = bench_alfworld(args.alfworld_steps)
+        raw_reset = next(row["reset_ms_cached"] for row in alfworld if row["backend"] == "raw engine")
+        rows += [{"env": "ALFWorld", "backend": row["backend"], "cold_reset_ms": row["reset_ms_cold"],
+                  "reset_ms": row["reset_ms_cached"], "step_ms": row["step_ms"], "steps_per_s": row["steps_per_s"],
+                  "reset_ratio": row["reset_ms_cached"] / raw_reset, "step_ratio": row["ratio"]} for row in alfworld]
     print_table(rows)
 
 

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
-
 from regym.trajectory import Trajectory
 
 STYLES = {
@@ -43,13 +41,14 @@ class PromptFormat:
 
 def env_instructions(env_id: str) -> str:
     """The env family's own instructions, read from its registered class."""
+    from regym.envs import env_class
     from regym.envs.base import TextEnv
 
     try:
-        env_class = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+        registered = env_class(env_id)
     except Exception:  # noqa: BLE001 - unknown or unregistered ids fall back to the generic text
-        env_class = TextEnv
-    return getattr(env_class, "instructions", TextEnv.instructions)
+        registered = TextEnv
+    return getattr(registered, "instructions", TextEnv.instructions)
 
 
 def system_prompt(env_id: str, prompt_format: PromptFormat = PromptFormat()) -> str:

@@ -29,6 +29,23 @@ def register_envs() -> None:
             gym.register(id=env_id, entry_point=entry_point, disable_env_checker=False)
 
 
+def env_class(env_id: str) -> type:
+    """The class (or factory) registered for ``env_id``, whether its entry point is a string or a callable."""
+    register_envs()
+    entry_point = gym.spec(env_id).entry_point
+    return entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
+
+
+def accepts_option(env_id: str, option: str) -> bool:
+    """Whether the env's constructor takes keyword ``option`` (e.g. ``num_tasks``)."""
+    import inspect
+
+    try:
+        return option in inspect.signature(env_class(env_id)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class EnvListing:
     env_id: str
@@ -40,12 +57,11 @@ def list_envs() -> list[EnvListing]:
     """Every registered regym env with its splits (read from the env class)."""
     register_envs()
     listings = []
-    for env_id, spec in sorted(gym.registry.items()):
+    for env_id in sorted(gym.registry):
         if not env_id.startswith("regym/"):
             continue
-        env_class = gym.envs.registration.load_env_creator(spec.entry_point)
         short = env_id.split("/", 1)[1].rsplit("-v", 1)[0].lower()
-        listings.append(EnvListing(env_id, short, tuple(getattr(env_class, "splits", ()))))
+        listings.append(EnvListing(env_id, short, tuple(getattr(env_class(env_id), "splits", ()))))
     return listings
 
 
@@ -70,6 +86,8 @@ __all__ = [
     "Outcome",
     "ParsedAction",
     "TextEnv",
+    "accepts_option",
+    "env_class",
     "list_envs",
     "normalize_split",
     "parse_action",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 
-from regym.envs import list_envs, normalize_split, resolve_env_id
+from regym.envs import env_class, list_envs, normalize_split, resolve_env_id
 
 ID, OOD = "in_distribution", "out_of_distribution"
 SPLIT_SHORT = {ID: "id", OOD: "ood"}
@@ -71,10 +71,10 @@ def env_splits(env_id: str) -> tuple[str, ...]:
     """The splits an env class declares; an env that cannot load raises with its name."""
     spec = gym.spec(env_id)
     try:
-        env_class = gym.envs.registration.load_env_creator(spec.entry_point)
+        registered = env_class(env_id)
     except Exception as error:
         raise RuntimeError(f"env {env_id} failed to load ({spec.entry_point}): {error}") from error
-    return tuple(getattr(env_class, "splits", ()))
+    return tuple(getattr(registered, "splits", ()))
 
 
 def get_suite(name: str) -> Suite:

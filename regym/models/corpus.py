@@ -18,7 +18,6 @@ knows no ALFWorld.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ import numpy as np
 
 from regym.agents import ExpertAgent, RandomAgent
 from regym.agents.prompts import PromptFormat, build_messages
-from regym.envs import ENTRY_POINTS, register_envs
+from regym.envs import ENTRY_POINTS, accepts_option, register_envs
 from regym.rollout import rollout
 
 log = logging.getLogger(__name__)
@@ -65,9 +64,7 @@ def make_env(env_id: str, *, split: str = "in_distribution", max_turns: int | No
     if max_turns is not None:
         kwargs["max_turns"] = max_turns
     if task_pool is not None:
-        entry_point = gym.spec(env_id).entry_point
-        env_class = entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
-        if "num_tasks" in inspect.signature(env_class.__init__).parameters:
+        if accepts_option(env_id, "num_tasks"):
             kwargs["num_tasks"] = task_pool
     return gym.make(env_id, **kwargs)
 

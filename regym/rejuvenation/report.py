@@ -18,6 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
+from regym.eval.metrics import pass_at_k
 from regym.rejuvenation.calibration import CalibrationExample
 from regym.rejuvenation.diagnostics import (
     dormant_fraction,
@@ -45,16 +46,8 @@ class ReportSettings:
     env_max_new_tokens: int = 48
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k, 1 − C(n−c, k)/C(n, k) (Chen et al. 2021, "Evaluating LLMs trained on code", Eq. 1)."""
-    if k > n:
-        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
-def env_metrics(model: nn.Module, tokenizer, env_name: str, settings: ReportSettings) -> dict[str, float]:
+def env_metrics(model: nn.Module, tokenizer, env_name: str, settings: ReportSettings,
+                env_kwargs: dict | None = None) -> dict[str, float]:
     """pass@1, pass@k and the non-zero-reward-variance group fraction from sampled episodes."""
     import gymnasium as gym
 
@@ -66,7 +59,7 @@ def env_metrics(model: nn.Module, tokenizer, env_name: str, settings: ReportSett
     n = settings.env_samples
     policy = HFPolicy(model, tokenizer, temperature=settings.env_temperature,
                       max_new_tokens=settings.env_max_new_tokens, seed=settings.seed)
-    envs = [gym.make(resolve_env_id(env_name)) for _ in range(n)]
+    envs = [gym.make(resolve_env_id(env_name), **(env_kwargs or {})) for _ in range(n)]
     try:
         seeds = [task for task in range(settings.env_tasks) for _ in range(n)]
         trajectories = rollout(envs, LLMAgent(policy), seeds=seeds)
@@ -124,7 +117,8 @@ def _total_drift(model: nn.Module, base: nn.Module) -> dict[str, float]:
 
 def build_report(models: dict[str, tuple[nn.Module, object]], base_label: str,
                  calib: Sequence[CalibrationExample], settings: ReportSettings | None = None,
-                 env_name: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, object]:
+                 env_name: str | None = None, progress: Callable[[str], None] | None = None,
+                 env_kwargs: dict | None = None) -> dict[str, object]:
     """Measure every model (label → (model, tokenizer)) against ``models[base_label]``."""
     settings = settings or ReportSettings()
     base = models[base_label][0]
@@ -135,7 +129,7 @@ def build_report(models: dict[str, tuple[nn.Module, object]], base_label: str,
             progress(label)
         entry = model_metrics(model, base, calib, settings)
         if env_name:
-            entry["metrics"].update(env_metrics(model, tokenizer, env_name, settings))
+            entry["metrics"].update(env_metrics(model, tokenizer, env_name, settings, env_kwargs))
         report["models"][label] = entry
     return report
 

@@ -59,15 +59,13 @@ def resolve_checkpoints(config: RLConfig, env_id: str) -> tuple[Path | None, Pat
     """
     env_kwargs = dict(config.env_kwargs)
     if config.model is None:
-        import inspect
-
+        from regym.envs import accepts_option
         from regym.models.tiny import ensure_tiny_pipeline
 
         pipeline = ensure_tiny_pipeline(env_id, seed=config.pipeline_seed)
         base = Path(config.base) if config.base else pipeline.base_dir
-        env_class = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
         pool = getattr(pipeline.config, "task_pool", None)
-        if pool and "num_tasks" in inspect.signature(env_class.__init__).parameters:
+        if pool and accepts_option(env_id, "num_tasks"):
             env_kwargs.setdefault("num_tasks", pool)
         return base, pipeline.sft_dir, env_kwargs
     if config.model == "smollm2":
