@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -12,3 +16,28 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | Path) -> Iterator[Path]:
+    """Yield an empty folder to fill; on success it replaces ``final`` in one rename.
+
+    Checkpoints, datasets and caches are written this way so a killed writer never
+    leaves a half folder where a reader expects a whole one.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    staging = scratch / final.name
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if final.exists():
+            retired = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, retired)
+            os.replace(staging, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

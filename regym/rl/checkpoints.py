@@ -10,39 +10,16 @@ to the checkpoint and then re-plays the lost steps: nothing duplicated, nothing 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from regym.paths import atomic_directory
+
 STATE_FILE = "regym_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-@contextlib.contextmanager
-def atomic_directory(final: str | Path) -> Iterator[Path]:
-    """Yield an empty folder to fill; on success it replaces ``final`` in one rename."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    scratch = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    staging = scratch / final.name
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-        if final.exists():
-            retired = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-            os.replace(final, retired)
-            os.replace(staging, final)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, final)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def save_pretrained_atomic(model: Any, tokenizer: Any, folder: str | Path) -> Path:
