@@ -248,10 +248,9 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(tmp_path):
 
 def test_llm_policy_counts_tokens_adds_baselines_and_resumes_exactly(tmp_path):
     """A tiny HF checkpoint through ``rl-eval --model``: sampled play, token counts, exact resume."""
+    from regym.cli.rl_eval import main
     from test_eval_runner import register_test_envs
     from tiny_chat import tiny_chat_model
-
-    from regym.cli.rl_eval import main
 
     register_test_envs()
     model, tokenizer = tiny_chat_model()

@@ -8,11 +8,11 @@ import time
 
 import pytest
 import torch
-from test_sft import PICK_GAME, register_pick_game
 
 from regym.lab.handoff import ARMS, HandoffConfig, load_handoff_config, run_handoff
 from regym.lab.report import paired_difference, verdict
 from regym.lab.stats import format_ci, mean_ci
+from test_sft import PICK_GAME, register_pick_game
 
 
 def test_mean_ci_is_the_student_t_interval():

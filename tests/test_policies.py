@@ -6,7 +6,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
-from tiny_chat import tiny_chat_model
 
 from regym.agents import HFPolicy, LLMAgent, OpenAIPolicy
 from regym.agents.llm import chat_token_ids
@@ -14,6 +13,7 @@ from regym.agents.prompts import PromptFormat
 from regym.agents.vllm_policy import vllm_available
 from regym.envs.base import Outcome, TextEnv
 from regym.rollout import rollout
+from tiny_chat import tiny_chat_model
 
 torch.set_num_threads(1)
 CONVERSATIONS = [

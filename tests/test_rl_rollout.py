@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from tiny_chat import tiny_chat_model
 
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.llm import Generation
@@ -10,6 +9,7 @@ from regym.agents.prompts import PromptFormat, build_messages
 from regym.envs.base import Outcome, TextEnv
 from regym.rl.rollout import ChatTokens, RolloutLimits, play_groups, turn_spans
 from regym.trajectory import Trajectory
+from tiny_chat import tiny_chat_model
 
 torch.set_num_threads(1)
 

@@ -10,13 +10,13 @@ import json
 import gymnasium as gym
 import pytest
 import torch
-from tiny_chat import tiny_chat_model
 
 from regym.envs.actions import ParsedAction
 from regym.envs.base import Outcome, TextEnv
 from regym.rl.checkpoints import list_checkpoints, read_state
 from regym.rl.config import RLConfig, load_config
 from regym.rl.train import read_jsonl, train
+from tiny_chat import tiny_chat_model
 
 torch.set_num_threads(1)
 ENV_ID = "regym-test/Vowels-v0"

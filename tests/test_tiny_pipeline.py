@@ -12,11 +12,11 @@ import time
 import gymnasium as gym
 import pytest
 import torch
-from test_sft import PICK_GAME, register_pick_game
 
 from regym.envs.base import TextEnv
 from regym.models.corpus import gather_corpus
 from regym.models.tiny import TinyPipelineConfig, ensure_tiny_pipeline, policy_success_rate, train_tokenizer
+from test_sft import PICK_GAME, register_pick_game
 
 BROKEN_GAME = "regym-test/BrokenGame-v0"
 MICRO = TinyPipelineConfig(
