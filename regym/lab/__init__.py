@@ -1,0 +1,1 @@
+"""Experiments built only from regym's public parts (``regym lab ...``)."""
