@@ -91,24 +91,21 @@ def private_filesystem(workdir: str, disk_bytes: int, uid: int | None, expose: l
     """New mount namespace: tmpfs /tmp, /dev/shm and work dir; re-expose ``expose`` paths."""
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-    # Bind the paths to re-expose somewhere safe before anything gets covered.
-    staged = []
+    # Hold a handle on each path to re-expose before anything covers it (a hidden ancestor
+    # such as /root, or /tmp itself when the install lives there), then bind it back.
     expose = sorted({os.path.realpath(p) for p in expose if os.path.isdir(p)})
     expose = [p for p in expose if not any(p.startswith(q.rstrip("/") + "/") for q in expose if q != p)]
     hidden = sorted({a for a in (_untraversable_ancestor(p) for p in expose) if a})
+    covered = [*hidden, "/tmp"]
+    handles = [(os.open(p, os.O_PATH | os.O_DIRECTORY), p) for p in expose
+               if any(p == c or p.startswith(c + "/") for c in covered)]
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_bytes},mode=1777")
-    for index, path in enumerate(p for p in expose if any(p.startswith(h + "/") for h in hidden)):
-        stage = f"/tmp/.stage{index}"
-        os.mkdir(stage)
-        _mount(path, stage, None, MS_BIND | MS_REC, None)
-        staged.append((stage, path))
     for directory in hidden:
         _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-    for stage, path in staged:
+    for handle, path in handles:
         os.makedirs(path, mode=0o755, exist_ok=True)
-        _mount(stage, path, None, MS_BIND | MS_REC, None)
-        _libc.umount2(stage.encode(), MNT_DETACH)
-        os.rmdir(stage)
+        _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC, None)
+        os.close(handle)
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=1777")
     os.makedirs(workdir, exist_ok=True)
