@@ -6,8 +6,8 @@ TextWorld's Inform 7 tool chain into a cache folder, and replayed from there.
 
 Splits differ in size and quest length (documented in docs/textworld.md):
 
-* ``in_distribution``: 2-4 rooms, 3-8 objects, quests of 1-3 steps;
-* ``out_of_distribution``: 5-7 rooms, 8-12 objects, quests of 4-6 steps.
+* ``in_distribution``: 3-5 rooms, 4-10 objects, quests of 3-4 steps;
+* ``out_of_distribution``: 6-8 rooms, 8-14 objects, quests of 5-7 steps.
 
 Reward is the game's score progress normalised by its maximum score, so a won game
 sums to 1; success is TextWorld's ``won``. The expert action is the first command of
@@ -61,8 +61,8 @@ class WorldSpec:
 
 
 SPLIT_SPECS = {
-    "in_distribution": WorldSpec(rooms=(2, 4), objects=(3, 8), quest_length=(1, 3)),
-    "out_of_distribution": WorldSpec(rooms=(5, 7), objects=(8, 12), quest_length=(4, 6)),
+    "in_distribution": WorldSpec(rooms=(3, 5), objects=(4, 10), quest_length=(3, 4)),
+    "out_of_distribution": WorldSpec(rooms=(6, 8), objects=(8, 14), quest_length=(5, 7)),
 }
 _SPLIT_SHORT = {"in_distribution": "id", "out_of_distribution": "ood"}
 

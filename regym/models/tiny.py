@@ -43,7 +43,7 @@ from regym.rl.checkpoints import atomic_directory
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 """Bumped when the build changes in a way that makes old caches wrong."""
 
 SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>")
