@@ -52,6 +52,7 @@ def test_expert_wins_in_distribution_random_does_not():
     expert = regym.rollout(envs, ExpertAgent(), episodes=12)
     assert sum(t.success for t in expert) / len(expert) >= 0.95
     assert all(abs(t.total_reward - 1.0) < 1e-9 for t in expert)
+    assert sum(t.invalid_actions for t in expert) == 0  # every expert move is admissible (case included)
     random = regym.rollout([gym.make("regym/TextWorld-v0", max_turns=15)], RandomAgent(seed=0), episodes=12)
     assert sum(t.success for t in random) < sum(t.success for t in expert)
 

@@ -182,7 +182,7 @@ class TextWorldEnv(TextEnv):
         if not command:
             return Outcome(self.invalid_observation, valid=False, info=self.unchanged_info())
         admissible = self._last_info.get("admissible_actions") or []
-        valid = command.lower() in {" ".join(a.split()) for a in admissible}
+        valid = command.lower() in {" ".join(a.lower().split()) for a in admissible}
         state, score, done = self._engine.step(command)
         reward = (score - self._score) / self._max_score
         self._score = score
