@@ -34,3 +34,14 @@ def _isolated_cache(tmp_path_factory):
     else:
         os.environ["REGYM_CACHE"] = str(tmp_path_factory.mktemp("regym-cache"))
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Two torch threads on a loaded 2-core machine run many times slower than one."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -4,32 +4,9 @@ import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from games import CountingGame
 from regym.agents import ExpertAgent, RandomAgent
-from regym.envs.base import Outcome, TextEnv
 from regym.rollout import rollout
-
-
-class CountingGame(TextEnv):
-    """Say the numbers up to a target; the target is the task."""
-
-    def _task_id_for(self, rng):
-        return f"count-{int(rng.integers(2, 6))}"
-
-    def _begin(self, task_id):
-        self.target, self.count = int(task_id.split("-")[1]), 0
-        return Outcome(f"Count to {self.target}.", info=self._extras())
-
-    def _act(self, action):
-        if action != str(self.count + 1):
-            if action == "boom":
-                raise RuntimeError("engine crashed")
-            return Outcome("Wrong number.", valid=False, info=self._extras())
-        self.count += 1
-        won = self.count == self.target
-        return Outcome(f"{self.count}.", reward=1.0 if won else 0.0, terminated=won, won=won, info=self._extras())
-
-    def _extras(self):
-        return {"admissible_actions": [str(self.count + 1), "0"], "expert_action": str(self.count + 1)}
 
 
 def test_check_env_passes():

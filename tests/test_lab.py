@@ -7,7 +7,6 @@ import math
 import time
 
 import pytest
-import torch
 
 from regym.lab.handoff import ARMS, HandoffConfig, load_handoff_config, run_handoff
 from regym.lab.report import paired_difference, verdict
@@ -51,12 +50,6 @@ def test_config_checks_the_ladder_and_merges_presets():
     assert config.rl["max_steps"] == 3 and config.rl["eval_every"] > 0
 
 
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_micro_lab_runs_every_stage_and_resumes(tmp_path, one_thread):

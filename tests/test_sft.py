@@ -65,13 +65,7 @@ def register_pick_game() -> str:
     return PICK_GAME
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two torch threads on a loaded 2-core machine run many times slower than one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -182,13 +182,14 @@ def ladder_report(config: HandoffConfig, env_id: str, base: dict[str, Any], ladd
 
 
 def _calibration(config: HandoffConfig, env_id: str, base: dict[str, Any], tokenizer) -> list[dict[str, Any]]:
-    from regym.rl.config import RLConfig
+    from dataclasses import replace
+
     from regym.rl.train import expert_calibration, make_envs
 
     rl_config = rl_config_for(config, env_id, base, model=base["base_dir"], seed=0, output_dir="unused")
     envs = make_envs(rl_config, env_id, "in_distribution", 2, base["env_kwargs"])
     try:
-        return expert_calibration(RLConfig(**{**rl_config.to_dict(), "calibration_episodes": 16}), envs, tokenizer)
+        return expert_calibration(replace(rl_config, calibration_episodes=16), envs, tokenizer)
     finally:
         for env in envs:
             env.close()

@@ -1,0 +1,26 @@
+"""Small text games shared by tests: exact rules, no engine, so tests check regym's own logic."""
+
+from regym.envs.base import Outcome, TextEnv
+
+
+class CountingGame(TextEnv):
+    """Say the numbers up to a target; the target is the task. "boom" crashes the engine."""
+
+    def _task_id_for(self, rng):
+        return f"count-{int(rng.integers(2, 6))}"
+
+    def _begin(self, task_id):
+        self.target, self.count = int(task_id.split("-")[1]), 0
+        return Outcome(f"Count to {self.target}.", info=self._extras())
+
+    def _act(self, action):
+        if action == "boom":
+            raise RuntimeError("engine crashed")
+        if action != str(self.count + 1):
+            return Outcome("Wrong number.", valid=False, info=self._extras())
+        self.count += 1
+        won = self.count == self.target
+        return Outcome(f"{self.count}.", reward=1.0 if won else 0.0, terminated=won, won=won, info=self._extras())
+
+    def _extras(self):
+        return {"admissible_actions": [str(self.count + 1), "0"], "expert_action": str(self.count + 1)}
