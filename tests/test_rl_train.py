@@ -205,3 +205,22 @@ def test_gigpo_step_advantages_group_turns_by_anchor_state():
     assert steps[0][1] == steps[1][1] == steps[2][0] == 0.0  # anchor states seen once: no step signal
     tokens = token_advantages([a, b], [1.0, 0.0], 2, estimator="gigpo", scale="none", step_weight=1.0, gamma=0.5)
     assert tokens[0] == [0.5 + 0.25, 0.5 + 0.25, 0.0, 0.5, 0.5, 0.0]
+
+
+def test_training_envs_get_the_dense_reward_only_where_the_env_has_one():
+    from regym.rl.train import training_env_kwargs
+
+    config = RLConfig()
+    assert training_env_kwargs(config, "regym/TextWorld-v0", {"num_tasks": 16}) == {"num_tasks": 16,
+                                                                                  "dense_reward": True}
+    assert training_env_kwargs(config, ENV_ID, {}) == {}  # VowelGame has no such option
+    assert training_env_kwargs(RLConfig(dense_reward=False), "regym/TextWorld-v0", {}) == {}
+    assert training_env_kwargs(config, "regym/TextWorld-v0", {"dense_reward": False}) == {"dense_reward": False}
+
+
+def test_num_iterations_reaches_trl_and_is_validated(tmp_path):
+    from regym.rl.trl_bridge import grpo_config
+
+    assert grpo_config(RLConfig(num_iterations=3), tmp_path, use_cpu=True).num_iterations == 3
+    with pytest.raises(ValueError, match="num_iterations"):
+        RLConfig(num_iterations=0)

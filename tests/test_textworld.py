@@ -99,3 +99,22 @@ def test_fuzz_garbage_actions_never_raise_or_hang(env):
 def test_clean_feedback_strips_banner_and_status():
     raw = "\n\n  ________\n |  $$$$ |\n\nWelcome home!\n\n-= Kitchen =-\nA kitchen.\n\n>   -= Kitchen =-0/1"
     assert clean_feedback(raw) == "Welcome home!\n\n-= Kitchen =-\nA kitchen."
+
+
+def test_dense_reward_pays_walkthrough_progress_and_telescopes():
+    env = gym.make("regym/TextWorld-v0", dense_reward=True, max_turns=20)
+    expert = regym.rollout(env, ExpertAgent(), seeds=[0])[0]
+    assert expert.success and abs(expert.total_reward - 1.0) < 1e-9
+    assert all(turn.reward > 0 for turn in expert.turns)  # every expert move is progress
+    for seed in range(20):  # a game whose first room has an exit off the walkthrough
+        _, info = env.reset(seed=seed)
+        exits = [a for a in info["admissible_actions"] if a.startswith("go ") and a != info["expert_action"]]
+        if exits:
+            break
+    away = exits[0]
+    _, detour, *_ = env.step(away)
+    assert detour < 0  # moving off the walkthrough costs
+    _, back, *_ = env.step({"north": "go south", "south": "go north", "east": "go west", "west": "go east"}[away[3:]])
+    assert abs(detour + back) < 1e-9  # and undoing it pays the cost back
+    sparse = regym.rollout(gym.make("regym/TextWorld-v0"), ExpertAgent(), seeds=[0])[0]
+    assert [turn.reward for turn in sparse.turns][:-1] == [0.0] * (len(sparse.turns) - 1)

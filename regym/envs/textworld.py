@@ -10,7 +10,11 @@ Splits differ in size and quest length (documented in docs/textworld.md):
 * ``out_of_distribution``: 6-8 rooms, 8-14 objects, quests of 5-7 steps.
 
 Reward is the game's score progress normalised by its maximum score, so a won game
-sums to 1; success is TextWorld's ``won``. The expert action is the first command of
+sums to 1; success is TextWorld's ``won``. With ``dense_reward=True`` the reward is
+instead progress along TextWorld's own winning policy, the shaping behind TextWorld's
+``intermediate_reward``: each step pays (steps left before − steps left after) / steps
+at the start. It telescopes, so an episode's sum is the fraction of the quest done by
+its end (1 when won) and the best policy is unchanged; a detour costs until undone. The expert action is the first command of
 TextWorld's own winning policy from the current state (``policy_commands``).
 """
 
@@ -147,6 +151,7 @@ class TextWorldEnv(TextEnv):
         max_turns: int = 50,
         invalid_action_penalty: float = 0.0,
         num_tasks: int = 10_000,
+        dense_reward: bool = False,
         nb_rooms: int | None = None,
         nb_objects: int | None = None,
         quest_length: int | None = None,
@@ -156,12 +161,14 @@ class TextWorldEnv(TextEnv):
     ):
         super().__init__(split, max_turns, invalid_action_penalty, render_mode)
         self.num_tasks = num_tasks
+        self.dense_reward = bool(dense_reward)
         self.overrides = {"rooms": nb_rooms, "objects": nb_objects, "quest_length": quest_length, "theme": theme}
         self.cache = Path(cache) if cache is not None else cache_dir("textworld")
         self._engine: textworld.Environment | None = None
         self._game_file: Path | None = None
         self._score = 0
         self._max_score = 1
+        self._steps_left = self._steps_at_start = 1
 
     # --- TextEnv hooks --------------------------------------------------------------
     def _task_id_for(self, rng: np.random.Generator) -> str:
@@ -175,6 +182,7 @@ class TextWorldEnv(TextEnv):
             self._game_file = game_file
         state = self._engine.reset()
         self._score, self._max_score = state["score"], max(state["max_score"], 1)
+        self._steps_left = self._steps_at_start = max(len(state["policy_commands"] or []), 1)
         return Outcome(clean_feedback(state.feedback), info=self._extras(state))
 
     def _act(self, action: str) -> Outcome:
@@ -186,10 +194,24 @@ class TextWorldEnv(TextEnv):
         state, score, done = self._engine.step(command)
         reward = (score - self._score) / self._max_score
         self._score = score
+        if self.dense_reward:
+            reward = self._progress(state)
         return Outcome(clean_feedback(state.feedback), reward=reward, terminated=bool(done),
                        won=bool(state["won"]), valid=valid, info=self._extras(state))
 
     # --- helpers ------------------------------------------------------------------------
+    def _progress(self, state) -> float:
+        """Walkthrough steps this action removed (negative for a detour), over the steps at the start."""
+        if state["won"]:
+            steps_left = 0
+        elif state["policy_commands"]:
+            steps_left = len(state["policy_commands"])
+        else:  # lost, or no policy from here: no progress is measurable
+            steps_left = self._steps_left
+        reward = (self._steps_left - steps_left) / self._steps_at_start
+        self._steps_left = steps_left
+        return reward
+
     def game_file(self, task_id: str) -> Path:
         """The compiled game of a task id (generated and compiled on first use)."""
         match = re.fullmatch(r"tw-(id|ood)-(\d+)", task_id)

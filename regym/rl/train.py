@@ -161,14 +161,27 @@ def make_envs(config: RLConfig, env_id: str, split: str, count: int, env_kwargs:
     return [gym.make(env_id, split=split, max_turns=config.max_turns, **env_kwargs) for _ in range(count)]
 
 
+def training_env_kwargs(config: RLConfig, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` plus the env's dense reward when ``config.dense_reward`` and the env offers one."""
+    from regym.envs import accepts_option
+
+    if config.dense_reward and "dense_reward" not in env_kwargs and accepts_option(env_id, "dense_reward"):
+        return {**env_kwargs, "dense_reward": True}
+    return dict(env_kwargs)
+
+
 def rollout_limits(config: RLConfig) -> RolloutLimits:
     return RolloutLimits(config.max_turns, config.max_new_tokens, config.max_episode_tokens)
 
 
 def evaluate(model, tokenizer, config: RLConfig, envs: Sequence[gym.Env], episodes: int) -> dict[str, float]:
-    """Success rate, mean reward and mean turns on ``episodes`` fixed tasks (reset seeds 10_000 + i)."""
+    """Success rate, mean reward and mean turns on ``episodes`` fixed tasks (reset seeds 10_000 + i).
+
+    The sampling seed is fixed too, so runs that differ only in their RL seed measure their shared
+    starting checkpoint identically, and their curves differ by what RL did, not by eval draws.
+    """
     policy = HFPolicy(model, tokenizer, temperature=config.eval_temperature, top_p=1.0,
-                      max_new_tokens=config.max_new_tokens, seed=config.seed)
+                      max_new_tokens=config.max_new_tokens, seed=EVAL_SEED_OFFSET)  # same draws for every RL seed
     seeds = [EVAL_SEED_OFFSET + i for i in range(episodes)]
     trajectories = play_groups(policy, envs, seeds=seeds, limits=rollout_limits(config),
                                prompt_format=PromptFormat(style=config.prompt_style))
@@ -338,7 +351,8 @@ def train(config: RLConfig) -> dict[str, Any]:
 
     # 1. models
     base_dir, sft_dir, env_kwargs = resolve_checkpoints(config, env_id)
-    train_envs = make_envs(config, env_id, "in_distribution", config.num_envs, env_kwargs)
+    train_envs = make_envs(config, env_id, "in_distribution", config.num_envs,
+                           training_env_kwargs(config, env_id, env_kwargs))
     init_dir = sft_dir
     if config.rejuvenate:
         init_dir = rejuvenated_checkpoint(config, base_dir, sft_dir, out / "rejuvenated", train_envs)

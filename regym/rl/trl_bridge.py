@@ -70,7 +70,7 @@ def grpo_config(config: RLConfig, output_dir: Path, use_cpu: bool) -> GRPOConfig
         per_device_train_batch_size=config.batch_episodes,
         gradient_accumulation_steps=1,
         steps_per_generation=1,
-        num_iterations=1,
+        num_iterations=config.num_iterations,
         num_generations=config.group_size,
         max_completion_length=config.max_episode_tokens,
         temperature=config.temperature,
