@@ -134,7 +134,7 @@ class HFPolicy:
         stop = torch.tensor(self.stop_token_ids, device=device)
 
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=True)
+                         use_cache=True, logits_to_keep=1)  # the LM head on the last position only
         cache, logits = _cache_of(out), out.logits[:, -1, :].float()  # (B, V)
         sampled, sampled_logprobs = [], []
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
