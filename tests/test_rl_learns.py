@@ -17,7 +17,7 @@ def test_default_rl_raises_in_distribution_success_from_the_sft_start(tmp_path):
                                        "progress": False, "tensorboard": False}))
     evals = [row["in_distribution"]["success_rate"] for row in read_jsonl(tmp_path / "eval.jsonl")]
     assert len(evals) == 5  # steps 0, 10, 20, 30, 40
-    before, after = summary["before"]["in_distribution"]["success_rate"], summary["after"]["in_distribution"][
-        "success_rate"]
+    before = summary["before"]["in_distribution"]["success_rate"]
+    after = summary["after"]["in_distribution"]["success_rate"]
     assert after >= before + 0.15, evals  # 64 episodes per eval: a 0.15 rise is about 2.5 standard errors
     assert max(evals[2:]) > evals[0]

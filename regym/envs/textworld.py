@@ -14,8 +14,9 @@ sums to 1; success is TextWorld's ``won``. With ``dense_reward=True`` the reward
 instead progress along TextWorld's own winning policy, the shaping behind TextWorld's
 ``intermediate_reward``: each step pays (steps left before − steps left after) / steps
 at the start. It telescopes, so an episode's sum is the fraction of the quest done by
-its end (1 when won) and the best policy is unchanged; a detour costs until undone. The expert action is the first command of
-TextWorld's own winning policy from the current state (``policy_commands``).
+its end (1 when won) and the best policy is unchanged; a detour costs until undone.
+The expert action is the first command of TextWorld's own winning policy from the
+current state (``policy_commands``).
 """
 
 from __future__ import annotations
@@ -192,10 +193,8 @@ class TextWorldEnv(TextEnv):
         admissible = self._last_info.get("admissible_actions") or []
         valid = command.lower() in {" ".join(a.lower().split()) for a in admissible}
         state, score, done = self._engine.step(command)
-        reward = (score - self._score) / self._max_score
+        reward = self._progress(state) if self.dense_reward else (score - self._score) / self._max_score
         self._score = score
-        if self.dense_reward:
-            reward = self._progress(state)
         return Outcome(clean_feedback(state.feedback), reward=reward, terminated=bool(done),
                        won=bool(state["won"]), valid=valid, info=self._extras(state))
 
