@@ -109,6 +109,7 @@ def test_bad_requests_get_error_pages_not_crashes():
     assert client.request("GET", "/healthz").html == "ok"
     assert client.request("GET", "/").status == 200
     assert client.request("GET", "/s?task_id=nonsense").status == 400
+    assert client.request("GET", "/s?task_id=id-00000").status == 200
     assert client.request("GET", "/s/item/B0NOSUCH00").status == 404
     assert client.request("GET", "/s/search?q=").status == 400
     assert client.request("GET", "/s/search?q=lamp&page=x").status == 400
@@ -116,15 +117,19 @@ def test_bad_requests_get_error_pages_not_crashes():
     assert client.request("GET", f"/s/buy/{asin}").status == 405
     assert client.request("GET", f"/s/item/{asin}/option?name=color&value=plaid").status == 400
     assert client.request("GET", "/bad%20id!").status == 400
-    assert client.request("GET", "/wanderer").status == 200  # an unknown session starts on a task
+    assert client.request("GET", "/bad%20id!?task_id=id-00000").status == 400
+    assert client.request("GET", "/s/end").status == 405
 
 
-def test_session_store_is_bounded():
+def test_session_store_is_bounded_and_refuses_rather_than_evicts_live_sessions():
     app = WebShopApp(max_sessions=5)
     client = InProcessClient(app)
-    for index in range(12):
-        client.request("GET", f"/s{index}?task_id=id-{index:05d}")
+    statuses = [client.request("GET", f"/s{index}?task_id=id-{index:05d}").status for index in range(12)]
+    assert statuses == [200] * 5 + [503] * 7
     assert app.num_sessions == 5
+    for index in range(5):  # every live session still plays its own goal
+        page = parse_page(client.request("GET", f"/s{index}").html)
+        assert make_goal(f"id-{index:05d}").instruction in page.text
 
 
 def _free_port():
@@ -136,7 +141,7 @@ def _free_port():
 def test_serve_web_command_serves_the_shop():
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "regym.cli.main", "serve-web", "--port", str(port)],
+        [sys.executable, "-m", "regym.cli.main", "serve-web", "--port", str(port), "--receive-timeout", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -158,6 +163,10 @@ def test_serve_web_command_serves_the_shop():
             if terminated:
                 break
         assert reward == 1.0
+        with socket.create_connection(("127.0.0.1", port)) as slow:  # --receive-timeout reached the server
+            slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+            slow.settimeout(5)
+            assert slow.recv(100).startswith(b"HTTP/1.0 408")
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -8,16 +8,25 @@ named in the URL path (``/<session_id>/...``); the session holds its own goal,
 query, results page, product, chosen options and purchase, so concurrent shoppers
 never see each other's state.
 
+Sessions are never replaced behind a shopper's back. Only ``?task_id=`` starts one;
+a request naming a session the shop does not hold (never started, ended, or expired
+after ``session_ttl_s`` without a request) gets ``410 Gone``, so a client learns its
+episode is lost instead of being handed another goal. Each client address (the
+socket's, never a forwarded header) holds at most ``max_sessions_per_client`` sessions
+(``429``); a full store refuses new sessions (``503``) rather than evict one in use.
+
 Routes::
 
     GET  /                                   home page
     GET  /healthz                            "ok"
-    GET  /<sid>[?task_id=id-00042]           search page (a task id starts/restarts the session)
+    GET  /<sid>?task_id=id-00042             start (or restart) a session: search page
+    GET  /<sid>                              search page of a running session
     GET  /<sid>/search?q=...&page=N          results
     GET  /<sid>/item/<asin>                  item page
     GET  /<sid>/item/<asin>/option?name=&value=   choose a buying option
     GET  /<sid>/item/<asin>/<description|features|reviews>
     POST /<sid>/buy/<asin>                   buy with the chosen options -> done page
+    POST /<sid>/end                          end the session (frees its place in the store)
 
 No JavaScript is needed: options are links and "Buy Now" is a form, so the same pages
 work for urllib, a WSGI call and a real browser.
@@ -28,7 +37,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-import zlib
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,11 +46,16 @@ from html import escape
 from urllib.parse import parse_qs, quote, urlencode
 
 from regym.envs.webshop.catalog import CATALOG_SEED, Catalog, Product, build_catalog
-from regym.envs.webshop.instructions import SPLIT_SIZES, Goal, make_goal, parse_task_id
+from regym.envs.webshop.instructions import Goal, make_goal, parse_task_id
 from regym.envs.webshop.reward import RewardBreakdown, get_reward
 from regym.envs.webshop.search import RESULTS_PER_PAGE, SearchEngine
 
 MAX_SESSIONS = 4096
+MAX_SESSIONS_PER_CLIENT = 1024
+SESSION_TTL_S = 900.0
+"""A session with no request for this long expires (then 410): far above a policy's time per step,
+short enough that sessions a client abandoned soon free its quota."""
+IN_PROCESS_CLIENT = "in-process"
 MAX_QUERY_CHARS = 256
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 SUB_PAGES = {"description": "Description", "features": "Features", "reviews": "Reviews"}
@@ -66,6 +80,8 @@ class Session:
     asin: str | None = None
     options: dict[str, str] = field(default_factory=dict)
     purchase: dict | None = None
+    client: str = IN_PROCESS_CLIENT
+    last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -79,43 +95,97 @@ class HTTPError(Exception):
 class WebShopApp:
     """The WSGI application. One instance serves any number of concurrent sessions."""
 
-    def __init__(self, catalog_seed: int = CATALOG_SEED, max_sessions: int = MAX_SESSIONS):
+    def __init__(
+        self,
+        catalog_seed: int = CATALOG_SEED,
+        max_sessions: int = MAX_SESSIONS,
+        max_sessions_per_client: int = MAX_SESSIONS_PER_CLIENT,
+        session_ttl_s: float = SESSION_TTL_S,
+    ):
         self.catalog_seed = catalog_seed
         self.catalog: Catalog = build_catalog(catalog_seed)
         self.search_engine = SearchEngine(self.catalog)
         self.max_sessions = max_sessions
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self.max_sessions_per_client = max_sessions_per_client
+        self.session_ttl_s = session_ttl_s
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._sessions_per_client: dict[str, int] = {}
         self._sessions_lock = threading.Lock()
 
     # --- sessions ---------------------------------------------------------------
-    def start_session(self, session_id: str, task_id: str) -> Session:
-        session = Session(goal=make_goal(task_id, self.catalog_seed))
+    def start_session(self, session_id: str, task_id: str, client: str = IN_PROCESS_CLIENT) -> Session:
+        """Start (or restart) ``session_id`` on ``task_id`` for ``client``.
+
+        Only sessions idle past ``session_ttl_s`` are ever evicted. Raises 429 when ``client``
+        already holds its quota and 503 when every stored session is in use.
+        """
+        if not _SESSION_ID.match(session_id):
+            raise HTTPError("400 Bad Request", f"bad session id {session_id!r}")
+        session = Session(goal=make_goal(task_id, self.catalog_seed), client=client)
         with self._sessions_lock:
+            session.last_used = time.monotonic()
+            self._evict_idle(session.last_used)
+            replaced = self._sessions.get(session_id)
+            held = self._sessions_per_client.get(client, 0)
+            if replaced is not None and replaced.client == client:
+                held -= 1
+            if held >= self.max_sessions_per_client:
+                raise HTTPError(
+                    "429 Too Many Requests",
+                    f"client {client} already holds {self.max_sessions_per_client} sessions; "
+                    f"end one (POST /<sid>/end) or let it expire ({self.session_ttl_s:g} s idle)",
+                )
+            if replaced is None and len(self._sessions) >= self.max_sessions:
+                raise HTTPError(
+                    "503 Service Unavailable",
+                    f"all {self.max_sessions} sessions are in use; retry when one ends or expires",
+                )
+            if replaced is not None:
+                self._remove(session_id)
             self._sessions[session_id] = session
-            self._sessions.move_to_end(session_id)
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+            self._sessions_per_client[client] = self._sessions_per_client.get(client, 0) + 1
         return session
 
     def session(self, session_id: str) -> Session:
-        """The session named ``session_id``; an unknown name starts one on a task derived from it."""
+        """The running session named ``session_id``; 410 Gone when the shop does not hold it."""
         if not _SESSION_ID.match(session_id):
             raise HTTPError("400 Bad Request", f"bad session id {session_id!r}")
         with self._sessions_lock:
+            now = time.monotonic()
+            self._evict_idle(now)
             session = self._sessions.get(session_id)
-            if session is not None:
-                self._sessions.move_to_end(session_id)
-                return session
-        index = zlib.crc32(session_id.encode()) % SPLIT_SIZES["in_distribution"]
-        return self.start_session(session_id, f"id-{index:05d}")
+            if session is None:
+                raise HTTPError(
+                    "410 Gone",
+                    f"session {session_id!r} is unknown or expired (ended, or idle over "
+                    f"{self.session_ttl_s:g} s); start a new one with /<sid>?task_id=...",
+                )
+            session.last_used = now
+            self._sessions.move_to_end(session_id)
+            return session
 
     def end_session(self, session_id: str) -> None:
         with self._sessions_lock:
-            self._sessions.pop(session_id, None)
+            if session_id in self._sessions:
+                self._remove(session_id)
 
     @property
     def num_sessions(self) -> int:
         return len(self._sessions)
+
+    def _evict_idle(self, now: float) -> None:
+        """Drop sessions unused for ``session_ttl_s``, oldest first (the store is in order of use)."""
+        while self._sessions:
+            session_id, oldest = next(iter(self._sessions.items()))
+            if now - oldest.last_used <= self.session_ttl_s:
+                return
+            self._remove(session_id)
+
+    def _remove(self, session_id: str) -> None:
+        client = self._sessions.pop(session_id).client
+        self._sessions_per_client[client] -= 1
+        if not self._sessions_per_client[client]:
+            del self._sessions_per_client[client]
 
     # --- WSGI -------------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -124,9 +194,11 @@ class WebShopApp:
         query = {
             k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()
         }
+        # The socket's address, never X-Forwarded-For: any client can write that header.
+        client = environ.get("REMOTE_ADDR") or IN_PROCESS_CLIENT
         content_type = "text/html; charset=utf-8"
         try:
-            status, body = "200 OK", self.route(method, path, query)
+            status, body = "200 OK", self.route(method, path, query, client)
             if path == "/healthz":
                 content_type = "text/plain; charset=utf-8"
         except HTTPError as error:
@@ -137,32 +209,32 @@ class WebShopApp:
         start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(payload)))])
         return [payload]
 
-    def route(self, method: str, path: str, query: dict[str, str]) -> str:
+    def route(self, method: str, path: str, query: dict[str, str], client: str = IN_PROCESS_CLIENT) -> str:
         parts = [p for p in path.split("/") if p]
         if not parts:
             return _home_page()
         if parts == ["healthz"]:
             return "ok"
         session_id, rest = parts[0], parts[1:]
-        if not rest:
-            if "task_id" in query:
-                try:
-                    parse_task_id(query["task_id"])
-                except ValueError as error:
-                    raise HTTPError("400 Bad Request", str(error)) from None
-                if not _SESSION_ID.match(session_id):
-                    raise HTTPError("400 Bad Request", f"bad session id {session_id!r}")
-                session = self.start_session(session_id, query["task_id"])
-            else:
-                session = self.session(session_id)
-            with session.lock:
-                if session.purchase:
-                    return self.done_page(session_id, session)
-                return self.search_page(session_id, session)
+        if not rest and "task_id" in query:
+            try:
+                parse_task_id(query["task_id"])
+            except ValueError as error:
+                raise HTTPError("400 Bad Request", str(error)) from None
+            session = self.start_session(session_id, query["task_id"], client)
+            return self.search_page(session_id, session)
+        if rest == ["end"]:
+            if method != "POST":
+                raise HTTPError("405 Method Not Allowed", "ending a session needs POST")
+            self.session(session_id)
+            self.end_session(session_id)
+            return _page("ended", "", f"<p>Session {escape(session_id)} ended.</p>")
         session = self.session(session_id)
         with session.lock:
             if session.purchase:
                 return self.done_page(session_id, session)
+            if not rest:
+                return self.search_page(session_id, session)
             if rest == ["search"]:
                 return self.results_page(session_id, session, query)
             if rest[0] == "item" and len(rest) >= 2:
@@ -347,7 +419,7 @@ def _page(kind: str, sid: str, body: str, data: dict[str, str] | None = None) ->
 def _home_page() -> str:
     body = (
         "<h1>WebShop</h1><p>A shop served by regym. Open a session to start shopping:</p>"
-        + _link("Start shopping", "/demo", "btn")
+        + _link("Start shopping", "/demo?task_id=id-00000", "btn")
         + "<p>Or open /&lt;session id&gt;?task_id=id-00042 for a given task.</p>"
     )
     return _page("home", "", body)
@@ -365,3 +437,7 @@ def shared_app(catalog_seed: int = CATALOG_SEED) -> WebShopApp:
 
 def session_path(session_id: str, task_id: str) -> str:
     return f"/{quote(session_id)}?{urlencode({'task_id': task_id})}"
+
+
+def end_session_path(session_id: str) -> str:
+    return f"/{quote(session_id)}/end"

@@ -131,6 +131,16 @@ class BrowserBackend:
             tab.get_by_role("button", name="Search", exact=True).click()
         return self._read(navigation.value)
 
+    def end(self, url: str) -> None:
+        """Ends the session at ``url`` (a POST, as the shop wants) from the tab's own context."""
+        if self._page is not None:
+            from playwright.sync_api import Error
+
+            try:
+                self._page.request.post(self.base_url + url)
+            except Error:  # the shop is unreachable: nothing to free, or its idle timeout will
+                pass
+
     def close(self) -> None:
         if self._browser is not None:
             self._browser.close()

@@ -17,6 +17,10 @@ Backends (same pages, same text):
 The expert (``info["expert_action"]``) reads the current page and the goal: search
 the instruction's key attributes and product type, open the first result that can
 earn reward 1, choose the wanted options, buy; from a wrong page it goes back.
+
+Each episode's session is ended on the next reset and on ``close()``. If the shop no
+longer holds it (HTTP 410: expired or evicted), the episode ends there, truncated,
+with ``info["error"]`` saying why, never continuing on another goal.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 from regym.envs.base import Outcome, TextEnv
-from regym.envs.webshop.app import session_path, shared_app
+from regym.envs.webshop.app import end_session_path, session_path, shared_app
 from regym.envs.webshop.catalog import CATALOG_SEED, build_catalog
 from regym.envs.webshop.instructions import SPLIT_PREFIX, SPLIT_SIZES, Goal, make_goal, parse_task_id
 from regym.envs.webshop.reward import can_fully_satisfy
@@ -59,6 +63,12 @@ class _UrlBackend:
     def search(self, query: str, page: Page) -> tuple[Page, int]:
         response = self.client.request("GET", f"{page.search_url}?{urlencode({'q': query, 'page': 1})}")
         return parse_page(response.html), response.status
+
+    def end(self, url: str) -> None:
+        try:
+            self.client.request("POST", url)
+        except OSError:  # the shop is unreachable: nothing to free, or its idle timeout will
+            pass
 
     def close(self) -> None:
         pass
@@ -114,11 +124,12 @@ class WebShopEnv(TextEnv):
     def _begin(self, task_id: str) -> Outcome:
         parse_task_id(task_id)
         self.goal = make_goal(task_id, self.catalog_seed)
+        self._end_session()
         self.session_id = uuid.uuid4().hex
         self._searches = 0
         page, status = self._backend.open(session_path(self.session_id, task_id))
         if status != 200 or page.kind != "search":
-            raise RuntimeError(f"the shop did not open a session (HTTP {status}, page {page.kind!r})")
+            raise RuntimeError(f"the shop did not open a session (HTTP {status}: {page.text})")
         self.page = page
         return Outcome(page.text, info=self._extras())
 
@@ -139,6 +150,10 @@ class WebShopEnv(TextEnv):
             if name not in self.page.clickables:
                 return self._invalid(f"there is no {argument!r} to click on this page")
             page, status = self._backend.click(name, self.page)
+        if status == 410:
+            error = f"the shop lost this episode's session: {page.text}"
+            info = {**self._extras(), "error": error, "admissible_actions": [], "expert_action": None}
+            return Outcome(page.text, info=info)
         if status != 200 or page.kind == "error":
             return self._invalid(f"the shop answered HTTP {status}")
         self.page = page
@@ -148,9 +163,21 @@ class WebShopEnv(TextEnv):
             return Outcome(page.text, reward=reward, terminated=True, won=won, info=self._extras())
         return Outcome(page.text, info=self._extras())
 
+    def step(self, action: str):
+        observation, reward, terminated, truncated, info = super().step(action)
+        if "error" in info:  # the session is gone: nothing more can be played
+            truncated = self._finished = True
+        return observation, reward, terminated, truncated, info
+
     def close(self) -> None:
+        self._end_session()
         self._backend.close()
         super().close()
+
+    def _end_session(self) -> None:
+        if self.session_id is not None:
+            self._backend.end(end_session_path(self.session_id))
+            self.session_id = None
 
     # --- helpers ----------------------------------------------------------------
     def _invalid(self, reason: str) -> Outcome:
