@@ -1,4 +1,4 @@
-from regym.envs.actions import MAX_ACTION_CHARS, parse_action
+from regym.envs.actions import MAX_ACTION_CHARS, MAX_REPLY_CHARS, parse_action
 
 
 def test_bare_command():
@@ -31,3 +31,9 @@ def test_control_characters_removed_and_length_capped():
     parsed = parse_action("go\x00 no\x07rth" + "x" * 20_000)
     assert "\x00" not in parsed.action and "\x07" not in parsed.action
     assert len(parsed.action) <= MAX_ACTION_CHARS
+
+
+def test_reply_over_the_cap_is_refused_unread():
+    refused = parse_action("go north" + " " * MAX_REPLY_CHARS)
+    assert refused.action is None and f"{MAX_REPLY_CHARS:,}" in refused.error
+    assert parse_action("go north".ljust(MAX_REPLY_CHARS)).action == "go north"

@@ -6,6 +6,7 @@ from gymnasium.utils.env_checker import check_env
 
 from games import CountingGame
 from regym.agents import ExpertAgent, RandomAgent
+from regym.envs.actions import MAX_REPLY_CHARS
 from regym.rollout import rollout
 
 
@@ -28,6 +29,15 @@ def test_truncation_at_max_turns_and_penalty():
     assert truncated and not terminated and "Nothing happens" in env.render()
     with pytest.raises(RuntimeError, match="reset"):
         env.step("1")
+
+
+def test_reply_over_the_cap_is_a_clean_invalid_step():
+    env = CountingGame(invalid_action_penalty=0.5)
+    env.reset(options={"task_id": "count-2"})
+    observation, reward, terminated, truncated, info = env.step("1" + " " * MAX_REPLY_CHARS)
+    assert info["invalid_action"] and reward == -0.5 and not (terminated or truncated)
+    assert f"{MAX_REPLY_CHARS:,}" in observation and info["turn"] == 1
+    assert not env.step("1")[4]["invalid_action"]
 
 
 def test_rollout_expert_wins_random_rarely_and_batches():

@@ -8,6 +8,14 @@ truncation, and the standard ``info`` keys. An env family implements three hooks
 * ``_begin(task_id)``: start that task, returning the opening ``Outcome``;
 * ``_act(action)``: play one parsed action, returning its ``Outcome``.
 
+and may override ``parse`` (how a reply becomes an action) and ``_refuse`` (what a reply
+with no action in it gets back).
+
+A reply longer than ``MAX_REPLY_CHARS`` is an invalid action, refused before any
+parsing, so no reply can make a step slow. A reset with bad arguments raises before
+it changes anything; a reset whose hook fails leaves no episode to step, and the
+next reset starts cleanly.
+
 Standard ``info`` keys (present on every reset and step):
 ``task_id``, ``split``, ``turn``, ``won``, ``success``, ``invalid_action``,
 ``admissible_actions`` (list or None), ``expert_action`` (the next action an expert
@@ -16,14 +24,16 @@ would take from this state, or None when the env has no expert).
 
 from __future__ import annotations
 
+import numbers
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
-from regym.envs.actions import ParsedAction, parse_action
+from regym.envs.actions import ParsedAction, parse_action, reply_length_error
 
 MAX_TEXT_CHARS = 200_000
 
@@ -78,6 +88,17 @@ class Outcome:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def _checked_seed(seed: object) -> int | None:
+    """``seed`` as Gymnasium takes it (None or an int >= 0), or a TypeError/ValueError naming it."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a non-negative int or None, not {type(seed).__name__} {seed!r:.80}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int or None, not {seed}")
+    return int(seed)
+
+
 class TextEnv(gym.Env[str, str]):
     """Base class: a multi-turn text game whose actions are a policy's raw text."""
 
@@ -128,11 +149,20 @@ class TextEnv(gym.Env[str, str]):
         """Turn a policy's raw text into the action the game receives (override for code/tool envs)."""
         return parse_action(text)
 
+    def _refuse(self, reason: str) -> Outcome:
+        """The outcome of a reply with no action in it (unparseable, or over ``MAX_REPLY_CHARS`` and
+        left unread); the game never sees it. Override to answer in the family's own words."""
+        return Outcome(f"{self.invalid_observation} ({reason})", valid=False, info=self.unchanged_info())
+
     # --- Gymnasium API ----------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
+        seed = _checked_seed(seed)
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"options must be a dict such as {{'task_id': ...}} or None, "
+                            f"not {type(options).__name__} {options!r:.80}")
         super().reset(seed=seed)
-        options = options or {}
-        task_id = options.get("task_id")
+        self._finished = True  # until the new task has begun there is no episode to step
+        task_id = (options or {}).get("task_id")
         self.task_id = str(task_id) if task_id is not None else self._task_id_for(self.np_random)
         self.turn = 0
         outcome = self._begin(self.task_id)
@@ -141,13 +171,11 @@ class TextEnv(gym.Env[str, str]):
 
     def step(self, action: str):
         if self._finished:
-            raise RuntimeError("episode is over: call reset() before step()")
+            raise RuntimeError("no episode is running: call reset() before step()")
         self.turn += 1
-        parsed = self.parse(action)
-        if parsed.valid:
-            outcome = self._act(parsed.action)
-        else:
-            outcome = Outcome(f"{self.invalid_observation} ({parsed.error})", valid=False, info=self.unchanged_info())
+        too_long = reply_length_error(action)
+        parsed = ParsedAction(None, error=too_long) if too_long is not None else self.parse(action)
+        outcome = self._act(parsed.action) if parsed.valid else self._refuse(parsed.error)
         invalid = not outcome.valid
         if invalid:
             outcome.reward -= self.invalid_action_penalty

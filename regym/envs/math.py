@@ -51,21 +51,32 @@ HELP = "Call the tool with <python>...</python> or answer with \\boxed{...} (or 
 
 _PYTHON_BLOCK = re.compile(r"<python>(.*?)(?:</python>|\Z)", re.DOTALL | re.IGNORECASE)
 _TOOL_CALL_TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL | re.IGNORECASE)
-_ANSWER_LINE = re.compile(r"(?:^|\n)\s*\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*(.+)", re.IGNORECASE)
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# Linear-time patterns: the indent before "answer" stays on its line ([^\S\n], not \s, which let every
+# newline of a blank run rescan the rest: cubic), and possessive quantifiers (*+) never backtrack.
+_ANSWER_LINE = re.compile(r"(?:^|\n)[^\S\n]*+\**+[^\S\n]*+(?:final\s++)?answer\s*+\**+\s*+[:：]\s*(.+)",
+                          re.IGNORECASE)
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*+\{")
+_BRACE = re.compile(r"[{}]")
 
 
 # --- reading the policy's text ------------------------------------------------------------
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (braces balanced), or None."""
-    found = None
-    for match in _BOXED.finditer(text):
-        depth, start = 1, match.end()
-        for position in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[position], 0)
-            if depth == 0:
-                found = text[start:position]
-                break
+    """Content of the last ``\\boxed{...}`` (braces balanced), or None.
+
+    One pass matches every brace with a stack, so thousands of unclosed ``\\boxed{``
+    cost linear time (scanning forward from each one was quadratic).
+    """
+    boxed_braces = {match.end() - 1 for match in _BOXED.finditer(text)}
+    if not boxed_braces:
+        return None
+    found, found_at, open_braces = None, -1, []
+    for brace in _BRACE.finditer(text):
+        if brace.group() == "{":
+            open_braces.append(brace.start())
+        elif open_braces:
+            opened = open_braces.pop()
+            if opened in boxed_braces and opened > found_at:
+                found, found_at = text[opened + 1:brace.start()], opened
     return found
 
 

@@ -104,14 +104,18 @@ class ToolUseEnv(TextEnv):
     def _act(self, action: str) -> Outcome:
         parsed = parse_turn(action)
         if parsed.error is not None:
-            self.invalid_calls += 1
-            return Outcome(f"Error: {parsed.error}", valid=False, info=self._extras())
+            return self._refuse(parsed.error)
         if parsed.calls:
             return self._run_calls(parsed.calls, ignored_answer=parsed.answer is not None)
         won = grade(self.answer, parsed.answer)
         observation = "Correct." if won else f"Incorrect: {parsed.answer!r} is not the answer."
         reward = self.reward_correct if won else self.reward_wrong
         return Outcome(observation, reward=reward, terminated=True, won=won, info=self._extras(final=True))
+
+    def _refuse(self, reason: str) -> Outcome:
+        """An unreadable reply (too long, no call, no answer) is a malformed call: ``Error: ...``, counted."""
+        self.invalid_calls += 1
+        return Outcome(f"Error: {reason}", valid=False, info=self._extras())
 
     # --- calls ----------------------------------------------------------------------------
     def _run_calls(self, calls, ignored_answer: bool) -> Outcome:

@@ -21,19 +21,24 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
+from regym.envs.actions import reply_length_error
+
 FINAL_ANSWER_TOOL = "final_answer"
-MAX_CALL_TEXT_CHARS = 50_000
 MAX_CALLS_SCANNED = 16
 MAX_JSON_STARTS = 64
 
+# Every pattern runs in time linear in the text: only [ \t] inside a line (\s would span blank
+# lines), and possessive quantifiers (*+) where two runs meet, so no run is backtracked over.
 _TOOL_CALL_TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL | re.IGNORECASE)
-_FENCE = re.compile(r"```(?:json|tool_call|javascript)?\s*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
-# Only [ \t] inside a line: a class with \s would span blank lines and backtrack quadratically.
-_ANSWER_LINE = re.compile(r"^[ \t*#>]*(?:final[ \t]+)?answer[ \t]*\**[ \t]*[:：=][ \t]*(.*)$",
+_FENCE = re.compile(r"```(?:json|tool_call|javascript)?\s*+(.*?)```", re.DOTALL | re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^[ \t*#>]*+(?:final[ \t]++)?answer[ \t]*+\**+[ \t]*+[:：=][ \t]*+(.*)$",
                           re.IGNORECASE | re.MULTILINE)
-_LOOKS_LIKE_CALL = re.compile(r"[{\[]\s*\"?(?:name|tool_calls|function|arguments)\b", re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"<(/?)answer>", re.IGNORECASE)
+_LOOKS_LIKE_CALL = re.compile(r"[{\[]\s*+\"?(?:name|tool_calls|function|arguments)\b", re.IGNORECASE)
+_JSON_START = re.compile(r"[{\[]")
 
 CALL_FORMAT_HINT = (
     'Call a tool as JSON: {"name": "<tool name>", "arguments": {<argument>: <value>, ...}} '
@@ -75,8 +80,9 @@ def parse_turn(text: str) -> ParsedTurn:
 def _parse_turn(text: str) -> ParsedTurn:
     if not isinstance(text, str):
         return ParsedTurn(error=f"the action must be text, got {type(text).__name__}. {CALL_FORMAT_HINT}")
-    if len(text) > MAX_CALL_TEXT_CHARS:
-        return ParsedTurn(error=f"the action is too long ({len(text)} > {MAX_CALL_TEXT_CHARS} characters)")
+    too_long = reply_length_error(text)
+    if too_long is not None:
+        return ParsedTurn(error=too_long)
     if not text.strip():
         return ParsedTurn(error=f"empty action. {CALL_FORMAT_HINT}")
 
@@ -89,7 +95,7 @@ def _parse_turn(text: str) -> ParsedTurn:
             calls.extend(_calls_from(value) if error is None else [ToolCall(None, None, f"malformed JSON in "
                                                                              f"<tool_call>: {error}")])
     else:
-        for candidate in [*_FENCE.findall(text), text]:
+        for candidate in [*islice(_fenced(text), MAX_CALLS_SCANNED), text]:
             value, error = _first_call_json(candidate)
             if value is not None:
                 calls = _calls_from(value)
@@ -107,9 +113,12 @@ def _parse_turn(text: str) -> ParsedTurn:
     return ParsedTurn(error=f"no tool call or final answer found. {CALL_FORMAT_HINT}")
 
 
+def _fenced(text: str):
+    return (match.group(1) for match in _FENCE.finditer(text))
+
+
 def _strip_fence(text: str) -> str:
-    fenced = _FENCE.findall(text)
-    return fenced[0] if fenced else text
+    return next(_fenced(text), text)
 
 
 def _load_json(text: str) -> tuple[Any, str | None]:
@@ -125,8 +134,8 @@ def _first_call_json(text: str) -> tuple[Any, str | None]:
     """The first JSON value in ``text`` that looks like a tool call, or the decode error of the first try."""
     decoder = json.JSONDecoder()
     first_error = None
-    starts = [match.start() for match in re.finditer(r"[{\[]", text)][:MAX_JSON_STARTS]
-    for start in starts:
+    for match in islice(_JSON_START.finditer(text), MAX_JSON_STARTS):
+        start = match.start()
         try:
             value, _ = decoder.raw_decode(text, start)
         except json.JSONDecodeError as error:
@@ -210,11 +219,14 @@ def _split_answer_calls(calls: list[ToolCall]) -> tuple[list[ToolCall], list[str
 
 
 def _final_answer(text: str) -> str | None:
-    lowered = text.lower()
-    end = lowered.rfind("</answer>")
-    start = lowered.rfind("<answer>", 0, end) if end >= 0 else -1
-    if start >= 0:
-        return " ".join(text[start + len("<answer>"):end].split()) or None
+    latest_open = start = end = None  # the answer is between the last </answer> and the <answer> before it
+    for tag in _ANSWER_TAG.finditer(text):
+        if tag.group(1):
+            start, end = latest_open, tag.start()
+        else:
+            latest_open = tag.end()
+    if start is not None:
+        return " ".join(text[start:end].split()) or None
     matches = list(_ANSWER_LINE.finditer(text))
     if not matches:
         return None
