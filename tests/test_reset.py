@@ -90,6 +90,22 @@ def test_attribution_reconstructs_the_logit(builder, calib):
     assert all(c.abs().sum() > 0 for c in result.writers.values())
 
 
+def test_attribution_keeps_its_buffers_on_the_model_device(calib):
+    """Every buffer follows the model's device, not torch's default (a CPU buffer broke GPU models).
+
+    Without a GPU, the default device is set to ``meta`` while the model stays on the CPU:
+    a buffer made without ``device=`` lands on ``meta`` and the arithmetic fails.
+    """
+    model = tiny_llama(seed=0)
+    example = calib[0]
+    tokens = example.input_ids[0, 2:5].tolist()
+    expected = attribute_example(model, example, [1, 2, 3], tokens)
+    with torch.device("meta"):
+        result = attribute_example(model, example, [1, 2, 3], tokens)
+    assert result.bias.device.type == "cpu" and all(v.device.type == "cpu" for v in result.readers.values())
+    torch.testing.assert_close(result.reconstructed, expected.reconstructed)
+
+
 def test_attribution_finds_sandwich_norms_of_gemma3(calib):
     from transformers import AutoModelForCausalLM, Gemma3TextConfig
 

@@ -109,15 +109,16 @@ def attribute_example(model: nn.Module, example: CalibrationExample, positions: 
         for parameter, flag in zip(model.parameters(), flags, strict=True):
             parameter.requires_grad_(flag)
 
-    positions_t = torch.as_tensor(list(positions))
-    tokens_t = torch.as_tensor(list(tokens))
+    device = structure.lm_head.weight.device  # every buffer below lives where the model does
+    positions_t = torch.as_tensor(list(positions), device=device)
+    tokens_t = torch.as_tensor(list(tokens), device=device)
     head_out = captured["lm_head"][1][0]  # (T, V)
     h_last = captured["final_norm"][0][0].detach().float()  # (T, H)
     final = structure.final_norm
     unembed = structure.lm_head.weight.detach().float()[tokens_t]  # (n, H)
     v = unembed * final.scale() * final.inverse_rms(h_last[positions_t])  # (n, H)
     head_bias = structure.lm_head.bias
-    bias = head_bias.detach().float()[tokens_t] if head_bias is not None else torch.zeros(len(tokens_t))
+    bias = head_bias.detach().float()[tokens_t] if head_bias is not None else torch.zeros(len(tokens_t), device=device)
     embedding = (v * captured["h0"][0].detach().float()[positions_t]).sum(-1)
 
     writers = {}
@@ -140,7 +141,7 @@ def attribute_example(model: nn.Module, example: CalibrationExample, positions: 
         names = [block.names[role] for block in structure.blocks for role in READERS if role in block.linears]
         activations = [captured[name][1] for name in names]
         for name in names:
-            reader_scores[name] = torch.zeros(len(positions_t), captured[name][1].shape[-1])
+            reader_scores[name] = torch.zeros(len(positions_t), captured[name][1].shape[-1], device=device)
         for row, (position, token) in enumerate(zip(positions_t.tolist(), tokens_t.tolist(), strict=True)):
             grads = torch.autograd.grad(head_out[position, token], activations, retain_graph=True,
                                         allow_unused=True)
