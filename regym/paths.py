@@ -23,7 +23,10 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     """Yield an empty folder to fill; on success it replaces ``final`` in one rename.
 
     Checkpoints, datasets and caches are written this way so a killed writer never
-    leaves a half folder where a reader expects a whole one.
+    leaves a half folder where a reader expects a whole one. Whatever ``final`` was (a
+    folder, a file or a link) is first moved into the scratch folder beside it, and the
+    scratch folder is deleted however the block ends, so nothing is left behind; if the
+    last rename fails, the old ``final`` is put back.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -32,11 +35,14 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     staging.mkdir(parents=True)
     try:
         yield staging
-        if final.exists():
-            retired = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+        if final.exists() or final.is_symlink():
+            retired = scratch / f"{final.name}.replaced"
             os.replace(final, retired)
-            os.replace(staging, final)
-            shutil.rmtree(retired, ignore_errors=True)
+            try:
+                os.replace(staging, final)
+            except BaseException:
+                os.replace(retired, final)
+                raise
         else:
             os.replace(staging, final)
     finally:

@@ -281,6 +281,7 @@ def test_help_documents_every_option(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--suite", "--k", "--num-envs", "--openai-base-url", "--reproducible-sampling", "--ci"):
+    for option in ("--suite", "--k", "--num-envs", "--openai-base-url", "--reproducible-sampling", "--ci",
+                   "--request-timeout", "--max-retries"):
         assert option in text
     assert "95 % interval" in text

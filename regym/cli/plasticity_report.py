@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from rich.console import Console
 
+    from regym.cli.rejuvenate import one_line
     from regym.rejuvenation import encode_calibration, load_calibration_file, load_causal_lm
     from regym.rejuvenation.calibration import calibration_from_env
+    from regym.rejuvenation.checkpoint import check_checkpoints
+    from regym.rejuvenation.pipeline import resolve_checkpoint
     from regym.rejuvenation.report import ReportSettings, build_report, markdown, write_report
 
     console = Console(stderr=True)
@@ -54,17 +57,25 @@ def main(argv: list[str] | None = None) -> int:
         print("plasticity-report: error: --k must be <= --env-samples", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
-    models = {}
-    for label, path in (("base", args.base), ("sft", args.sft), ("rejuvenated", args.rejuvenated)):
-        if path:
+    try:
+        paths = {label: resolve_checkpoint(path) for label, path in
+                 (("base", args.base), ("sft", args.sft), ("rejuvenated", args.rejuvenated)) if path}
+        rows = load_calibration_file(args.calib)[: args.max_examples] if args.calib else None
+        with console.status("checking checkpoints"):
+            check_checkpoints(paths)  # whole files, same architecture, finite weights: before any measurement
+        models = {}
+        for label, path in paths.items():
             with console.status(f"loading {label} from {path}"):
                 models[label] = load_causal_lm(path)
-    tokenizer = models["sft"][1]
-    if args.calib:
-        calib = encode_calibration(tokenizer, load_calibration_file(args.calib)[: args.max_examples])
-    else:
-        with console.status(f"playing {args.demo_episodes} expert episodes of {args.env}"):
-            calib = calibration_from_env(args.env, tokenizer, episodes=args.demo_episodes)[: args.max_examples]
+        tokenizer = models["sft"][1]
+        if rows is not None:
+            calib = encode_calibration(tokenizer, rows)
+        else:
+            with console.status(f"playing {args.demo_episodes} expert episodes of {args.env}"):
+                calib = calibration_from_env(args.env, tokenizer, episodes=args.demo_episodes)[: args.max_examples]
+    except (OSError, ValueError) as error:  # CheckpointError, a bad --calib, unreadable files
+        print(f"plasticity-report: error: {one_line(error)}", file=sys.stderr)
+        return 2
     settings = ReportSettings(
         hessian_iterations=args.hessian_iters, sharpness_examples=args.sharpness_examples,
         perturbation_radius=args.radius, perturbation_samples=args.perturbations, seed=args.seed,
@@ -73,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     with console.status("measuring") as status:
         report = build_report(models, "base", calib, settings, env_name=args.env,
                               progress=lambda label: status.update(f"measuring {label}"))
-    paths = write_report(report, args.out)
+    written = write_report(report, args.out)
     print(markdown(report))
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print("wrote " + ", ".join(str(p) for p in written.values()))
     return 0
 
 

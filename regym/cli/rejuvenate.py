@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
@@ -36,21 +37,21 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from regym.rejuvenation import CheckpointError, load_calibration_file, rejuvenate_checkpoint
+    from regym.rejuvenation import load_calibration_file, rejuvenate_checkpoint
     from regym.rejuvenation.checkpoint import tensor_index
     from regym.rejuvenation.pipeline import resolve_checkpoint
 
-    calib = load_calibration_file(args.calib) if args.calib else None
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     try:
+        calib = load_calibration_file(args.calib) if args.calib else None
         if args.reset_frac == 0 or args.criterion == "none":
             description, total = "fusing tensors", len(tensor_index(resolve_checkpoint(args.sft)))
         elif calib and args.criterion == "attribution":
             description, total = "attributing target tokens", args.top_n
         else:
             description, total = f"fusing and resetting ({args.criterion})", None
-        with Progress(*columns, transient=True) as bar:
+        with Progress(*columns, transient=True, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task(description, total=total)
             summary = rejuvenate_checkpoint(
                 args.base, args.sft, args.out, alpha=args.alpha, reset_fraction=args.reset_frac,
@@ -58,12 +59,17 @@ def main(argv: list[str] | None = None) -> int:
                 overwrite=args.overwrite, top_n_targets=args.top_n, seed=args.seed,
                 progress=lambda count: bar.advance(task, count),
             )
-    except (CheckpointError, FileExistsError, FileNotFoundError, OSError, ValueError) as error:
-        print(f"rejuvenate: error: {error}", file=sys.stderr)
+    except (OSError, ValueError) as error:  # CheckpointError, a bad --calib, an existing --out, unreadable files
+        print(f"rejuvenate: error: {one_line(error)}", file=sys.stderr)
         return 2
     print(summary.describe())
     print(json.dumps({"units_reset": summary.units_reset, "seconds": round(summary.seconds, 2)}))
     return 0
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (for ``<prog>: error: ...``)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

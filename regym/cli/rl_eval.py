@@ -75,6 +75,11 @@ class EvalConfig:
     reproducible_sampling: bool = False
     """LLM policies: reseed the policy per (episode, turn) and answer one episode at a time, so a
     resumed sampled run equals an uninterrupted one (slower: no batching)."""
+    request_timeout: float = 60.0
+    """--openai-base-url: seconds one request may take before it is retried."""
+    max_retries: int = 2
+    """--openai-base-url: retries of a request that timed out, could not connect or got 408/429/5xx
+    (exponential backoff with jitter, 0.5 s doubling to 8 s); then the run stops, resumable."""
     device: str | None = None
     """Device of a local model (default: cuda when available, else cpu)."""
     ci: str = "wilson"
@@ -120,6 +125,9 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     llm.add_argument("--max-context-tokens", type=int, help=_doc("max_context_tokens"))
     llm.add_argument("--prompt-style", choices=["plain", "react"], default="plain", help=_doc("prompt_style"))
     llm.add_argument("--reproducible-sampling", action="store_true", help=_doc("reproducible_sampling"))
+    llm.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help=_doc("request_timeout") + " (default 60)")
+    llm.add_argument("--max-retries", type=int, default=2, help=_doc("max_retries") + " (default 2)")
     llm.add_argument("--device", help=_doc("device"))
     out = parser.add_argument_group("outputs")
     out.add_argument("--ci", choices=["wilson", "bootstrap"], default="wilson", help=_doc("ci"))
@@ -140,6 +148,8 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     counts = (config.k, config.num_envs, config.num_tasks or 1, config.workers or 1)
     if min(counts) < 1:
         parser.error("--k, --num-envs, --num-tasks and --workers must be >= 1")
+    if not config.request_timeout > 0 or config.max_retries < 0:
+        parser.error("--request-timeout must be > 0 and --max-retries >= 0")
     return config
 
 
@@ -199,7 +209,8 @@ def build_agent(config: EvalConfig):
     else:
         from regym.agents.openai_policy import OpenAIPolicy
 
-        policy = OpenAIPolicy(config.model_name, base_url=config.openai_base_url, name=name, **sampling)
+        policy = OpenAIPolicy(config.model_name, base_url=config.openai_base_url, name=name,
+                              timeout=config.request_timeout, max_retries=config.max_retries, **sampling)
     agent = LLMAgent(policy, PromptFormat(style=config.prompt_style), name=name,
                      max_context_tokens=config.max_context_tokens)
     if config.reproducible_sampling:
@@ -240,8 +251,8 @@ def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None 
 
     entries = suite_entries(config.suite, envs=config.envs or None, num_tasks=config.num_tasks)
     episodes = plan_episodes(entries, config.k)
-    run_name = config.run_name or safe_name(f"{display_name(config)}--{config.suite}")
-    run_dir = Path(config.runs_dir) / run_name
+    run_dir = run_folder(config)
+    run_name = run_dir.name
     identity = run_identity(config, entries)
     prepare_run_dir(run_dir, asdict(config), identity, config.overwrite if overwrite is None else overwrite)
     if console is not None:
@@ -255,6 +266,11 @@ def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None 
     workers = config.workers or (min(4, os.cpu_count() or 1) if config.agent else 1)
     return evaluate(run_dir, episodes, agent, num_envs=config.num_envs, env_kwargs=env_kwargs, workers=workers,
                     ci_method=config.ci, summary=summary, progress=console is not None)
+
+
+def run_folder(config: EvalConfig) -> Path:
+    """``<runs-dir>/<run-name>``; the run name defaults to ``<model-name>--<suite>``."""
+    return Path(config.runs_dir) / (config.run_name or safe_name(f"{display_name(config)}--{config.suite}"))
 
 
 def _count_logged(run_dir: Path) -> int:
@@ -285,13 +301,22 @@ def print_metrics(console, result) -> None:
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
+    from regym.agents.openai_policy import EndpointError
     from regym.eval.leaderboard import find_runs, write_leaderboard
+    from regym.eval.runner import TRAJECTORIES
 
     config = parse_args(sys.argv[1:] if argv is None else argv)
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     if not config.leaderboard_only:
         console.print_json(json.dumps(asdict(config)))
-        print_metrics(console, evaluate_config(config, console=console))
+        try:
+            result = evaluate_config(config, console=console)
+        except EndpointError as error:
+            log = run_folder(config) / TRAJECTORIES
+            print(f"rl-eval: error: {error}; {_count_logged(log.parent)} finished episodes are kept in {log}: "
+                  "rerun the same command to resume", file=sys.stderr)
+            return 1
+        print_metrics(console, result)
         if config.baselines and not config.agent:
             for baseline in ("random", "expert"):
                 baseline_config = EvalConfig(**{**asdict(config), "agent": baseline, "model": None, "vllm": None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -390,7 +391,7 @@ def _play_in_processes(groups, agent, write, num_envs, env_kwargs, workers) -> N
                 play_group(groups[index], agent, lambda record: results.put(("record", record)),
                            num_envs=num_envs, env_kwargs=env_kwargs)
         except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises
-            results.put(("error", f"{type(error).__name__}: {error}"))
+            results.put(("error", _portable(error)))
         results.put(("done", None))
 
     processes = [context.Process(target=work, daemon=True) for _ in range(min(workers, len(groups)))]
@@ -408,7 +409,7 @@ def _play_in_processes(groups, agent, write, num_envs, env_kwargs, workers) -> N
             if kind == "record":
                 write(payload)
             elif kind == "error":
-                raise RuntimeError(payload)  # episodes still in other workers are replayed on resume
+                raise payload  # episodes still in other workers are replayed on resume
             else:
                 running -= 1
     finally:
@@ -416,6 +417,18 @@ def _play_in_processes(groups, agent, write, num_envs, env_kwargs, workers) -> N
             if process.is_alive():
                 process.terminate()
             process.join()
+
+
+def _portable(error: BaseException) -> Exception:
+    """``error`` itself if it crosses a process boundary intact (so a dead endpoint stays an
+    ``EndpointError`` in the parent), else a ``RuntimeError`` with its type and message."""
+    if isinstance(error, Exception):
+        try:
+            if type(pickle.loads(pickle.dumps(error))) is type(error):
+                return error
+        except Exception:  # noqa: BLE001 - anything unpicklable is sent as text
+            pass
+    return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 class _Progress:

@@ -32,19 +32,56 @@ class CalibrationExample:
 
 
 def load_calibration_file(path: str | Path) -> list[dict]:
-    """Read a JSONL calibration file; a clear error for lines in none of the three forms."""
+    """Read a JSONL calibration file; a ``ValueError`` naming the file and line for any line not in the three forms."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (bad byte at offset {error.start})") from None
+    except OSError as error:
+        raise ValueError(f"cannot read calibration file {path}: {error.strerror or error}") from None
     examples = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON strings may hold U+2028
         if not line.strip():
             continue
-        row = json.loads(line)
-        if not isinstance(row, dict) or not ({"text"} <= row.keys() or {"prompt", "response"} <= row.keys()
-                                             or "messages" in row):
-            raise ValueError(f"{path}:{number}: expected a JSON object with 'text', 'prompt'+'response' or 'messages'")
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})") from None
+        except RecursionError:
+            raise ValueError(f"{path}:{number}: not valid JSON (nested too deeply)") from None
+        problem = calibration_problem(row)
+        if problem:
+            raise ValueError(f"{path}:{number}: {problem}")
         examples.append(row)
     if not examples:
         raise ValueError(f"{path} has no calibration examples")
     return examples
+
+
+def calibration_problem(example: object) -> str | None:
+    """What is wrong with one calibration example (a dict in one of the three forms), or None."""
+    if not isinstance(example, dict):
+        return "expected a JSON object with 'text', 'prompt'+'response' or 'messages'"
+    if "messages" in example:
+        messages = example["messages"]
+        if not isinstance(messages, list) or not messages:
+            return "'messages' must be a non-empty list of {'role': ..., 'content': ...} objects"
+        for index, message in enumerate(messages):
+            if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                    and isinstance(message.get("content"), str)):
+                return f"message {index} is not a {{'role': str, 'content': str}} object"
+        return None
+    if "prompt" in example and "response" in example:
+        fields = ("prompt", "response")
+    elif "text" in example:
+        fields = ("text",)
+    else:
+        return "expected a JSON object with 'text', 'prompt'+'response' or 'messages'"
+    for name in fields:
+        if not isinstance(example[name], str):
+            return f"{name!r} must be a string, not {type(example[name]).__name__}"
+    return None
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -55,6 +92,9 @@ def encode_example(tokenizer, example: str | dict, max_length: int = 256) -> Cal
     """Tokenise one example (a plain string counts as ``{"text": ...}``) into ids and a scoring mask."""
     if isinstance(example, str):
         example = {"text": example}
+    problem = calibration_problem(example)
+    if problem:
+        raise ValueError(f"calibration example {str(example)[:80]!r}: {problem}")
     if "messages" in example:
         messages = example["messages"]
         last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
@@ -65,7 +105,7 @@ def encode_example(tokenizer, example: str | dict, max_length: int = 256) -> Cal
             ids = _chat_ids(tokenizer, messages[: last + 1], False)
             if ids[: len(prompt_ids)] != prompt_ids:
                 prompt_ids = []  # template re-renders earlier turns differently: score everything
-    elif "prompt" in example:
+    elif "prompt" in example and "response" in example:
         prompt_ids = _ids(tokenizer, example["prompt"])
         ids = prompt_ids + _ids(tokenizer, example["response"])
     else:

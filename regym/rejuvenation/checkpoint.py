@@ -1,19 +1,27 @@
-"""Hugging Face checkpoint folders, read and written one tensor (or one row block) at a time.
+"""Hugging Face checkpoint folders, checked whole, then read and written one tensor (or row block) at a time.
 
 A safetensors file is an 8-byte little-endian header length, a JSON header mapping each
 tensor name to ``{"dtype", "shape", "data_offsets"}``, then the raw bytes. Knowing every
 shape up front lets us write the header first and stream the data after it, so peak
 memory is one block of one tensor, never a whole shard or model. Folders are written to a
 temp folder beside the target and renamed into place at the end (``atomic_folder``).
+
+Inputs are refused, with a ``CheckpointError`` naming the file and the fault, before
+anything is written: a header that is not what the format specifies (the length bounded by
+the file, JSON, every entry's dtype/shape/offsets, offsets that tile the data section
+exactly, as the safetensors library itself requires), a sharded index that disagrees with
+its shards, a ``config.json`` that is not a model config, two checkpoints of different
+architectures, and weights holding NaN or Inf (checked one row block at a time).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +38,14 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
                    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json")
+MAX_HEADER_BYTES = 100_000_000
+"""The safetensors library refuses longer headers too (``MAX_HEADER_SIZE``)."""
+SIZE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads", "head_dim", "n_embd", "n_layer", "n_head", "n_inner", "n_positions")
+"""config.json fields that decide tensor shapes: positive integers (or null) when present."""
+ARCHITECTURE_FIELDS = ("model_type", "architectures", "tie_word_embeddings", "hidden_act", "activation_function",
+                       *SIZE_FIELDS)
+"""Fields two checkpoints must agree on to be mixed; others (dtype, token ids, rope scaling) may differ."""
 
 
 class CheckpointError(ValueError):
@@ -52,40 +68,213 @@ class TensorInfo:
         return self.end - self.start
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A folder whose config.json and safetensors headers passed ``open_checkpoint``'s checks."""
+
+    folder: Path
+    config: dict
+    tensors: dict[str, TensorInfo]
+
+
 def read_header(path: str | Path) -> tuple[dict, int]:
     """The JSON header of one safetensors file and the byte offset where its data starts."""
     path = Path(path)
     with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
         raw = handle.read(8)
         if len(raw) != 8:
-            raise CheckpointError(f"{path} is not a safetensors file (too short)")
+            raise CheckpointError(f"{path} is not a safetensors file ({size} bytes, too short for a header)")
         (length,) = struct.unpack("<Q", raw)
-        header = json.loads(handle.read(length))
+        if length > min(size - 8, MAX_HEADER_BYTES):
+            raise CheckpointError(f"{path}: header length {length} does not fit the file ({size} bytes): "
+                                  "truncated or not a safetensors file")
+        header = _parse_json(handle.read(length), f"{path}: header")
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: header is not a JSON object")
     return header, 8 + length
 
 
-def tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
-    """Every tensor of an HF checkpoint folder (single file or sharded with an index json)."""
-    folder = Path(folder)
-    index_path = folder / "model.safetensors.index.json"
-    if index_path.is_file():
-        files = sorted(set(json.loads(index_path.read_text())["weight_map"].values()))
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        raise CheckpointError(f"{folder} has no model.safetensors or model.safetensors.index.json")
+def read_shard(path: str | Path) -> dict[str, TensorInfo]:
+    """Every tensor of one safetensors file, after checking that the header describes the file exactly."""
+    path = Path(path)
+    header, data_start = read_header(path)
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise CheckpointError(f"{path}: __metadata__ is not a map of strings")
     tensors: dict[str, TensorInfo] = {}
-    for file in files:
-        header, data_start = read_header(folder / file)
-        for name, meta in header.items():
-            if name == "__metadata__":
-                continue
-            begin, end = meta["data_offsets"]
-            if meta["dtype"] not in DTYPES:
-                raise CheckpointError(f"tensor {name!r} in {folder / file} has unsupported dtype {meta['dtype']}")
-            tensors[name] = TensorInfo(name, folder / file, DTYPES[meta["dtype"]], tuple(meta["shape"]),
-                                       data_start + begin, data_start + end)
+    for name, entry in header.items():
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{where}: header entry is not a JSON object")
+        absent = [key for key in ("dtype", "shape", "data_offsets") if key not in entry]
+        if absent:
+            raise CheckpointError(f"{where} has no {absent[0]}")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise CheckpointError(f"{where} has unsupported dtype {dtype!r}")
+        if not _is_sizes(shape):
+            raise CheckpointError(f"{where}: shape {shape!r} is not a list of non-negative integers")
+        if not _is_sizes(offsets) or len(offsets) != 2 or offsets[0] > offsets[1]:
+            raise CheckpointError(f"{where}: data_offsets {offsets!r} is not [begin, end] with begin <= end")
+        needed = _numel(shape) * DTYPES[dtype].itemsize
+        if offsets[1] - offsets[0] != needed:
+            raise CheckpointError(f"{where} spans {offsets[1] - offsets[0]} bytes, but {dtype} of shape {shape} "
+                                  f"takes {needed}")
+        tensors[name] = TensorInfo(name, path, DTYPES[dtype], tuple(shape), data_start + offsets[0],
+                                   data_start + offsets[1])
+    # The tensors must tile the data section: no gap, no overlap, nothing after the last one.
+    position = data_start
+    for info in sorted(tensors.values(), key=lambda info: (info.start, info.end)):
+        if info.start != position:
+            fault = "overlaps the tensor before it" if info.start < position else "leaves a gap before it"
+            raise CheckpointError(f"{path}: tensor {info.name!r} {fault} (data_offsets must tile the data section)")
+        position = info.end
+    size = path.stat().st_size
+    if position > size:
+        raise CheckpointError(f"{path} is truncated: its header needs {position} bytes, the file has {size}")
+    if position < size:
+        raise CheckpointError(f"{path} has {size - position} bytes after its last tensor")
     return tensors
+
+
+def tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
+    """Every tensor of an HF checkpoint folder: ``model.safetensors``, else the shards of its index json.
+
+    ``model.safetensors`` wins when both exist, as in ``transformers``' loader.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is not a checkpoint folder ({'a file' if folder.exists() else 'missing'})")
+    if (folder / "model.safetensors").is_file():
+        return read_shard(folder / "model.safetensors")
+    index_path = folder / "model.safetensors.index.json"
+    if not index_path.is_file():
+        raise CheckpointError(f"{folder} has no model.safetensors or model.safetensors.index.json")
+    weight_map = _read_weight_map(index_path)
+    tensors: dict[str, TensorInfo] = {}
+    for file in sorted(set(weight_map.values())):
+        if not (folder / file).is_file():
+            raise CheckpointError(f"{index_path} names shard {file}, which is missing")
+        for name, info in read_shard(folder / file).items():
+            if weight_map.get(name) != file:
+                listed = f"places it in {weight_map[name]}" if name in weight_map else "does not list it"
+                raise CheckpointError(f"{folder / file} holds tensor {name!r}, but {index_path.name} {listed}")
+            tensors[name] = info
+    absent = sorted(set(weight_map) - set(tensors))
+    if absent:
+        raise CheckpointError(f"{index_path} places tensor {absent[0]!r} in {weight_map[absent[0]]}, which does not "
+                              f"hold it ({len(absent)} such tensors)")
+    return tensors
+
+
+def _read_weight_map(index_path: Path) -> dict[str, str]:
+    index = _parse_json(_read_bytes(index_path), str(index_path))
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index_path} has no weight_map object")
+    for name, file in weight_map.items():
+        if not isinstance(file, str) or file in ("", ".", "..") or Path(file).name != file:
+            raise CheckpointError(f"{index_path}: tensor {name!r} maps to {file!r}, not a file name in the folder")
+    return weight_map
+
+
+def read_config(folder: str | Path) -> dict:
+    """``config.json`` as a dict, refused unless it is a JSON object with a ``model_type`` and sane sizes."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no config.json")
+    config = _parse_json(_read_bytes(path), str(path))
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    if not isinstance(config.get("model_type"), str) or not config["model_type"]:
+        raise CheckpointError(f"{path} has no model_type: not a model config")
+    for field in SIZE_FIELDS:
+        value = config.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise CheckpointError(f"{path}: {field} is {value!r}, not a positive integer")
+    return config
+
+
+def open_checkpoint(folder: str | Path) -> Checkpoint:
+    """Check a folder's config.json and every safetensors header (no tensor data is read)."""
+    folder = Path(folder)
+    tensors = tensor_index(folder)
+    return Checkpoint(folder, read_config(folder), tensors)
+
+
+def check_same_architecture(first: Checkpoint, second: Checkpoint, labels: tuple[str, str] = ("base", "SFT")) -> None:
+    """Raise ``CheckpointError`` unless the two checkpoints are the same model: tensors, config fields, tokenizers."""
+    check_same_tensors({n: (i.shape, i.dtype) for n, i in first.tensors.items()},
+                       {n: (i.shape, i.dtype) for n, i in second.tensors.items()}, labels)
+    for field in ARCHITECTURE_FIELDS:
+        if field in first.config and field in second.config and first.config[field] != second.config[field]:
+            raise CheckpointError(f"the {labels[0]} and {labels[1]} checkpoints are different models: config.json "
+                                  f"{field} is {first.config[field]!r} in {first.folder} but "
+                                  f"{second.config[field]!r} in {second.folder}")
+    check_tokenizers_match(first.folder, second.folder, labels)
+
+
+def check_same_tensors(first: Mapping[str, tuple[tuple[int, ...], torch.dtype]],
+                       second: Mapping[str, tuple[tuple[int, ...], torch.dtype]],
+                       labels: tuple[str, str] = ("base", "SFT")) -> None:
+    """Same names and shapes; same dtype, or both floating point (they are mixed in float32)."""
+    only_first = sorted(set(first) - set(second))
+    only_second = sorted(set(second) - set(first))
+    if only_first:
+        raise CheckpointError(f"tensor {only_first[0]!r} is in the {labels[0]} checkpoint but not in the {labels[1]} "
+                              f"one ({len(only_first)} such tensors)")
+    if only_second:
+        raise CheckpointError(f"tensor {only_second[0]!r} is in the {labels[1]} checkpoint but not in the "
+                              f"{labels[0]} one ({len(only_second)} such tensors)")
+    for name in sorted(first):
+        (shape, dtype), (other_shape, other_dtype) = first[name], second[name]
+        if tuple(shape) != tuple(other_shape):
+            raise CheckpointError(f"tensor {name!r} has shape {list(shape)} in {labels[0]} but {list(other_shape)} "
+                                  f"in {labels[1]}")
+        if dtype != other_dtype and not (dtype.is_floating_point and other_dtype.is_floating_point):
+            raise CheckpointError(f"tensor {name!r} has dtype {DTYPE_NAMES.get(dtype, dtype)} in {labels[0]} but "
+                                  f"{DTYPE_NAMES.get(other_dtype, other_dtype)} in {labels[1]}")
+
+
+def check_checkpoints(folders: Mapping[str, str | Path], *, weights: bool = True) -> dict[str, Checkpoint]:
+    """Open every folder, check each against the first, and (``weights``) that every weight is finite.
+
+    The keys label the folders in errors ("base", "SFT", ...). Finiteness streams one row block
+    at a time, so it costs one read of each checkpoint and no more memory than fusion does.
+    """
+    checkpoints = {label: open_checkpoint(folder) for label, folder in folders.items()}
+    (first_label, first), *others = checkpoints.items()
+    for label, checkpoint in others:
+        check_same_architecture(first, checkpoint, (first_label, label))
+    if weights:
+        for checkpoint in checkpoints.values():
+            check_finite(checkpoint.tensors)
+    return checkpoints
+
+
+def check_finite(tensors: Mapping[str, TensorInfo], max_block_bytes: int = 16 * 1024**2) -> None:
+    """Raise ``CheckpointError`` naming the first floating-point tensor that holds NaN or Inf."""
+    with ShardReader() as reader:
+        for info in sorted(tensors.values(), key=lambda info: (str(info.file), info.start)):
+            if info.dtype.is_floating_point:
+                for first, last in row_blocks(info, max_block_bytes):
+                    require_finite(reader.rows(info, first, last), f"{info.file}: tensor {info.name!r}", first)
+
+
+def require_finite(block: torch.Tensor, what: str, first_row: int = 0) -> None:
+    """Raise ``CheckpointError`` if a floating-point row block (rows from ``first_row``) holds NaN or Inf."""
+    if not block.is_floating_point():
+        return
+    finite = torch.isfinite(block if block.element_size() > 1 else block.float())  # no isfinite for float8_e4m3
+    if bool(finite.all()):
+        return
+    bad = (~finite).reshape(-1)
+    position = int(bad.nonzero()[0])
+    row = first_row + (position // max(1, block[0].numel()) if block.dim() else 0)
+    raise CheckpointError(f"{what} holds NaN or Inf ({int(bad.sum())} of {bad.numel()} values in rows "
+                          f"{first_row}-{first_row + max(len(block) if block.dim() else 1, 1) - 1}, first in row {row}): "
+                          "corrupt weights")
 
 
 def row_blocks(info: TensorInfo, max_block_bytes: int) -> Iterator[tuple[int, int]]:
@@ -101,19 +290,44 @@ def row_blocks(info: TensorInfo, max_block_bytes: int) -> Iterator[tuple[int, in
 
 
 def read_rows(handle, info: TensorInfo, first: int, last: int) -> torch.Tensor:
-    """Rows ``first:last`` of a tensor, read from an open shard file into a fresh buffer."""
-    if not info.shape:
-        handle.seek(info.start)
-        data = bytearray(handle.read(info.nbytes))
-        return torch.frombuffer(data, dtype=info.dtype).reshape(())
-    rows = info.shape[0]
-    row_bytes = info.nbytes // rows if rows else 0
-    handle.seek(info.start + first * row_bytes)
-    data = bytearray((last - first) * row_bytes)
-    if data:
-        handle.readinto(data)
-        return torch.frombuffer(data, dtype=info.dtype).reshape((last - first, *info.shape[1:]))
-    return torch.empty((last - first, *info.shape[1:]), dtype=info.dtype)
+    """Rows ``first:last`` of a tensor, read from an open shard file into a fresh buffer.
+
+    A short read (the file shrank or was cut after its header was checked) raises.
+    """
+    shape = (last - first, *info.shape[1:]) if info.shape else ()
+    row_bytes = info.nbytes // info.shape[0] if info.shape and info.shape[0] else info.nbytes
+    handle.seek(info.start + first * row_bytes if info.shape else info.start)
+    data = bytearray(row_bytes * (last - first) if info.shape else info.nbytes)
+    if not data:
+        return torch.empty(shape, dtype=info.dtype)
+    count = handle.readinto(data)
+    if count != len(data):
+        raise CheckpointError(f"{info.file} ends inside tensor {info.name!r} (read {count} of {len(data)} bytes): "
+                              "the file is truncated")
+    return torch.frombuffer(data, dtype=info.dtype).reshape(shape)
+
+
+class ShardReader:
+    """Row blocks from shard files, each opened on first use and closed with the reader."""
+
+    def __init__(self):
+        self._handles: dict[Path, object] = {}
+
+    def rows(self, info: TensorInfo, first: int, last: int) -> torch.Tensor:
+        if info.file not in self._handles:
+            self._handles[info.file] = open(info.file, "rb")  # noqa: SIM115 - closed in close()
+        return read_rows(self._handles[info.file], info, first, last)
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+    def __enter__(self) -> ShardReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 class ShardWriter:
@@ -131,7 +345,7 @@ class ShardWriter:
         shards: list[list[tuple[str, torch.dtype, tuple[int, ...]]]] = [[]]
         size = 0
         for name, dtype, shape in plan:
-            nbytes = _numel(shape) * _itemsize(dtype)
+            nbytes = _numel(shape) * dtype.itemsize
             if shards[-1] and size + nbytes > max_shard_bytes:
                 shards.append([])
                 size = 0
@@ -144,7 +358,7 @@ class ShardWriter:
         self.shard_of = {name: i for i, shard in enumerate(shards) for name, _, _ in shard}
         self.weight_map = {name: self.files[i] for name, i in self.shard_of.items()}
         self.order = [name for name, _, _ in plan]
-        self.expected = {name: _numel(shape) * _itemsize(dtype) for name, dtype, shape in plan}
+        self.expected = {name: _numel(shape) * dtype.itemsize for name, dtype, shape in plan}
         self.total_bytes = sum(self.expected.values())
         self._position = 0
         self._written = 0
@@ -158,7 +372,7 @@ class ShardWriter:
         header: dict = {"__metadata__": {"format": "pt"}}
         offset = 0
         for name, dtype, shape in self.shards[self._shard]:
-            nbytes = _numel(shape) * _itemsize(dtype)
+            nbytes = _numel(shape) * dtype.itemsize
             header[name] = {"dtype": DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
             offset += nbytes
         encoded = json.dumps(header, separators=(",", ":")).encode()
@@ -201,10 +415,16 @@ def atomic_folder(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     On any error the temp folder is deleted and ``out`` is left as it was (absent if it was).
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists (pass overwrite=True / --overwrite to replace it)")
+    check_output(out, overwrite)
     with atomic_directory(out) as tmp:
         yield tmp
+
+
+def check_output(out: str | Path, overwrite: bool = False) -> None:
+    """Raise ``FileExistsError`` if ``out`` exists (as anything) and may not be replaced."""
+    out = Path(out)
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass overwrite=True / --overwrite to replace it)")
 
 
 def copy_side_files(source: Path, target: Path) -> list[str]:
@@ -224,25 +444,28 @@ def tokenizer_fingerprint(folder: str | Path) -> dict[str, object]:
     found: dict[str, object] = {}
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.is_file():
-        data = json.loads(tokenizer_json.read_text())
-        model = data.get("model") or {}
+        data = _parse_json(_read_bytes(tokenizer_json), str(tokenizer_json))
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{tokenizer_json} is not a JSON object")
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
         found["vocab"] = model.get("vocab")
         found["merges"] = model.get("merges")
-        found["added_tokens"] = {token["content"]: token["id"] for token in data.get("added_tokens") or []}
+        added = data.get("added_tokens") if isinstance(data.get("added_tokens"), list) else []
+        found["added_tokens"] = {str(token.get("content")): token.get("id") for token in added if isinstance(token, dict)}
     for name in ("vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json"):
         if (folder / name).is_file():
             found[name] = (folder / name).read_bytes()
     return found
 
 
-def check_tokenizers_match(base: str | Path, sft: str | Path) -> None:
+def check_tokenizers_match(base: str | Path, sft: str | Path, labels: tuple[str, str] = ("base", "sft")) -> None:
     """Raise ``CheckpointError`` naming the first difference between two folders' tokenizers."""
     first, second = tokenizer_fingerprint(base), tokenizer_fingerprint(sft)
     if not first and not second:
         return
     for key in sorted(set(first) | set(second)):
         if key not in first or key not in second:
-            where = "base" if key not in first else "sft"
+            where = labels[0] if key not in first else labels[1]
             raise CheckpointError(f"tokenizers differ: the {where} checkpoint has no tokenizer {key!r} ({base} vs {sft})")
         a, b = first[key], second[key]
         if a == b:
@@ -251,8 +474,8 @@ def check_tokenizers_match(base: str | Path, sft: str | Path) -> None:
             for token in sorted(set(a) | set(b), key=str):
                 if a.get(token) != b.get(token):
                     raise CheckpointError(
-                        f"tokenizers differ in {key}: token {token!r} has id {a.get(token)} in base and "
-                        f"{b.get(token)} in sft ({base} vs {sft})"
+                        f"tokenizers differ in {key}: token {token!r} has id {a.get(token)} in {labels[0]} and "
+                        f"{b.get(token)} in {labels[1]} ({base} vs {sft})"
                     )
         raise CheckpointError(f"tokenizers differ in {key} ({base} vs {sft})")
 
@@ -264,5 +487,34 @@ def _numel(shape: tuple[int, ...]) -> int:
     return count
 
 
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+def _is_sizes(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _parse_json(data: bytes, where: str) -> object:
+    """JSON text, strictly: a duplicated key, bad UTF-8 or bad syntax is a ``CheckpointError`` naming ``where``."""
+
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise CheckpointError(f"{where} is not valid JSON: key {key!r} appears twice")
+            seen.add(key)
+        return dict(pairs)
+
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=unique)
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{where} is not valid JSON: not UTF-8 at byte {error.start}") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{where} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") \
+            from None
+    except RecursionError:
+        raise CheckpointError(f"{where} is not valid JSON: nested too deeply") from None

@@ -23,7 +23,14 @@ from torch import nn
 
 from regym.rejuvenation.blocks import ROLES
 from regym.rejuvenation.calibration import CalibrationExample, encode_calibration
-from regym.rejuvenation.checkpoint import atomic_folder, check_tokenizers_match, copy_side_files, tensor_index
+from regym.rejuvenation.checkpoint import (
+    CheckpointError,
+    atomic_folder,
+    check_checkpoints,
+    check_output,
+    copy_side_files,
+    require_finite,
+)
 from regym.rejuvenation.criteria import CRITERIA, NEEDS_CALIBRATION, select_units, shrink_perturb
 from regym.rejuvenation.fusion import fuse, fuse_checkpoints
 from regym.rejuvenation.reset import ResetPlan, reset_neurons
@@ -103,16 +110,27 @@ def rejuvenate(base: nn.Module, sft: nn.Module, alpha: float = 0.5, reset_fracti
 
 
 def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):
-    """``(model, tokenizer)`` from an HF folder; the name ``smollm2`` means the packaged SmolLM2-135M."""
+    """``(model, tokenizer)`` from an HF folder; the name ``smollm2`` means the packaged SmolLM2-135M.
+
+    Strict where ``transformers`` is lenient: a weight the config.json's model lacks, expects
+    and does not find (it would be randomly initialised), or expects in another shape is a
+    ``CheckpointError``: the config does not describe these weights.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if str(path) == "smollm2":
-        from regym.models.smollm2 import smollm2_checkpoint
-
-        path = smollm2_checkpoint()
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    path = resolve_checkpoint(path)
+    try:
+        model, loading = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
+    except RuntimeError as error:  # transformers raises RuntimeError for size mismatches
+        raise CheckpointError(f"{path}: config.json does not describe these weights: {str(error).splitlines()[0]}") \
+            from None
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(map(str, loading.get(kind) or []))
+        if keys:
+            raise CheckpointError(f"{path}: config.json does not describe these weights ({len(keys)} "
+                                  f"{kind.replace('_', ' ')}, e.g. {keys[0]!r})")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return model, tokenizer
+    return model.eval(), tokenizer
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -133,10 +151,13 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
     reset, both models are loaded in float32, and the result is saved in the SFT's stored dtype.
     ``calib_texts`` are strings or calibration dicts (see ``regym.rejuvenation.calibration``).
     Without them, ``attribution``/``redo`` fall back to ``drift`` with a printed warning.
+    Both folders are checked whole first (``check_checkpoints``: files, config, architecture,
+    finite weights) and so is the result; a fault is a ``CheckpointError`` and nothing is written.
     """
     base, sft, out = resolve_checkpoint(base), resolve_checkpoint(sft), Path(out)
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
+    check_output(out, overwrite)
     start = time.perf_counter()
     warnings = []
     if criterion in NEEDS_CALIBRATION and reset_fraction > 0 and not calib_texts:
@@ -149,17 +170,19 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
                          progress=(lambda name, nbytes: progress(1)) if progress is not None else None)
         summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion, warnings=warnings)
     else:
-        index = tensor_index(sft)
-        stored = next(info.dtype for info in index.values() if info.dtype.is_floating_point)
-        check_tokenizers_match(base, sft)
+        index = check_checkpoints({"base": base, "SFT": sft})["SFT"].tensors
+        stored = next((info.dtype for info in index.values() if info.dtype.is_floating_point), torch.float32)
         base_model, _ = load_causal_lm(base)
         sft_model, tokenizer = load_causal_lm(sft)
         calib = encode_calibration(tokenizer, calib_texts) if calib_texts else None
         model, summary = rejuvenate(base_model, sft_model, alpha, reset_fraction, reset_strength, criterion, calib,
                                     top_n_targets=top_n_targets, seed=seed, progress=progress)
         summary.warnings = warnings + summary.warnings
+        model = model.to(stored)
+        for name, tensor in model.state_dict().items():
+            require_finite(tensor, f"rejuvenated tensor {name!r}")
         with atomic_folder(out, overwrite=overwrite) as tmp:
-            model.to(stored).save_pretrained(tmp)
+            model.save_pretrained(tmp)
             copy_side_files(sft, tmp)  # the SFT's config, generation config and tokenizer files, verbatim
     summary.seconds = time.perf_counter() - start
     summary.output = str(out)
