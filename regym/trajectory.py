@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,30 +136,44 @@ def save_jsonl(trajectories: Iterable[Trajectory], path: str | Path, append: boo
     return path
 
 
+class CorruptLogError(ValueError):
+    """A JSONL log has an unreadable line that is not a torn last line."""
+
+
+def read_jsonl(path: str | Path, *, repair: bool = False) -> list[Any]:
+    """Every JSON value of a JSONL file, in order; the one reader of regym's logs.
+
+    A torn last line (a writer killed mid-line: no final newline, not valid JSON) is
+    skipped, and with ``repair`` cut from the file so later appends start on a clean
+    line. Any other unreadable line is damage, not a crash artefact: it raises
+    ``CorruptLogError`` naming the file and line rather than silently losing records.
+    A missing file reads as empty.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    values = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CorruptLogError(f"{path}, line {number}: not JSON ({error}); only a torn last line "
+                                  "is skipped, so this file was damaged after it was written") from error
+    if tail.strip():
+        try:
+            values.append(json.loads(tail))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if repair:
+                with path.open("r+b") as handle:
+                    handle.truncate(len(data) - len(tail))
+    return values
+
+
 def load_jsonl(path: str | Path) -> list[Trajectory]:
-    """Read trajectories written by ``save_jsonl``; a torn last line (killed writer) is skipped."""
-    trajectories = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                trajectories.append(Trajectory.from_dict(json.loads(line)))
-            except json.JSONDecodeError:
-                continue
-    return trajectories
-
-
-def to_dataset(trajectories: Sequence[Trajectory]):
-    """A ``datasets.Dataset`` with one row per trajectory (infos as JSON strings)."""
-    from datasets import Dataset
-
-    rows = []
-    for trajectory in trajectories:
-        row = trajectory.to_dict()
-        row["info"] = json.dumps(row["info"])
-        for turn in row["turns"]:
-            turn["info"] = json.dumps(turn["info"])
-        rows.append(row)
-    return Dataset.from_list(rows)
+    """Read trajectories written by ``save_jsonl`` (``read_jsonl``: a torn last line is skipped)."""
+    return [Trajectory.from_dict(record) for record in read_jsonl(path)]
