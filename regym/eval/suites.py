@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 
+from regym import seeds
 from regym.envs import env_class, list_envs, normalize_split, resolve_env_id
 
 ID, OOD = "in_distribution", "out_of_distribution"
 SPLIT_SHORT = {ID: "id", OOD: "ood"}
 
-TASK_SEED_BASE = 1_000_000
+TASK_SEED_BASE = seeds.EVAL_SUITE_FIRST
 """Eval tasks use reset seeds from here on, far from the small seeds training usually draws."""
 
 DEFAULT_NUM_TASKS = 8

@@ -469,9 +469,3 @@ def build_catalog(seed: int = CATALOG_SEED, products_per_category: int = PRODUCT
             products.append(_make_product(category, rng, asin))
     return Catalog(tuple(products), seed)
 
-
-def category_named(name: str) -> Category:
-    for category in CATEGORIES:
-        if category.name == name:
-            return category
-    raise KeyError(name)

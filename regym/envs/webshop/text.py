@@ -143,7 +143,3 @@ def parse_page(html: str) -> Page:
     page.text = SEP.join(parser.texts)
     return page
 
-
-def html_to_simple_text(html: str) -> str:
-    """WebShop's simple observation mode: visible text nodes joined by ``[SEP]``."""
-    return parse_page(html).text
