@@ -6,6 +6,8 @@ test builds the real default on TextWorld and checks the SFT policy beats random
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import time
 
@@ -15,7 +17,7 @@ import torch
 
 from regym.envs.base import TextEnv
 from regym.models.corpus import gather_corpus
-from regym.models.tiny import TinyPipelineConfig, ensure_tiny_pipeline, policy_success_rate, train_tokenizer
+from regym.models.tiny import TinyPipelineConfig, ensure_tiny_pipeline, train_tokenizer
 from test_sft import PICK_GAME, register_pick_game
 
 BROKEN_GAME = "regym-test/BrokenGame-v0"
@@ -111,15 +113,60 @@ def test_more_sft_epochs_share_the_base(pipeline):
     assert longer.summary["seconds_base"] < 1.0
 
 
-@pytest.mark.slow
-def test_default_textworld_pipeline_gives_rl_signal_and_room(tmp_path, monkeypatch):
-    """The real default (minutes on 2 cores), measured where rl-train plays: the demo task pool.
+def test_corpus_is_fixed_by_counts_not_the_clock(games):
+    """A slow env still gives every episode asked for, and its hash names exactly what was read."""
+    corpus = gather_corpus([PICK_GAME], random_episodes=5, expert_episodes=2, seed=4)
+    assert corpus.episodes[PICK_GAME]["random"] == 5
+    assert corpus.sha256() == gather_corpus([PICK_GAME], random_episodes=5, expert_episodes=2, seed=4).sha256()
+    assert corpus.sha256() != gather_corpus([PICK_GAME], random_episodes=5, expert_episodes=2, seed=5).sha256()
+    assert "seconds_per_env" not in {field.name for field in dataclasses.fields(TinyPipelineConfig)} | set(
+        inspect.signature(gather_corpus).parameters)
 
-    RL needs an SFT policy that wins some games (groups with non-zero advantage) and
-    not all of them (room to improve).
+
+def test_pipeline_records_what_it_built(pipeline):
+    built, _ = pipeline
+    summary = built.summary
+    base_info = json.loads((built.base_dir / "tiny_base.json").read_text())
+    assert summary["corpus_sha256"] == base_info["corpus_sha256"] and len(summary["corpus_sha256"]) == 64
+    assert summary["corpus_episodes"][PICK_GAME]["random"] == MICRO.corpus_random_episodes
+    assert len(summary["demos_sha256"]) == 64 and 0.0 <= summary["sft_token_accuracy"] <= 1.0
+
+
+# Recorded from a cold-cache build of the default pipeline (REGYM_CACHE empty, seed 0, torch 2.13.0 CPU,
+# one thread); see docs/tiny_pipeline.md. Rebuild and update these when PIPELINE_VERSION changes.
+RECORDED_CORPUS_SHA256 = "TODO"
+RECORDED_DEMOS_SHA256 = "TODO"
+RECORDED_SFT_TOKEN_ACCURACY = 0.0
+RECORDED_STEP0_SUCCESS = 0.0
+"""``rl-train --env textworld``'s in-distribution success before its first step (64 sampled episodes)."""
+
+
+@pytest.mark.slow
+def test_cold_cache_build_reproduces_the_recorded_pipeline(tmp_path, monkeypatch):
+    """The default pipeline from an empty cache is the recorded one: same corpus, same demos, same start.
+
+    The corpus and demos come from seeded env play and must match exactly. SFT and the
+    sampled evaluation run on floats, so another CPU or BLAS may differ slightly: token
+    accuracy within 0.02, and step-0 success within three standard errors of 64 episodes.
     """
+    from regym.rl.config import RLConfig
+    from regym.rl.train import evaluate, load_model, load_tokenizer, make_envs, resolve_checkpoints
+
     monkeypatch.setenv("REGYM_CACHE", str(tmp_path))
     built = ensure_tiny_pipeline("regym/TextWorld-v0")
-    sft_rate = policy_success_rate(built.sft_dir, "regym/TextWorld-v0", episodes=24,
-                                   task_pool=built.config.task_pool, max_turns=20)
-    assert 0.0 < sft_rate < 1.0
+    summary = built.summary
+    config = built.config
+    assert all(counts["random"] == config.corpus_random_episodes for counts in summary["corpus_episodes"].values())
+    assert summary["corpus_sha256"] == RECORDED_CORPUS_SHA256
+    assert summary["demos_sha256"] == RECORDED_DEMOS_SHA256
+    assert summary["sft_token_accuracy"] == pytest.approx(RECORDED_SFT_TOKEN_ACCURACY, abs=0.02)
+
+    rl_config = RLConfig(env="textworld")
+    _, sft_dir, env_kwargs = resolve_checkpoints(rl_config, "regym/TextWorld-v0")
+    assert sft_dir == built.sft_dir
+    envs = make_envs(rl_config, "regym/TextWorld-v0", "in_distribution", rl_config.num_envs, env_kwargs)
+    start = evaluate(load_model(sft_dir, use_cpu=True), load_tokenizer(sft_dir), rl_config, envs,
+                     rl_config.eval_episodes)
+    standard_error = (RECORDED_STEP0_SUCCESS * (1 - RECORDED_STEP0_SUCCESS) / rl_config.eval_episodes) ** 0.5
+    assert abs(start["success_rate"] - RECORDED_STEP0_SUCCESS) <= 3 * standard_error
+    assert 0.0 < start["success_rate"] < 1.0  # RL has signal and room

@@ -18,14 +18,17 @@ knows no ALFWorld.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 
+from regym import seeds
 from regym.agents import ExpertAgent, RandomAgent
 from regym.agents.prompts import PromptFormat, build_messages
 from regym.envs import ENTRY_POINTS, accepts_option, register_envs
@@ -51,6 +54,15 @@ class Corpus:
         texts = [message["content"] for conversation in self.conversations for message in conversation]
         return texts + self.actions
 
+    def sha256(self) -> str:
+        """A hash of everything the base model reads, in order: equal hashes mean equal corpora.
+
+        Recorded in ``tiny_base.json`` so a pipeline built on another machine (or from a cold
+        cache) can be checked against a known build.
+        """
+        payload = {"envs": self.envs, "conversations": self.conversations, "actions": self.actions}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
 
 def make_env(env_id: str, *, split: str = "in_distribution", max_turns: int | None = None,
              task_pool: int | None = None) -> gym.Env:
@@ -69,21 +81,6 @@ def make_env(env_id: str, *, split: str = "in_distribution", max_turns: int | No
     return gym.make(env_id, **kwargs)
 
 
-def play(env: gym.Env, agent, seeds: Sequence[int], *, seconds: float | None = None, chunk: int = 2):
-    """``rollout`` over ``seeds`` in chunks, stopping after the chunk that passes ``seconds``.
-
-    The budget keeps a slow env from stalling the build; the episodes played are
-    always a prefix of ``seeds``, so a fast machine gets them all.
-    """
-    started = time.perf_counter()
-    trajectories = []
-    for start in range(0, len(seeds), chunk):
-        trajectories += rollout(env, agent, seeds=list(seeds[start:start + chunk]))
-        if seconds is not None and time.perf_counter() - started > seconds:
-            break
-    return trajectories
-
-
 def gather_corpus(
     env_ids: Sequence[str] | None = None,
     *,
@@ -91,56 +88,62 @@ def gather_corpus(
     expert_episodes: int = 20,
     max_turns: int = 15,
     task_pool: int | None = 64,
-    seconds_per_env: float | None = None,
     seed: int = 0,
     prompt_format: PromptFormat = PromptFormat(),
+    on_env_done: Callable[[str], None] | None = None,
 ) -> Corpus:
     """Play every env (default: all registered regym envs) and collect its text.
 
-    Random episodes use seeds ``seed*100_000 + 50_000 + i`` so they do not replay the
-    demo seeds; expert episodes only contribute their shuffled actions.
-    ``seconds_per_env`` caps the time spent on one env (two thirds random play, one
-    third expert play); what each env contributed is in ``Corpus.episodes``.
+    Random episodes use ``regym.seeds.corpus_seeds``, so they do not replay the demo
+    seeds; expert episodes only contribute their shuffled actions. Every env plays
+    exactly ``random_episodes`` and ``expert_episodes``: the corpus is fixed by counts and
+    seeds, never by the clock, so the same seed gives the same corpus on a slow machine,
+    a busy one or a warm cache (a wall-clock cap once gave 22 episodes instead of 120 on
+    a cold cache). What each env contributed is in ``Corpus.episodes``.
+    ``on_env_done(env_id)`` is called after each env, played or skipped (progress).
     """
     env_ids = list(env_ids) if env_ids is not None else list(ENTRY_POINTS)
     corpus = Corpus()
     rng = np.random.default_rng(seed)
-    first = seed * 100_000 + 50_000
-    random_seeds = list(range(first, first + random_episodes))
-    expert_seeds = list(range(first + random_episodes, first + random_episodes + expert_episodes))
-    random_budget = None if seconds_per_env is None else seconds_per_env * 2 / 3
-    expert_budget = None if seconds_per_env is None else seconds_per_env / 3
+    random_seeds = seeds.corpus_seeds(seed, random_episodes)
+    expert_seeds = seeds.corpus_seeds(seed, expert_episodes, skip=random_episodes)
     for env_id in env_ids:
         started = time.perf_counter()
-        try:
-            env = make_env(env_id, max_turns=max_turns, task_pool=task_pool)
-        except Exception as error:  # noqa: BLE001 - an env that cannot start is skipped and reported
-            corpus.skipped[env_id] = f"{type(error).__name__}: {error}"
-            log.warning("tiny corpus: skipping %s (%s)", env_id, corpus.skipped[env_id])
-            continue
-        try:
-            played = play(env, RandomAgent(seed=seed), random_seeds, seconds=random_budget)
-            expert = play(env, ExpertAgent(), expert_seeds, seconds=expert_budget)
-        except Exception as error:  # noqa: BLE001 - e.g. an env with no expert
-            corpus.skipped[env_id] = f"{type(error).__name__}: {error}"
-            log.warning("tiny corpus: skipping %s (%s)", env_id, corpus.skipped[env_id])
-            continue
-        finally:
-            env.close()
-        good = [trajectory for trajectory in played if trajectory.error is None and trajectory.turns]
-        if not good:
-            corpus.skipped[env_id] = "no random episode ran: " + "; ".join(
-                sorted({str(trajectory.error) for trajectory in played}))[:300]
-            log.warning("tiny corpus: skipping %s (%s)", env_id, corpus.skipped[env_id])
-            continue
-        actions = [turn.action for trajectory in expert if trajectory.error is None for turn in trajectory.turns]
-        corpus.envs.append(env_id)
-        corpus.episodes[env_id] = {"random": len(good), "expert": len(expert), "expert_actions": len(actions)}
-        corpus.conversations += [build_messages(trajectory, prompt_format, include_current=False)
-                                 for trajectory in good]
-        corpus.actions += actions
-        log.info("tiny corpus: %s gave %d random episodes and %d expert actions in %.0f s", env_id, len(good),
-                 len(actions), time.perf_counter() - started)
+        skipped = _add_env(corpus, env_id, random_seeds, expert_seeds, max_turns=max_turns, task_pool=task_pool,
+                           seed=seed, prompt_format=prompt_format)
+        if skipped is not None:
+            corpus.skipped[env_id] = skipped
+            log.warning("tiny corpus: skipping %s (%s)", env_id, skipped)
+        else:
+            log.info("tiny corpus: %s gave %s in %.0f s", env_id, corpus.episodes[env_id],
+                     time.perf_counter() - started)
+        if on_env_done is not None:
+            on_env_done(env_id)
     order = rng.permutation(len(corpus.actions))
     corpus.actions = [corpus.actions[index] for index in order]
     return corpus
+
+
+def _add_env(corpus: Corpus, env_id: str, random_seeds: list[int], expert_seeds: list[int], *, max_turns: int,
+             task_pool: int | None, seed: int, prompt_format: PromptFormat) -> str | None:
+    """Play one env into ``corpus``; returns why it was skipped, or None."""
+    try:
+        env = make_env(env_id, max_turns=max_turns, task_pool=task_pool)
+    except Exception as error:  # noqa: BLE001 - an env that cannot start is skipped and reported
+        return f"{type(error).__name__}: {error}"
+    try:
+        played = rollout(env, RandomAgent(seed=seed), seeds=random_seeds)
+        expert = rollout(env, ExpertAgent(), seeds=expert_seeds)
+    except Exception as error:  # noqa: BLE001 - e.g. an env with no expert
+        return f"{type(error).__name__}: {error}"
+    finally:
+        env.close()
+    good = [trajectory for trajectory in played if trajectory.error is None and trajectory.turns]
+    if not good:
+        return "no random episode ran: " + "; ".join(sorted({str(trajectory.error) for trajectory in played}))[:300]
+    actions = [turn.action for trajectory in expert if trajectory.error is None for turn in trajectory.turns]
+    corpus.envs.append(env_id)
+    corpus.episodes[env_id] = {"random": len(good), "expert": len(expert), "expert_actions": len(actions)}
+    corpus.conversations += [build_messages(trajectory, prompt_format, include_current=False) for trajectory in good]
+    corpus.actions += actions
+    return None

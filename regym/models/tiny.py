@@ -33,17 +33,19 @@ import math
 import re
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from regym import seeds
 from regym.paths import cache_dir
+from regym.progress import StageProgress
 from regym.rl.checkpoints import atomic_directory
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 """Bumped when the build changes in a way that makes old caches wrong."""
 
 SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>")
@@ -59,14 +61,18 @@ assistant span, so SFT teaches the model to stop (``<|end|>`` is the EOS token).
 BASE_FIELDS = (
     "vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
     "corpus_envs", "corpus_random_episodes", "corpus_expert_episodes", "corpus_max_turns", "corpus_task_pool",
-    "corpus_seconds_per_env", "pretrain_steps", "pretrain_batch_size", "pretrain_block_size", "pretrain_lr",
+    "pretrain_steps", "pretrain_batch_size", "pretrain_block_size", "pretrain_lr",
 )
 """The settings that key the shared base model (the others only key the per-env demos and SFT)."""
 
 
 @dataclass(frozen=True)
 class TinyPipelineConfig:
-    """Sizes and budgets of the tiny pipeline (defaults: about 9 minutes of one CPU core, most of it pretraining)."""
+    """Sizes and budgets of the tiny pipeline (defaults: about 9 minutes of one CPU core, most of it pretraining).
+
+    Every budget is a count (episodes, steps, epochs), never a time: what is built depends
+    only on these settings and the seed, not on the machine's speed or what its cache holds.
+    """
 
     vocab_size: int = 4096
     """BPE vocabulary size (special tokens and the 256 byte symbols included)."""
@@ -86,8 +92,6 @@ class TinyPipelineConfig:
     corpus_task_pool: int | None = 16
     """Envs with a ``num_tasks`` option play this many tasks in the corpus: many random episodes on a few
     games (cheap to compile) teach the base model to pick an action from the listed ones."""
-    corpus_seconds_per_env: float | None = 20.0
-    """Time cap per env while gathering the corpus (slow envs contribute fewer episodes; None: no cap)."""
     task_pool: int | None = 16
     """Envs with a ``num_tasks`` option draw the demos from this many tasks (e.g. TextWorld games to compile);
     ``rl-train`` trains and evaluates in-distribution on the same pool. Measured on TextWorld: with 64 games,
@@ -189,10 +193,11 @@ def pretraining_texts(corpus, tokenizer, actions_per_text: int = 64) -> list[str
 
 
 def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, batch_size: int, block_size: int,
-             lr: float, seed: int = 0) -> list[float]:
+             lr: float, seed: int = 0, on_step: Callable[[float], None] | None = None) -> list[float]:
     """Next-token prediction on random blocks of the concatenated ``texts``; returns the loss per step.
 
     AdamW with a linear warm-up over the first 5 % of steps and a cosine decay to 10 %.
+    ``on_step(mean loss of the last 20 steps)`` is called after every step (progress).
     """
     import torch
 
@@ -223,8 +228,8 @@ def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, batch_size: 
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
-        if (len(losses) % 20 == 0) or len(losses) == steps:
-            log.info("tiny base: step %d/%d loss %.3f", len(losses), steps, sum(losses[-20:]) / len(losses[-20:]))
+        if on_step is not None:
+            on_step(sum(losses[-20:]) / len(losses[-20:]))
     model.eval()
     return losses
 
@@ -274,13 +279,17 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from regym.envs import ENTRY_POINTS
     from regym.models.corpus import gather_corpus
 
     started, cpu_started = time.perf_counter(), cpu_seconds()
-    corpus = gather_corpus(config.corpus_envs, random_episodes=config.corpus_random_episodes,
-                           expert_episodes=config.corpus_expert_episodes, max_turns=config.corpus_max_turns,
-                           task_pool=config.corpus_task_pool, seconds_per_env=config.corpus_seconds_per_env,
-                           seed=seed)
+    env_ids = list(config.corpus_envs) if config.corpus_envs is not None else list(ENTRY_POINTS)
+    with StageProgress(f"tiny pipeline 1/4: corpus ({config.corpus_random_episodes} random episodes per env)",
+                       len(env_ids)) as progress:
+        corpus = gather_corpus(env_ids, random_episodes=config.corpus_random_episodes,
+                               expert_episodes=config.corpus_expert_episodes, max_turns=config.corpus_max_turns,
+                               task_pool=config.corpus_task_pool, seed=seed,
+                               on_env_done=lambda env_id: progress.advance(status=env_id))
     if not corpus.envs:
         raise RuntimeError(f"no env produced text for the tiny base model: {corpus.skipped}")
     gathered = time.perf_counter()
@@ -288,12 +297,15 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
     texts = pretraining_texts(corpus, tokenizer)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_llama_config(tokenizer, config), dtype=torch.float32)
-    losses = pretrain(model, tokenizer, texts, steps=config.pretrain_steps, batch_size=config.pretrain_batch_size,
-                      block_size=config.pretrain_block_size, lr=config.pretrain_lr, seed=seed)
+    with StageProgress("tiny pipeline 2/4: pretraining the base model (steps)", config.pretrain_steps) as progress:
+        losses = pretrain(model, tokenizer, texts, steps=config.pretrain_steps,
+                          batch_size=config.pretrain_batch_size, block_size=config.pretrain_block_size,
+                          lr=config.pretrain_lr, seed=seed,
+                          on_step=lambda loss: progress.advance(status=f"loss {loss:.3f}"))
     metadata = {
         "what": "regym tiny base model (pretrained on random-agent play and out-of-context expert actions)",
         "seed": seed, "config": asdict(config), "envs": corpus.envs, "skipped_envs": corpus.skipped,
-        "episodes_per_env": corpus.episodes,
+        "episodes_per_env": corpus.episodes, "corpus_sha256": corpus.sha256(),
         "conversations": len(corpus.conversations), "expert_actions": len(corpus.actions),
         "corpus_tokens": sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]),
         "parameters": parameter_count(model), "vocab_size": len(tokenizer),
@@ -302,6 +314,18 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
         "cpu_seconds_total": cpu_seconds() - cpu_started,
     }
     return save_model_folder(model, tokenizer, folder, metadata, "tiny_base.json")
+
+
+def demos_sha256(demos) -> str:
+    """A hash of the demo conversations, in order (the SFT data; ``pipeline.json`` records it)."""
+    payload = json.dumps(list(demos["messages"]), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def last_logged(log_history: Sequence[dict[str, Any]], key: str) -> float | None:
+    """The last value of ``key`` in a Trainer's ``log_history`` (None if never logged)."""
+    values = [entry[key] for entry in log_history if key in entry]
+    return values[-1] if values else None
 
 
 def _slug(env_id: str) -> str:
@@ -338,7 +362,8 @@ def ensure_tiny_pipeline(
     with _threads(config.threads):
         started, cpu_started = time.perf_counter(), cpu_seconds()
         if not (base_dir / "tiny_base.json").exists():
-            log.info("building the tiny base model in %s", base_dir)
+            print(f"building the tiny base model into {base_dir} (about 10 minutes of one CPU core on the "
+                  "defaults; cached for every later run)", flush=True)
             build_base(base_dir, config, seed)
         base_seconds = time.perf_counter() - started
         envs = json.loads((base_dir / "tiny_base.json").read_text())["envs"]
@@ -358,20 +383,31 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
     config = pipeline.config
     with atomic_directory(pipeline.root) as scratch:
         demos_started = time.perf_counter()
-        demos = collect_demos(pipeline.env_id, agent="expert", episodes=config.demo_episodes,
-                              split="in_distribution", seed=pipeline.seed * 100_000, out_dir=scratch / "demos",
-                              task_pool=config.task_pool, only_successes=True)
+        with StageProgress(f"tiny pipeline 3/4: expert demos of {pipeline.env_id} (episodes)", 1) as progress:
+            demos = collect_demos(pipeline.env_id, agent="expert", episodes=config.demo_episodes,
+                                  split="in_distribution", seed=seeds.demo_seeds(pipeline.seed, 1)[0],
+                                  out_dir=scratch / "demos",
+                                  task_pool=config.task_pool, only_successes=True)
+            progress.advance(status=f"{len(demos)} won episodes")
         sft_started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(str(pipeline.base_dir))
-        sft(str(pipeline.base_dir), tokenizer, demos, out_dir=scratch / "sft", epochs=config.sft_epochs,
-            lr=config.sft_lr, batch_size=config.sft_batch_size, max_length=config.max_length, seed=pipeline.seed)
-        sft_summary = json.loads((scratch / "sft" / "sft_summary.json").read_text())
+        with StageProgress(f"tiny pipeline 4/4: SFT ({config.sft_epochs:g} epochs)", 1) as progress:
+            sft(str(pipeline.base_dir), tokenizer, demos, out_dir=scratch / "sft", epochs=config.sft_epochs,
+                lr=config.sft_lr, batch_size=config.sft_batch_size, max_length=config.max_length,
+                seed=pipeline.seed)
+            sft_summary = json.loads((scratch / "sft" / "sft_summary.json").read_text())
+            accuracy = last_logged(sft_summary["log_history"], "mean_token_accuracy")
+            progress.advance(status=f"loss {sft_summary['train_loss']:.3f}, token accuracy "
+                                    + ("n/a" if accuracy is None else f"{accuracy:.3f}"))
         base = json.loads((pipeline.base_dir / "tiny_base.json").read_text())
         summary = {
             "env_id": pipeline.env_id, "seed": pipeline.seed, "config": asdict(config),
             "base_dir": str(pipeline.base_dir), "base_parameters": base["parameters"], "base_envs": base["envs"],
+            "corpus_sha256": base["corpus_sha256"], "corpus_episodes": base["episodes_per_env"],
             "demo_episodes": len(demos), "demo_success_rate": success_rate(demos),
+            "demos_sha256": demos_sha256(demos),
             "sft_train_loss": sft_summary["train_loss"], "sft_steps": sft_summary["steps"],
+            "sft_token_accuracy": last_logged(sft_summary["log_history"], "mean_token_accuracy"),
             "seconds_base": base_seconds, "seconds_demos": sft_started - demos_started,
             "seconds_sft": time.perf_counter() - sft_started, "seconds_total": time.perf_counter() - started,
             "cpu_seconds_total": cpu_seconds() - cpu_started,
@@ -385,7 +421,7 @@ def policy_success_rate(
     *,
     split: str = "in_distribution",
     episodes: int = 50,
-    seed: int = 10_000,
+    seed: int = seeds.RL_EVAL_FIRST,
     temperature: float = 0.0,
     max_new_tokens: int = 32,
     task_pool: int | None = None,
