@@ -15,9 +15,8 @@ import time
 
 import numpy as np
 
-from regym.envs import alfworld_engine
-from regym.envs import alfworld_tasks as tasks
-from regym.envs.alfworld import ALFWorldEnv
+from regym.envs.alfworld import ALFWorldEnv, tasks
+from regym.envs.alfworld import engine as alfworld_engine
 
 SPLIT = "in_distribution"
 TASK_INDEX = 0

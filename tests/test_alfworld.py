@@ -15,8 +15,7 @@ from gymnasium.utils.env_checker import check_env
 
 import regym  # noqa: F401  (registers the env ids)
 from regym.agents import ExpertAgent, RandomAgent
-from regym.envs import alfworld_tasks as tasks
-from regym.envs.alfworld import ALFWorldEnv
+from regym.envs.alfworld import ALFWorldEnv, tasks
 from regym.rollout import rollout
 
 OOD = "out_of_distribution"
@@ -119,7 +118,7 @@ def test_max_turns_truncates_and_argv_is_untouched(cache):
 
 
 def test_second_reset_of_a_task_reuses_the_compiled_game(cache):
-    from regym.envs import alfworld_engine
+    from regym.envs.alfworld import engine as alfworld_engine
 
     alfworld_engine._COMPILED.clear()
     env = ALFWorldEnv(split="ood")

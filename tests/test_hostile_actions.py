@@ -11,7 +11,7 @@ import pytest
 import regym  # noqa: F401 - registers the env ids
 from regym.envs.actions import MAX_REPLY_CHARS, parse_action
 from regym.envs.math import answer_in
-from regym.envs.tools.calls import parse_turn
+from regym.envs.tool_use.calls import parse_turn
 
 ENV_IDS = ["regym/TextWorld-v0", "regym/ALFWorld-v0", "regym/Math-v0", "regym/ToolUse-v0", "regym/WebShop-v0"]
 PENALTY = 0.25

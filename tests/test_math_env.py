@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 import regym  # noqa: F401 - registers the env ids
 from regym.agents import ExpertAgent, RandomAgent
 from regym.envs.math import MathEnv, answer_in, grade, tool_call_code
-from regym.envs.math_problems import ID_FAMILIES, OOD_FAMILIES
+from regym.envs.math.problems import ID_FAMILIES, OOD_FAMILIES
 from regym.rollout import rollout
 
 

@@ -11,12 +11,12 @@ from gymnasium.utils.env_checker import check_env
 
 from regym.agents import ExpertAgent, RandomAgent
 from regym.envs.tool_use import ToolUseEnv
-from regym.envs.tools.calculator import evaluate
-from regym.envs.tools.calendar import add_days, days_between, weekday_of
-from regym.envs.tools.calls import parse_turn
-from regym.envs.tools.schema import ToolError
-from regym.envs.tools.tasks import ID_TEMPLATES, OOD_TEMPLATES, Answer, grade, make_task
-from regym.envs.tools.units import convert
+from regym.envs.tool_use.calculator import evaluate
+from regym.envs.tool_use.calendar import add_days, days_between, weekday_of
+from regym.envs.tool_use.calls import parse_turn
+from regym.envs.tool_use.schema import ToolError
+from regym.envs.tool_use.tasks import ID_TEMPLATES, OOD_TEMPLATES, Answer, grade, make_task
+from regym.envs.tool_use.units import convert
 from regym.rollout import rollout
 
 

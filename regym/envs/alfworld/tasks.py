@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from regym.envs.alfworld_engine import keep_argv, make_engine
-from regym.envs.alfworld_expert import TaskParams, World, expert_plan
+from regym.envs.alfworld.engine import keep_argv, make_engine
+from regym.envs.alfworld.expert import TaskParams, World, expert_plan
 from regym.paths import cache_dir
 
 GENERATOR_VERSION = "v1"

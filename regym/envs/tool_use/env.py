@@ -3,7 +3,7 @@
 Each task is a question that needs 2-5 chained tool calls (calculator, unit
 conversion, calendar arithmetic, a per-task SQLite database, a key-value records API,
 BM25 search over a local document set) and has one verifiable answer. The policy
-calls tools in OpenAI's tool-call format (see ``regym.envs.tools.calls`` for every
+calls tools in OpenAI's tool-call format (see ``regym.envs.tool_use.calls`` for every
 accepted shape); each observation after a call is the tool's JSON result, exactly as
 a ``tool`` message would carry it. ``Answer: <value>`` (or a ``final_answer`` call)
 ends the episode and is graded exactly.
@@ -27,9 +27,9 @@ import numpy as np
 
 from regym.envs.actions import ParsedAction
 from regym.envs.base import Outcome, TextEnv
-from regym.envs.tools.calls import CALL_FORMAT_HINT, parse_turn
-from regym.envs.tools.tasks import TEMPLATES, Answer, Step, Task, grade, make_task, template_of
-from regym.envs.tools.toolbox import CallResult, Toolbox
+from regym.envs.tool_use.calls import CALL_FORMAT_HINT, parse_turn
+from regym.envs.tool_use.tasks import TEMPLATES, Answer, Step, Task, grade, make_task, template_of
+from regym.envs.tool_use.toolbox import CallResult, Toolbox
 
 EXAMPLE_CALL = '{"name": "calculate", "arguments": {"expression": "2 * 3"}}'
 

@@ -9,11 +9,11 @@ not admissible answers "Nothing happens.", and winning gives reward 1 and ends t
 (ALFWorld's "-= Welcome to TextWorld, ALFRED! =-" banner is dropped, as ReAct-style
 ALFWorld agents do.)
 
-Tasks come from ``regym.envs.alfworld_tasks``: the downloaded ``json_2.1.1`` games when
+Tasks come from ``regym.envs.alfworld.tasks``: the downloaded ``json_2.1.1`` games when
 ``data_path`` (or ``$ALFWORLD_DATA``) holds them, otherwise games generated from the
 floor-plan layouts shipped in the ``alfworld`` package. See docs/alfworld.md.
 
-The expert (``regym.envs.alfworld_expert``) plans from the engine's current PDDL facts on
+The expert (``regym.envs.alfworld.expert``) plans from the engine's current PDDL facts on
 every step, so ``info["expert_action"]`` is the next step of a winning plan from the
 current state whatever the policy did before; ``info["expert_plan"]`` is the whole plan.
 """
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from regym.envs import alfworld_tasks as tasks
-from regym.envs.alfworld_engine import keep_argv, make_engine, room_observation
+from regym.envs.alfworld import tasks
+from regym.envs.alfworld.engine import keep_argv, make_engine, room_observation
 from regym.envs.base import Outcome, TextEnv
 
 

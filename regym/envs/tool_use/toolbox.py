@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from regym.envs.tools.calculator import calculator_tools
-from regym.envs.tools.calendar import calendar_tools
-from regym.envs.tools.calls import FINAL_ANSWER_TOOL
-from regym.envs.tools.kv_api import KeyValueStore, kv_tools
-from regym.envs.tools.schema import ArgumentError, Tool, ToolError
-from regym.envs.tools.search import Document, DocumentIndex, search_tools
-from regym.envs.tools.sql import SqlDatabase, Table, sql_tools
-from regym.envs.tools.units import unit_tools
+from regym.envs.tool_use.calculator import calculator_tools
+from regym.envs.tool_use.calendar import calendar_tools
+from regym.envs.tool_use.calls import FINAL_ANSWER_TOOL
+from regym.envs.tool_use.kv_api import KeyValueStore, kv_tools
+from regym.envs.tool_use.schema import ArgumentError, Tool, ToolError
+from regym.envs.tool_use.search import Document, DocumentIndex, search_tools
+from regym.envs.tool_use.sql import SqlDatabase, Table, sql_tools
+from regym.envs.tool_use.units import unit_tools
 
 FAMILIES = ("calculator", "units", "calendar", "sql", "kv", "search")
 MAX_RESULT_CHARS = 4000

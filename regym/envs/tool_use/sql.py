@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from regym.envs.tools.calculator import tidy_number
-from regym.envs.tools.schema import Tool, ToolError
+from regym.envs.tool_use.calculator import tidy_number
+from regym.envs.tool_use.schema import Tool, ToolError
 
 MAX_ROWS = 50
 MAX_QUERY_CHARS = 2000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from regym.envs.tools.schema import Tool, ToolError
+from regym.envs.tool_use.schema import Tool, ToolError
 
 DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

@@ -24,7 +24,7 @@ import numpy as np
 
 from regym.envs.actions import ParsedAction
 from regym.envs.base import Outcome, TextEnv
-from regym.envs.math_problems import DatasetProblems, Problem, ReasoningGymProblems
+from regym.envs.math.problems import DatasetProblems, Problem, ReasoningGymProblems
 from regym.envs.sandbox import Sandbox, make_sandbox, shared_sandbox
 
 MAX_ANSWER_CHARS = 300

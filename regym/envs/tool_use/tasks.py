@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from regym.envs.tools.calendar import WEEKDAYS
-from regym.envs.tools.search import Document
-from regym.envs.tools.sql import Table
-from regym.envs.tools.toolbox import FAMILIES, Toolbox, World
+from regym.envs.tool_use.calendar import WEEKDAYS
+from regym.envs.tool_use.search import Document
+from regym.envs.tool_use.sql import Table
+from regym.envs.tool_use.toolbox import FAMILIES, Toolbox, World
 
 # --- the world -------------------------------------------------------------------------------
 

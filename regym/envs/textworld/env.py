@@ -1,14 +1,6 @@
-"""TextWorld games, generated procedurally and seeded, on the real ``textworld`` engine.
+"""TextWorld games on the real ``textworld`` engine, one generated game per task id.
 
-Every task id names one game: ``tw-id-00042`` is game 42 of the in-distribution pool.
-A game is generated from a seed derived from (split, index), compiled once with
-TextWorld's Inform 7 tool chain into a cache folder, and replayed from there.
-
-Splits differ in size and quest length (documented in docs/textworld.md):
-
-* ``in_distribution``: 3-5 rooms, 4-10 objects, quests of 3-4 steps;
-* ``out_of_distribution``: 6-8 rooms, 8-14 objects, quests of 5-7 steps.
-
+The games and their task ids come from ``regym.envs.textworld.games``.
 Reward is the game's score progress normalised by its maximum score, so a won game
 sums to 1; success is TextWorld's ``won``. With ``dense_reward=True`` the reward is
 instead progress along TextWorld's own winning policy, the shaping behind TextWorld's
@@ -21,13 +13,7 @@ current state (``policy_commands``).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -35,6 +21,7 @@ import numpy as np
 import textworld
 
 from regym.envs.base import Outcome, TextEnv
+from regym.envs.textworld.games import SPLIT_SHORT, compile_game, game_settings
 from regym.paths import cache_dir
 
 REQUEST_INFOS = textworld.EnvInfos(
@@ -55,37 +42,6 @@ MAX_ENGINE_CHARS = 190
 bytes, so only plain ASCII command text of bounded length ever reaches it."""
 
 
-@dataclass(frozen=True)
-class WorldSpec:
-    """Ranges (inclusive) from which a split draws each game's size."""
-
-    rooms: tuple[int, int]
-    objects: tuple[int, int]
-    quest_length: tuple[int, int]
-    theme: str = "house"
-
-
-SPLIT_SPECS = {
-    "in_distribution": WorldSpec(rooms=(3, 5), objects=(4, 10), quest_length=(3, 4)),
-    "out_of_distribution": WorldSpec(rooms=(6, 8), objects=(8, 14), quest_length=(5, 7)),
-}
-_SPLIT_SHORT = {"in_distribution": "id", "out_of_distribution": "ood"}
-
-
-@dataclass(frozen=True)
-class GameSettings:
-    """The exact generator settings of one game."""
-
-    seed: int
-    rooms: int
-    objects: int
-    quest_length: int
-    theme: str
-
-    def key(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
-
-
 def clean_feedback(text: str) -> str:
     """TextWorld's text without the ASCII-art banner and the trailing status prompt."""
     text = _STATUS_PROMPT.sub("", text)
@@ -96,46 +52,6 @@ def clean_feedback(text: str) -> str:
             start = index
             break
     return "\n".join(lines[start:]).strip()
-
-
-def game_settings(split: str, index: int, overrides: dict[str, int | str | None]) -> GameSettings:
-    """Settings for game ``index`` of ``split``: drawn from the split's ranges, seeded by (split, index)."""
-    spec = SPLIT_SPECS[split]
-    seed = int.from_bytes(hashlib.sha256(f"textworld/{split}/{index}".encode()).digest()[:4], "little")
-    rng = np.random.default_rng(seed)
-    drawn = {
-        "rooms": int(rng.integers(spec.rooms[0], spec.rooms[1] + 1)),
-        "objects": int(rng.integers(spec.objects[0], spec.objects[1] + 1)),
-        "quest_length": int(rng.integers(spec.quest_length[0], spec.quest_length[1] + 1)),
-        "theme": spec.theme,
-    }
-    drawn.update({key: value for key, value in overrides.items() if value is not None})
-    return GameSettings(seed=seed, **drawn)
-
-
-def compile_game(settings: GameSettings, folder: Path) -> Path:
-    """Generate and compile one game into ``folder`` (once; later calls reuse the file).
-
-    Compilation happens in a temporary folder and is moved into place, so concurrent
-    workers never read a half-written game.
-    """
-    target = folder / f"{settings.key()}.z8"
-    if target.exists():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    options = textworld.GameOptions()
-    options.seeds = settings.seed
-    options.nb_rooms = settings.rooms
-    options.nb_objects = settings.objects
-    options.quest_length = settings.quest_length
-    options.grammar.theme = settings.theme
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        options.path = str(Path(scratch) / target.name)
-        game = textworld.generator.make_game(options)
-        compiled = Path(textworld.generator.compile_game(game, options))
-        os.replace(compiled.with_suffix(".json"), target.with_suffix(".json"))
-        os.replace(compiled, target)
-    return target
 
 
 class TextWorldEnv(TextEnv):
@@ -173,7 +89,7 @@ class TextWorldEnv(TextEnv):
 
     # --- TextEnv hooks --------------------------------------------------------------
     def _task_id_for(self, rng: np.random.Generator) -> str:
-        return f"tw-{_SPLIT_SHORT[self.split]}-{int(rng.integers(self.num_tasks)):05d}"
+        return f"tw-{SPLIT_SHORT[self.split]}-{int(rng.integers(self.num_tasks)):05d}"
 
     def _begin(self, task_id: str) -> Outcome:
         game_file = self.game_file(task_id)
@@ -236,8 +152,3 @@ class TextWorldEnv(TextEnv):
             self._engine.close()
             self._engine = None
             self._game_file = None
-
-
-def clear_cache(cache: str | Path | None = None) -> None:
-    """Delete compiled games (they are rebuilt on demand)."""
-    shutil.rmtree(Path(cache) if cache is not None else cache_dir("textworld"), ignore_errors=True)

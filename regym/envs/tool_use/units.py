@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from regym.envs.tools.schema import Tool, ToolError
+from regym.envs.tool_use.schema import Tool, ToolError
 
 RESULT_DECIMALS = 6
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from regym.envs.tools.schema import Tool, ToolError
+from regym.envs.tool_use.schema import Tool, ToolError
 
 SNIPPET_WORDS = 14
 MAX_TOP_K = 10

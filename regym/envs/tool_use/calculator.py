@@ -12,7 +12,7 @@ import math
 import operator
 from typing import Any
 
-from regym.envs.tools.schema import Tool, ToolError
+from regym.envs.tool_use.schema import Tool, ToolError
 
 MAX_EXPRESSION_CHARS = 300
 MAX_MAGNITUDE = 1e15

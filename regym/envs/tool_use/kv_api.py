@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from regym.envs.tools.schema import Tool, ToolError
+from regym.envs.tool_use.schema import Tool, ToolError
 
 MAX_LISTED_KEYS = 50
 

@@ -1,0 +1,102 @@
+"""TextWorld games, generated procedurally and seeded, compiled once and cached.
+
+Every task id names one game: ``tw-id-00042`` is game 42 of the in-distribution pool.
+A game is generated from a seed derived from (split, index), compiled once with
+TextWorld's Inform 7 tool chain into a cache folder, and replayed from there.
+
+Splits differ in size and quest length (documented in docs/textworld.md):
+
+* ``in_distribution``: 3-5 rooms, 4-10 objects, quests of 3-4 steps;
+* ``out_of_distribution``: 6-8 rooms, 8-14 objects, quests of 5-7 steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import textworld
+
+from regym.paths import cache_dir
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Ranges (inclusive) from which a split draws each game's size."""
+
+    rooms: tuple[int, int]
+    objects: tuple[int, int]
+    quest_length: tuple[int, int]
+    theme: str = "house"
+
+
+SPLIT_SPECS = {
+    "in_distribution": WorldSpec(rooms=(3, 5), objects=(4, 10), quest_length=(3, 4)),
+    "out_of_distribution": WorldSpec(rooms=(6, 8), objects=(8, 14), quest_length=(5, 7)),
+}
+SPLIT_SHORT = {"in_distribution": "id", "out_of_distribution": "ood"}
+
+
+@dataclass(frozen=True)
+class GameSettings:
+    """The exact generator settings of one game."""
+
+    seed: int
+    rooms: int
+    objects: int
+    quest_length: int
+    theme: str
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def game_settings(split: str, index: int, overrides: dict[str, int | str | None]) -> GameSettings:
+    """Settings for game ``index`` of ``split``: drawn from the split's ranges, seeded by (split, index)."""
+    spec = SPLIT_SPECS[split]
+    seed = int.from_bytes(hashlib.sha256(f"textworld/{split}/{index}".encode()).digest()[:4], "little")
+    rng = np.random.default_rng(seed)
+    drawn = {
+        "rooms": int(rng.integers(spec.rooms[0], spec.rooms[1] + 1)),
+        "objects": int(rng.integers(spec.objects[0], spec.objects[1] + 1)),
+        "quest_length": int(rng.integers(spec.quest_length[0], spec.quest_length[1] + 1)),
+        "theme": spec.theme,
+    }
+    drawn.update({key: value for key, value in overrides.items() if value is not None})
+    return GameSettings(seed=seed, **drawn)
+
+
+def compile_game(settings: GameSettings, folder: Path) -> Path:
+    """Generate and compile one game into ``folder`` (once; later calls reuse the file).
+
+    Compilation happens in a temporary folder and is moved into place, so concurrent
+    workers never read a half-written game.
+    """
+    target = folder / f"{settings.key()}.z8"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    options = textworld.GameOptions()
+    options.seeds = settings.seed
+    options.nb_rooms = settings.rooms
+    options.nb_objects = settings.objects
+    options.quest_length = settings.quest_length
+    options.grammar.theme = settings.theme
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        options.path = str(Path(scratch) / target.name)
+        game = textworld.generator.make_game(options)
+        compiled = Path(textworld.generator.compile_game(game, options))
+        os.replace(compiled.with_suffix(".json"), target.with_suffix(".json"))
+        os.replace(compiled, target)
+    return target
+
+
+def clear_cache(cache: str | Path | None = None) -> None:
+    """Delete compiled games (they are rebuilt on demand)."""
+    shutil.rmtree(Path(cache) if cache is not None else cache_dir("textworld"), ignore_errors=True)
