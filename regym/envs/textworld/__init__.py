@@ -9,7 +9,6 @@ from regym.envs.textworld.games import (
     SPLIT_SPECS,
     GameSettings,
     WorldSpec,
-    clear_cache,
     compile_game,
     game_settings,
 )
@@ -21,7 +20,6 @@ __all__ = [
     "TextWorldEnv",
     "WorldSpec",
     "clean_feedback",
-    "clear_cache",
     "compile_game",
     "game_settings",
 ]

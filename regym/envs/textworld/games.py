@@ -15,15 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import textworld
-
-from regym.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -97,6 +94,3 @@ def compile_game(settings: GameSettings, folder: Path) -> Path:
     return target
 
 
-def clear_cache(cache: str | Path | None = None) -> None:
-    """Delete compiled games (they are rebuilt on demand)."""
-    shutil.rmtree(Path(cache) if cache is not None else cache_dir("textworld"), ignore_errors=True)
