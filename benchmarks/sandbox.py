@@ -1,10 +1,12 @@
 """Latency of one trivial sandboxed call: warm pool versus a cold interpreter start.
 
-Rows: the local sandbox with a warm pool (a worker is already started and isolated;
-the pool refills between calls, as it does while a policy generates), the same
-sandbox with no pool (isolation set up inside the call), and a bare
-``subprocess.run([python, "-c", ...])`` with no isolation at all. Rounds alternate
-between the methods so machine noise hits all alike. Goal: warm >= 5x faster than cold.
+Rows: the local sandbox with a warm pool (a worker is already started inside its own
+bubblewrap sandbox; the pool refills between calls, as it does while a policy
+generates), the same sandbox with no pool (bubblewrap and the interpreter start inside
+the call), and a bare ``subprocess.run([python, "-c", ...])`` with no isolation at all.
+Rounds alternate between the methods so machine noise hits all alike, and each timing
+starts with the warm pool full, so that no worker start in the background overlaps any
+of them. Goal: warm >= 5x faster than cold.
 
     python benchmarks/sandbox.py [--calls 30] [--pool-size 2] [--json out.json]
 """
@@ -47,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             timings["sandbox, warm pool"].append(time.perf_counter() - started)
             assert result.output.strip() == "42", result
 
+            warm_sandbox.warm()
             started = time.perf_counter()
             result = cold_sandbox.run(CODE)
             timings["sandbox, no pool"].append(time.perf_counter() - started)
             assert result.output.strip() == "42", result
 
+            warm_sandbox.warm()
             started = time.perf_counter()
             completed = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True)
             timings["subprocess.run (cold)"].append(time.perf_counter() - started)

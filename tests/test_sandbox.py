@@ -28,8 +28,9 @@ def sandbox():
 
 
 def _refused(result) -> bool:
+    """Refused by the audit hook or the kernel, or absent: the call's file system holds only the Python install."""
     return not result.ok and ("PermissionError" in result.output or "Operation not permitted" in result.output
-                              or "Network is unreachable" in result.output)
+                              or "Network is unreachable" in result.output or "FileNotFoundError" in result.output)
 
 
 ESCAPES = {

@@ -3,8 +3,11 @@
 Two backends behind one interface (``run(code) -> SandboxResult``, ``protections()``,
 ``close()``):
 
-* ``LocalSandbox`` (default): a fresh, isolated interpreter per call (namespaces,
-  unprivileged uid, rlimits, audit hook), with a warm pool so a call costs milliseconds;
+* ``LocalSandbox`` (default): a fresh interpreter per call inside bubblewrap (its own
+  namespaces, an allowlisted read-only file system holding only the Python install, a
+  seccomp filter, a unique unprivileged uid, a cgroup or else one process per call,
+  rlimits; the audit hook is defence in depth only), with a warm pool so a call costs
+  about a millisecond;
 * ``DockerSandbox``: one container per call from ``containers/sandbox/Dockerfile`` with
   ``--network none``, a read-only root and memory/pids limits.
 """

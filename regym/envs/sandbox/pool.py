@@ -98,10 +98,14 @@ class WorkerPool:
                 self._condition.wait(remaining)
         return True
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Kill the waiting workers, and wait for a start in progress to be killed too."""
         with self._condition:
             self._closed = True
             workers, self._ready = list(self._ready), collections.deque()
             self._condition.notify_all()
         for worker in workers:
             worker.kill()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() and os.getpid() == self._pid:
+            thread.join(timeout)

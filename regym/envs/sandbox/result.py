@@ -64,6 +64,8 @@ class SandboxResult:
     duration_s: float = 0.0
     error: str | None = None
     """Set when the sandbox itself failed (no worker could start, the code was refused)."""
+    out_of_memory: bool = False
+    """The kernel's OOM killer stopped a process of the call (its cgroup's memory limit)."""
 
     @property
     def ok(self) -> bool:
@@ -78,6 +80,8 @@ class SandboxResult:
         notes = []
         if self.error:
             notes.append(f"sandbox error: {self.error}")
+        if self.out_of_memory:
+            notes.append("a process was killed: memory limit of the call reached")
         if self.timed_out:
             notes.append("stopped: wall-time limit reached")
         elif self.signal:

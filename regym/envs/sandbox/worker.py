@@ -1,22 +1,23 @@
 """The process that runs one piece of untrusted Python, then exits.
 
-This file is standalone (standard library only, no ``regym`` import) because it is
-started as a fresh interpreter, ``python -I -u -B worker.py --serve CONFIG``, by the
-local backend, and copied into the Docker image (``--from-env`` mode).
+This file is standalone (standard library only, no ``regym`` import) because it runs as
+a fresh interpreter inside the sandbox: the local backend hands it to bubblewrap, which
+places it at ``/sandbox/worker.py`` (``--serve`` mode), and the Docker image copies it
+(``--from-env`` mode).
 
-``--serve``: the worker isolates itself (in this order), reports which layers took
-effect on a ``ready`` line, waits for ONE job on stdin, runs it and exits:
+``--serve``: by the time this file runs, bubblewrap has already built the call's world
+(namespaces, allowlisted file system, seccomp; see ``bubblewrap.py``). The worker points
+stdout and stderr at the output pipe the parent passed, closes every other inherited
+descriptor above stderr, makes its work dir in the private ``/tmp``,
+installs the audit hook, reports what took effect (with the rlimits it runs under, set
+by the parent before bubblewrap started) on a ``ready`` line, waits for ONE job on
+stdin, runs it and exits.
 
-1. new network namespace (``unshare(CLONE_NEWNET)``): no interface but a down loopback;
-2. new mount namespace: private tmpfs on ``/tmp``, ``/dev/shm`` and the work dir (a disk
-   quota), and when root: the Python install re-exposed over a tmpfs so that an
-   unprivileged uid can still import the standard library;
-3. when root: ``setuid`` to a unique unprivileged uid (no file of the host is readable
-   unless world-readable, no process of the host can be signalled), ``no_new_privs``;
-4. ``resource`` rlimits: CPU time, address space, file size, process count, open files;
-5. an audit hook (PEP 578) refusing ``open`` outside the work dir and the Python install,
-   sockets, signals, fork/exec/subprocess and ctypes symbol lookup. Audit hooks are
-   defence in depth, not a boundary (C code can bypass them); layers 1-4 are the kernel's.
+The audit hook (PEP 578) refuses ``open`` outside the work dir and the Python install,
+sockets, signals, fork/exec/subprocess and ctypes calls, with a clear ``PermissionError``.
+It is defence in depth only: code in the same interpreter can get past it (it is a
+Python object, and C code never calls it). Every escape it refuses is also refused by
+the kernel, and ``tests/test_sandbox_escapes.py`` checks that with the hook off.
 
 The job's stdout and stderr share the pipe to the parent, which bounds what it keeps.
 """
@@ -26,120 +27,24 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
-import ctypes
-import ctypes.util
 import json
 import os
 import resource
-import signal
 import sys
 import sysconfig
 import traceback
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-MNT_DETACH = 2
-PR_SET_PDEATHSIG = 1
-PR_SET_NO_NEW_PRIVS = 38
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+STATUS_FD = 3
+RLIMITS = {"cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS, "fsize": resource.RLIMIT_FSIZE,
+           "nofile": resource.RLIMIT_NOFILE, "core": resource.RLIMIT_CORE, "nproc": resource.RLIMIT_NPROC}
 
 
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+def measured_rlimits() -> str:
+    """The limits this process runs under (set by the parent before bubblewrap started)."""
+    def show(value: int) -> str:
+        return "unlimited" if value == resource.RLIM_INFINITY else str(value)
 
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    def encode(text: str | None) -> bytes | None:
-        return text.encode() if text is not None else None
-
-    _check(_libc.mount(encode(source), encode(target), encode(fstype), flags, encode(data)), f"mount {target}")
-
-
-# --- isolation layers (each returns a description of what took effect) -------------------
-def unshare_network() -> str:
-    try:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-    except OSError:
-        if os.geteuid() == 0:
-            raise
-        _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNET), "unshare(CLONE_NEWUSER|CLONE_NEWNET)")
-        return "network namespace (inside a user namespace): no interfaces"
-    return "network namespace: no interfaces"
-
-
-def _untraversable_ancestor(path: str) -> str | None:
-    """The top-most ancestor of ``path`` that 'other' users cannot enter (e.g. /root)."""
-    current = "/"
-    for part in [p for p in path.split("/") if p]:
-        current = os.path.join(current, part)
-        if not os.stat(current).st_mode & 0o001:
-            return current
-    return None
-
-
-def private_filesystem(workdir: str, disk_bytes: int, uid: int | None, expose: list[str]) -> str:
-    """New mount namespace: tmpfs /tmp, /dev/shm and work dir; re-expose ``expose`` paths."""
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-    # Hold a handle on each path to re-expose before anything covers it (a hidden ancestor
-    # such as /root, or /tmp itself when the install lives there), then bind it back.
-    expose = sorted({os.path.realpath(p) for p in expose if os.path.isdir(p)})
-    expose = [p for p in expose if not any(p.startswith(q.rstrip("/") + "/") for q in expose if q != p)]
-    hidden = sorted({a for a in (_untraversable_ancestor(p) for p in expose) if a})
-    covered = [*hidden, "/tmp"]
-    handles = [(os.open(p, os.O_PATH | os.O_DIRECTORY), p) for p in expose
-               if any(p == c or p.startswith(c + "/") for c in covered)]
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_bytes},mode=1777")
-    for directory in hidden:
-        _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-    for handle, path in handles:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC, None)
-        os.close(handle)
-    if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=1777")
-    os.makedirs(workdir, exist_ok=True)
-    owner = f",uid={uid},gid={uid}" if uid is not None else ""
-    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_bytes},mode=0700{owner}")
-    hidden_text = f"; {', '.join(hidden)} hidden behind tmpfs" if hidden else ""
-    return f"mount namespace: private tmpfs /tmp, /dev/shm and work dir ({disk_bytes} bytes){hidden_text}"
-
-
-def drop_privileges(uid: int) -> str:
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    return f"unprivileged uid/gid {uid} (no supplementary groups)"
-
-
-def no_new_privileges() -> str:
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
-    return "no_new_privs (setuid binaries cannot raise privileges)"
-
-
-def apply_rlimits(limits: dict) -> str:
-    wanted = {
-        "cpu": (resource.RLIMIT_CPU, limits["cpu_seconds"]),
-        "as": (resource.RLIMIT_AS, limits["memory_bytes"]),
-        "fsize": (resource.RLIMIT_FSIZE, limits["file_size_bytes"]),
-        "nproc": (resource.RLIMIT_NPROC, limits["max_processes"]),
-        "nofile": (resource.RLIMIT_NOFILE, limits["max_open_files"]),
-        "core": (resource.RLIMIT_CORE, 0),
-    }
-    for name, (limit, value) in wanted.items():
-        # CPU: soft < hard so the kernel sends SIGXCPU (a named reason) before SIGKILL.
-        resource.setrlimit(limit, (value, value + 1) if name == "cpu" else (value, value))
-    return " ".join(f"{name}={value}" for name, (_, value) in wanted.items())
+    return " ".join(f"{name}={show(resource.getrlimit(limit)[1])}" for name, limit in RLIMITS.items())
 
 
 _BLOCKED_EVENTS = {
@@ -159,7 +64,7 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 def install_audit_hook(workdir: str, read_roots: list[str]) -> str:
     """Refuse, from inside the interpreter, what the job has no business doing."""
-    realpath, join, fspath = os.path.realpath, os.path.join, os.fspath
+    realpath, fspath = os.path.realpath, os.fspath
     workdir = realpath(workdir)
     read_roots = [realpath(r) for r in read_roots] + [workdir]
     read_files = {"/dev/null", "/dev/urandom", "/dev/zero"}
@@ -170,7 +75,7 @@ def install_audit_hook(workdir: str, read_roots: list[str]) -> str:
         path = fspath(path)
         if isinstance(path, bytes):
             path = path.decode(errors="replace")
-        return realpath(join(workdir, path))
+        return realpath(path)  # relative to the current directory, wherever the job moved it
 
     def inside(path: str, roots: list[str]) -> bool:
         return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
@@ -231,51 +136,48 @@ def run_code(code: str) -> int:
         return 1
 
 
-def serve(config: dict) -> None:
-    """Isolate, announce the active layers, run one job from stdin, exit."""
-    workdir, uid, limits = config["workdir"], config.get("uid"), config["limits"]
-    read_roots = config["read_roots"]
-    layers: dict[str, str] = {}
-    errors: dict[str, str] = {}
+def report_status(status: int) -> None:
+    """Flush, tell the parent the status, close the output, exit.
 
-    def layer(name: str, function, *args) -> None:
+    The parent reads the status here rather than from bwrap, which reports it only after
+    the call's namespaces are torn down. The job could write a status of its own first;
+    that only changes its own exit code, and the parent kills the call either way.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.write(STATUS_FD, b"%d" % (status & 0xFF))
+    except Exception:  # noqa: BLE001 - the job may have broken its streams; the status is best effort
+        pass
+    for descriptor in (STATUS_FD, 1, 2):
         try:
-            layers[name] = function(*args)
-        except OSError as error:
-            errors[name] = str(error)
+            os.close(descriptor)
+        except OSError:
+            pass
+    os._exit(status)
 
+
+def serve(config: dict) -> None:
+    """Finish isolating, announce the active layers, run one job from stdin, exit."""
+    output = config["output_fd"]  # the parent's pipes; bwrap's own stdout stays with bwrap
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.dup2(config["status_fd"], STATUS_FD)
+    os.closerange(STATUS_FD + 1, 1 << 16)  # bwrap passes on what it was given; the job keeps only 0-3
+    workdir = config["workdir"]
     for module in config.get("preload", []):
         try:
             __import__(module)
         except ImportError:
             pass
-    if config.get("network_namespace", True):
-        layer("network", unshare_network)
-    if config.get("mount_namespace", True):
-        layer("filesystem", private_filesystem, workdir, limits["disk_bytes"], uid, read_roots)
-    if not os.path.isdir(workdir):
-        os.makedirs(workdir, mode=0o700, exist_ok=True)
-        if uid is not None and os.geteuid() == 0:
-            os.chown(workdir, uid, uid)
+    os.makedirs(workdir, mode=0o700, exist_ok=True)
     os.chdir(workdir)
-    os.environ["HOME"] = workdir
-    if uid is not None and os.geteuid() == 0:
-        blocked = [r for r in read_roots if _untraversable_ancestor(r)]
-        if "filesystem" not in layers and blocked:
-            # Without the re-exposing mount namespace an unprivileged uid could not import the stdlib.
-            errors["privileges"] = f"kept root: the Python install {blocked[0]} is not reachable by other users"
-        else:
-            layer("privileges", drop_privileges, uid)
-    layer("no_new_privs", no_new_privileges)
-    # Die with the parent (set after setuid, which clears it).
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != config["parent_pid"]:
-        os._exit(1)
-    layer("rlimits", apply_rlimits, limits)
+    layers = {"rlimits": "hard limits " + measured_rlimits(),
+              "sandbox_root": "the call's / holds only: " + " ".join(sorted(os.listdir("/")))}
     if config.get("audit_hook", True):
-        layers["audit_hook"] = install_audit_hook(workdir, read_roots)
+        layers["audit_hook"] = install_audit_hook(workdir, config["read_roots"])
     sys.dont_write_bytecode = True
-    sys.stdout.write("ready " + json.dumps({"layers": layers, "errors": errors}) + "\n")
+    sys.stdout.write("ready " + json.dumps({"layers": layers, "errors": {}}) + "\n")
     sys.stdout.flush()
 
     line = sys.stdin.readline()
@@ -283,9 +185,7 @@ def serve(config: dict) -> None:
         os._exit(0)
     job = json.loads(line)
     status = run_code(job["code"])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    report_status(status)
 
 
 def main() -> None:
