@@ -18,16 +18,11 @@ import gymnasium as gym
 import pytest
 
 from regym.envs.base import Outcome, TextEnv
-from regym.eval.runner import (
-    TRAJECTORIES,
-    Episode,
-    PerEpisodeAgent,
-    TrajectoryLog,
-    evaluate,
-    plan_episodes,
-    prepare_run_dir,
-    read_log,
-)
+from regym.eval.agents import PerEpisodeAgent
+from regym.eval.episodes import Episode, plan_episodes
+from regym.eval.log import TrajectoryLog, read_log
+from regym.eval.run_dir import TRAJECTORIES, prepare_run_dir
+from regym.eval.runner import evaluate
 from regym.eval.suites import TASK_SEED_BASE, get_suite, suite_entries
 
 COUNT_ID = "regym/EvalCount-v0"

@@ -1,13 +1,17 @@
 """Evaluation: suites of ID/OOD tasks, a resumable runner, metrics, and the leaderboard.
 
-``suites`` names what to play, ``runner`` plays it into a JSONL log, ``metrics`` scores
-the log, ``leaderboard`` and ``html`` merge many runs into one table. The ``rl-eval``
-command (``regym.cli.rl_eval``) wires them together.
+``suites`` names what to play and ``episodes`` plans it; ``runner`` plays it into a JSONL
+log (``log``) in a run folder (``run_dir``), through the per-episode agent wrappers of
+``agents`` and, optionally, forked ``workers``; ``metrics`` scores the log, ``leaderboard``
+and ``html`` merge many runs into one table. The ``rl-eval`` command
+(``regym.cli.rl_eval``) wires them together.
 """
 
+from regym.eval.agents import PerEpisodeAgent
+from regym.eval.episodes import Episode, plan_episodes
 from regym.eval.leaderboard import build_leaderboard, find_runs, write_leaderboard
 from regym.eval.metrics import SplitMetrics, bootstrap_interval, pass_at_k, score_run, wilson_interval
-from regym.eval.runner import Episode, PerEpisodeAgent, evaluate, plan_episodes
+from regym.eval.runner import evaluate
 from regym.eval.suites import SUITES, Suite, SuiteEntry, get_suite, suite_entries
 
 __all__ = [
