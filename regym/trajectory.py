@@ -144,8 +144,8 @@ def read_jsonl(path: str | Path, *, repair: bool = False) -> list[Any]:
     """Every JSON value of a JSONL file, in order; the one reader of regym's logs.
 
     A torn last line (a writer killed mid-line: no final newline, not valid JSON) is
-    skipped, and with ``repair`` cut from the file so later appends start on a clean
-    line. Any other unreadable line is damage, not a crash artefact: it raises
+    skipped, and with ``repair`` cut from the file (a whole last record that lost its
+    newline gets one) so later appends start on a clean line. Any other unreadable line is damage, not a crash artefact: it raises
     ``CorruptLogError`` naming the file and line rather than silently losing records.
     A missing file reads as empty.
     """
@@ -171,6 +171,10 @@ def read_jsonl(path: str | Path, *, repair: bool = False) -> list[Any]:
             if repair:
                 with path.open("r+b") as handle:
                     handle.truncate(len(data) - len(tail))
+        else:
+            if repair:  # a whole record whose newline was lost: end it, or the next append joins it
+                with path.open("ab") as handle:
+                    handle.write(b"\n")
     return values
 
 

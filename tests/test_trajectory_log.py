@@ -37,6 +37,10 @@ def test_a_complete_last_line_without_newline_is_kept(tmp_path):
     path = tmp_path / "log.jsonl"
     path.write_text(json.dumps({"a": 1}) + "\n" + json.dumps({"b": 2}))
     assert read_jsonl(path) == [{"a": 1}, {"b": 2}]
+    assert read_jsonl(path, repair=True) == [{"a": 1}, {"b": 2}]
+    with path.open("a") as handle:
+        handle.write(json.dumps({"c": 3}) + "\n")
+    assert read_jsonl(path) == [{"a": 1}, {"b": 2}, {"c": 3}]
 
 
 @pytest.mark.parametrize("damage", ['{"broken": ', "not json at all", "\xff\xfe"])
