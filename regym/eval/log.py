@@ -27,11 +27,9 @@ class TrajectoryLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # ``repair`` cuts a torn last line and ends a whole one that lost its newline.
         self.records = {record["key"]: record for record in read_log(self.path, repair=True)}
-        fresh_line = _ends_on_a_fresh_line(self.path)
         self._handle = self.path.open("a", encoding="utf-8")
-        if not fresh_line:  # a complete last record whose newline was never written
-            self._handle.write("\n")
 
     def append(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -76,15 +74,6 @@ def episode_record(episode: Episode, trajectory: Trajectory, tokens_generated: i
         "error": trajectory.error,
         "trajectory": trajectory.to_dict(),
     }
-
-
-def _ends_on_a_fresh_line(path: Path) -> bool:
-    """Whether an append would start a new line: the file is missing, empty, or ends with a newline."""
-    if not path.exists() or path.stat().st_size == 0:
-        return True
-    with path.open("rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
 
 
 __all__ = ["TrajectoryLog", "episode_record", "read_log"]
