@@ -1,8 +1,15 @@
 """Playing episodes: N envs stepped in lock-step, one batched agent call per turn.
 
-A free env immediately takes the next pending episode (continuous batching), so a
-long episode never holds the others back. An env that raises ends that episode as
-failed (``trajectory.error``) and the batch goes on.
+This is regym's one episode scheduler: evaluation, demos and RL
+(``regym.rl.rollout.play_groups``) all play through it. A free env immediately takes
+the next pending episode (continuous batching), so a long episode never holds the
+others back. An env that raises ends that episode as failed (``trajectory.error``)
+and the batch goes on.
+
+A caller that keeps its own view of each episode (RL keeps token ids, loss masks and
+log-probs) does so through two hooks rather than a second loop: ``on_reset`` sees
+each episode once its env has reset, ``on_step`` sees each env step before the turn
+is recorded and may end the episode at a limit of its own.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import gymnasium as gym
 
 from regym.agents.base import Agent
 from regym.trajectory import Trajectory
+
+StepHook = Callable[[Trajectory, str, bool, bool, dict[str, Any]], tuple[bool, dict[str, Any]]]
 
 
 def env_id_of(env: gym.Env) -> str:
@@ -28,14 +37,21 @@ def rollout(
     episodes: int | None = None,
     seeds: Sequence[int | None] | None = None,
     options: Sequence[dict[str, Any] | None] | None = None,
+    on_reset: Callable[[Trajectory], None] | None = None,
+    on_step: StepHook | None = None,
     on_done: Callable[[int, Trajectory], None] | None = None,
     progress: bool = False,
 ) -> list[Trajectory]:
     """Play episodes and return their trajectories in job order.
 
     Jobs are given by ``seeds`` (reset seeds) and/or ``options`` (reset options, e.g.
-    ``{"task_id": ...}``), or by ``episodes`` (seeds 0..episodes-1). ``on_done(index,
-    trajectory)`` is called as each episode ends, e.g. to append it to a log.
+    ``{"task_id": ...}``), or by ``episodes`` (seeds 0..episodes-1). Hooks, all optional:
+
+    - ``on_reset(trajectory)`` after each successful reset; setting ``trajectory.error``
+      ends the episode before the agent acts.
+    - ``on_step(trajectory, observation, terminated, truncated, info) -> (truncated, info)``
+      after each env step, before the turn is recorded; what it returns is recorded.
+    - ``on_done(index, trajectory)`` as each episode ends, e.g. to append it to a log.
     """
     envs = [envs] if isinstance(envs, gym.Env) else list(envs)
     if not envs:
@@ -77,6 +93,11 @@ def rollout(
             trajectory.task_id = info.get("task_id")
             trajectory.split = info.get("split", "")
             trajectory.observation, trajectory.info, trajectory.reset_info = observation, info, info
+            if on_reset is not None:
+                on_reset(trajectory)
+            if trajectory.error is not None:
+                finish(slot)
+                continue
             return
 
     for slot in range(len(envs)):
@@ -95,6 +116,8 @@ def rollout(
                 finish(slot)
                 start(slot)
                 continue
+            if on_step is not None:
+                truncated, info = on_step(trajectory, observation, terminated, truncated, info)
             trajectory.record(action, observation, reward, terminated, truncated, info)
             if terminated or truncated:
                 finish(slot)

@@ -95,8 +95,6 @@ def test_evaluate_refuses_a_log_with_a_corrupt_middle_line(count_game, tmp_path)
     assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(strict=True, reason="rl-eval (regym/cli/rl_eval.py, being refactored) does not yet catch "
-                                       "CorruptLogError: it prints a traceback; drop this mark once it does")
 def test_rl_eval_reports_a_corrupt_log_in_one_line(count_game, tmp_path, capsys):
     from regym.cli.rl_eval import main
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from regym.models.testing import perturbed_copy, save_checkpoint, tiny_llama, tiny_tokenizer
-from regym.rejuvenation import CheckpointError, fuse, fuse_checkpoints
+from regym.rejuvenation import CheckpointError, fuse, fuse_checkpoints, fuse_tensor
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,27 @@ def test_existing_output_needs_overwrite(folders, tmp_path):
 def test_alpha_out_of_range(pair):
     with pytest.raises(ValueError, match="alpha"):
         fuse(*pair, alpha=1.5)
+
+
+@pytest.mark.parametrize("criterion,reset_fraction", [("drift", 0.05), ("none", 0.0)])
+def test_rejuvenated_checkpoint_keeps_each_tensors_stored_dtype(tmp_path, criterion, reset_fraction):
+    """bfloat16 weights beside float32 norms come out the same way, on the reset and the streaming path."""
+    from regym.rejuvenation import rejuvenate_checkpoint
+
+    base = tiny_llama(seed=0)
+    sft = perturbed_copy(base, 0.1, seed=1).to(torch.bfloat16)
+    for name, parameter in sft.named_parameters():
+        if "norm" in name:
+            parameter.data = parameter.data.float()
+    tokenizer = tiny_tokenizer()
+    base_dir, sft_dir = save_checkpoint(base, tokenizer, tmp_path / "b"), save_checkpoint(sft, tokenizer, tmp_path / "s")
+    sft_state, base_state = _weights(sft_dir), _weights(base_dir)
+    assert {t.dtype for n, t in sft_state.items() if "norm" in n} == {torch.float32}
+    assert {t.dtype for n, t in sft_state.items() if "norm" not in n} == {torch.bfloat16}
+    out = tmp_path / "out"
+    rejuvenate_checkpoint(base_dir, sft_dir, out, alpha=0.5, criterion=criterion, reset_fraction=reset_fraction)
+    stored = _weights(out)
+    assert {n: t.dtype for n, t in stored.items()} == {n: t.dtype for n, t in sft_state.items()}
+    for name in ("model.norm.weight", "model.layers.1.input_layernorm.weight", "model.embed_tokens.weight",
+                 "lm_head.weight"):  # never reset: exactly the fused value, in the SFT's dtype
+        assert torch.equal(stored[name], fuse_tensor(base_state[name], sft_state[name], 0.5)), name

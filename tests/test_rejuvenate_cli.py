@@ -65,11 +65,33 @@ def test_fusion_only_streams_and_alpha_one_is_exact(checkpoints, tmp_path, capsy
     assert all(torch.equal(fused[n], original[n]) for n in original)
 
 
-def test_missing_calibration_falls_back_to_drift(checkpoints, tmp_path, capsys):
+def test_missing_calibration_stops_with_the_fix_and_writes_nothing(checkpoints, tmp_path, capsys):
     base, sft, _ = checkpoints
-    summary = rejuvenate_checkpoint(base, sft, tmp_path / "out", reset_fraction=0.01)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"'attribution' criterion needs calibration texts.*--calib.*--criterion drift"):
+        rejuvenate_checkpoint(base, sft, out, reset_fraction=0.01)
+    assert rejuvenate.main(["--base", str(base), "--sft", str(sft), "--out", str(out), "--criterion", "redo"]) == 2
+    assert "'redo' criterion needs calibration texts" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fallback_criterion_is_opt_in_and_recorded(checkpoints, tmp_path):
+    base, sft, _ = checkpoints
+    summary = rejuvenate_checkpoint(base, sft, tmp_path / "fallback", reset_fraction=0.01, fallback_criterion="drift")
     assert summary.criterion == "drift" and summary.units_reset == round(0.01 * 1152)
-    assert "using the 'drift' criterion" in capsys.readouterr().err
+    recorded = json.loads((tmp_path / "fallback" / "rejuvenation.json").read_text())
+    assert recorded["criterion"] == "drift" and recorded["fallback_from"] == "attribution"
+    assert any("fallback_criterion 'drift'" in warning for warning in recorded["warnings"])
+    rejuvenate_checkpoint(base, sft, tmp_path / "drift", reset_fraction=0.01, criterion="drift")
+    assert json.loads((tmp_path / "drift" / "rejuvenation.json").read_text())["fallback_from"] is None
+    fallback, drift = _weights(tmp_path / "fallback"), _weights(tmp_path / "drift")
+    assert all(torch.equal(fallback[name], drift[name]) for name in drift)  # the same model as asking for drift
+    # Given calibration texts, the fallback is not used.
+    used = rejuvenate_checkpoint(base, sft, tmp_path / "calibrated", reset_fraction=0.01, calib_texts=CALIB,
+                                 fallback_criterion="drift", top_n_targets=8)
+    assert used.criterion == "attribution" and used.fallback_from is None
+    with pytest.raises(ValueError, match="needs calibration texts too"):
+        rejuvenate_checkpoint(base, sft, tmp_path / "bad", fallback_criterion="redo")
 
 
 def test_cli_errors_are_clean(checkpoints, tmp_path, capsys):

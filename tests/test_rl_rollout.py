@@ -118,3 +118,30 @@ def test_chat_tokens_env_turn_text_is_template_delta(tiny):
     assert chat.env_turn_text(stopped, "obs") == "\n<|im_start|>user\nobs<|im_end|>\n<|im_start|>assistant\n"
     cut = tokenizer.encode("go", add_special_tokens=False)
     assert chat.env_turn_text(cut, "obs").startswith("<|im_end|>\n<|im_start|>user\nobs")
+
+
+class BrokenResets(CountingGame):
+    """Reset raises for even seeds; odd seeds above 10 show a first observation too long for the token budget."""
+
+    def reset(self, *, seed=None, options=None):
+        if seed % 2 == 0:
+            raise OSError("no game file")
+        observation, info = super().reset(seed=seed, options=options)
+        return (observation + " pad" * 200 if seed > 10 else observation), info
+
+
+def test_failed_resets_and_long_prompts_end_only_their_episode(tiny):
+    model, tokenizer = tiny
+    policy = ScriptedPolicy(model, tokenizer, ["1", "2", "3", "4", "5"])
+    finished = []
+    runs = play_groups(policy, [BrokenResets(), BrokenResets()], seeds=[0, 1, 13, 3], group_size=2,
+                       limits=RolloutLimits(max_turns=8, max_episode_tokens=200),
+                       on_done=lambda job, trajectory: finished.append(job))
+    assert [t.group for t in runs] == [0, 0, 1, 1, 2, 2, 3, 3] and sorted(finished) == list(range(8))
+    assert all("reset failed: OSError" in t.error for t in runs[:2])
+    assert all("exceeds max_episode_tokens" in t.error for t in runs[4:6])
+    assert all(t.success and t.error is None for t in runs[2:4] + runs[6:])
+    for trajectory in runs[:2] + runs[4:6]:  # a failed episode still has a well-formed, fully masked token view
+        assert trajectory.num_turns == 0 and trajectory.token_ids
+        assert trajectory.prompt_length == len(trajectory.token_ids) == len(trajectory.logprobs)
+        assert set(trajectory.loss_mask) == {0}

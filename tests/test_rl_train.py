@@ -43,8 +43,25 @@ class VowelGame(TextEnv):
                        won=done and share > 0.25)
 
 
+class ExpertVowelGame(VowelGame):
+    """VowelGame whose expert says a word full of e (a calibration set for rejuvenation)."""
+
+    def _begin(self, task_id):
+        outcome = super()._begin(task_id)
+        outcome.info["expert_action"] = "eerie epee"
+        return outcome
+
+    def _act(self, action):
+        outcome = super()._act(action)
+        outcome.info["expert_action"] = "eerie epee"
+        return outcome
+
+
+EXPERT_ENV_ID = "regym-test/ExpertVowels-v0"
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point=VowelGame)
+if EXPERT_ENV_ID not in gym.registry:
+    gym.register(id=EXPERT_ENV_ID, entry_point=ExpertVowelGame)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +184,44 @@ def test_cli_rejuvenate_starts_from_the_fused_model_with_the_sft_model_as_kl_ref
     plain = tmp_path / "plain"
     assert main([*common, "--output-dir", str(plain)]) == 0
     assert read_jsonl(plain / "metrics.jsonl")[0]["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rejuvenate_resets_by_the_asked_criterion_or_stops_naming_the_fix(tiny_sft, tmp_path):
+    """No expert, no calibration set: an error naming --reset-criterion drift, never a silent switch to drift."""
+    from regym.rl.train import make_envs, rejuvenated_checkpoint
+
+    base = tmp_path / "base"
+    model, tokenizer = tiny_chat_model(seed=7)
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+
+    def rejuvenated(env_id, name, **overrides):
+        config = config_for(tiny_sft, tmp_path / "run", env=env_id, rejuvenate=True, base=str(base),
+                            reset_fraction=0.02, calibration_episodes=2, **overrides)
+        envs = make_envs(config, env_id, "in_distribution", 2, {})
+        folder = rejuvenated_checkpoint(config, base, tiny_sft, tmp_path / name, envs)
+        return json.loads((folder / "regym_rejuvenation.json").read_text())["summary"]
+
+    with pytest.raises(ValueError, match=r"--reset-criterion attribution.*no expert.*--reset-criterion drift"):
+        rejuvenated(ENV_ID, "no-expert")
+    assert not (tmp_path / "no-expert").exists()
+    summary = rejuvenated(ENV_ID, "drift", reset_criterion="drift")  # drift needs no expert
+    assert summary["criterion"] == "drift" and summary["units_reset"] > 0 and summary["fallback_from"] is None
+    summary = rejuvenated(EXPERT_ENV_ID, "attribution")
+    assert summary["criterion"] == "attribution" and summary["units_reset"] > 0 and not summary["warnings"]
+
+
+def test_expert_calibration_with_no_episodes_is_an_error(tiny_sft):
+    from regym.rl.train import expert_calibration, load_tokenizer, make_envs
+
+    config = config_for(tiny_sft, "unused", env=EXPERT_ENV_ID, calibration_episodes=0)
+    envs = make_envs(config, EXPERT_ENV_ID, "in_distribution", 1, {})
+    with pytest.raises(ValueError, match=r"--calibration-episodes is 0: raise it, or pass --reset-criterion drift"):
+        expert_calibration(config, envs, load_tokenizer(tiny_sft))
+    examples = expert_calibration(config_for(tiny_sft, "unused", env=EXPERT_ENV_ID, calibration_episodes=2), envs,
+                                  load_tokenizer(tiny_sft))
+    assert len(examples) == 4 and all(e["messages"][-1] == {"role": "assistant", "content": "eerie epee"}
+                                      for e in examples)
 
 
 def test_group_advantages_match_their_formulas():

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
+
 from regym.trajectory import Trajectory
 
 STYLES = {
@@ -40,14 +42,27 @@ class PromptFormat:
 
 
 def env_instructions(env_id: str) -> str:
-    """The env family's own instructions, read from its registered class."""
+    """The env family's own instructions, read from its registered class.
+
+    An env built from its class without ``gymnasium.make`` has no registered id (``rollout``
+    names it by its class name, e.g. ``"CountingGame"``) and gets ``TextEnv``'s generic
+    instructions. A namespaced id that is not registered (``regym/...``: a typo, an env renamed
+    since a log was written) and a registered env whose class does not import are errors:
+    a generic prompt in their place would train or evaluate the wrong prompt unnoticed.
+    """
     from regym.envs import env_class
     from regym.envs.base import TextEnv
 
     try:
         registered = env_class(env_id)
-    except Exception:  # noqa: BLE001 - unknown or unregistered ids fall back to the generic text
-        registered = TextEnv
+    except gym.error.UnregisteredEnv as error:
+        if "/" not in env_id:
+            return TextEnv.instructions
+        raise ValueError(f"no env is registered as {env_id!r}, so its system prompt is unknown: fix the id, or "
+                         f"register the env (gymnasium.register(id=..., entry_point=...)) ({error})") from None
+    except ImportError as error:
+        raise ImportError(f"env {env_id!r} is registered but its class does not import, so its system prompt is "
+                          f"unknown: install what it needs or fix its entry point ({error})") from error
     return getattr(registered, "instructions", TextEnv.instructions)
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
+from regym.configs import parse
 from regym.envs import list_envs
 
 
+@dataclass
+class EnvsArgs:
+    """List every registered env with its splits (no options)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="regym envs", description=__doc__).parse_args(argv)
+    parse(EnvsArgs, argv, prog="regym envs", description=__doc__)
     from rich.console import Console
     from rich.table import Table
 

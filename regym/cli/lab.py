@@ -2,38 +2,55 @@
 
     regym lab handoff --env textworld --seeds 3            # tiny preset, CPU
     regym lab handoff --env alfworld --preset smollm2 --seeds 1   # on a GPU
+    regym lab handoff --config lab.yaml                    # any HandoffConfig field; flags win over it
 
 Stages (finished ones are reused, so rerunning resumes): base model and demos → SFT
 ladder → handoff report → RL from five starting points × seeds (+ α sweep) → report.md.
+Settings: defaults < preset (and the tiny RL budget under rl) < --config file < flags.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import asdict
+import sys
+from dataclasses import asdict, dataclass
+
+from regym.cli.main import dispatch
+from regym.configs import parse_overrides, report_error
+from regym.lab.handoff import PRESETS, HandoffConfig, load_handoff_config, run_handoff
+
+EXPERIMENTS = {"handoff": ("regym.cli.lab:handoff", "over-SFT vs rejuvenation under identical RL budgets")}
+
+
+@dataclass
+class HandoffArgs(HandoffConfig):
+    """The flags of ``regym lab handoff``: every ``HandoffConfig`` field, and one shortcut."""
+
+    rl_steps: int | None = None
+    """RL optimizer steps per run, identical for every arm: sets rl's max_steps, and its eval_every to a
+    third of it (None: the preset's)."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="regym lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="experiment", required=True)
-    handoff = sub.add_parser("handoff", help="over-SFT vs rejuvenation under identical RL budgets")
-    handoff.add_argument("--env", default=None, help="env id or short name (default: textworld)")
-    handoff.add_argument("--seeds", type=int, default=None, help="RL seeds per arm (default: 3)")
-    handoff.add_argument("--preset", choices=["tiny", "smollm2"], default=None, help="default: tiny")
-    handoff.add_argument("--out", default=None, help="output folder (default: lab)")
-    handoff.add_argument("--rl-steps", type=int, default=None, help="RL optimizer steps per run (identical for every arm)")
-    handoff.add_argument("--config", default=None, help="YAML file of HandoffConfig fields")
-    args = parser.parse_args(argv)
+    return dispatch("regym lab", EXPERIMENTS, argv)
 
-    from regym.lab.handoff import load_handoff_config, run_handoff
 
-    config = load_handoff_config(args.config, env=args.env, seeds=args.seeds, preset=args.preset, out=args.out)
-    if args.rl_steps is not None:
-        config.rl["max_steps"] = args.rl_steps
-        config.rl["eval_every"] = max(1, args.rl_steps // 3)
+def handoff(argv: list[str] | None = None) -> int:
+    config_file, overrides = parse_overrides(HandoffArgs, argv, prog="regym lab handoff", description=__doc__,
+                                             choices={"preset": sorted(PRESETS)})
+    rl_steps = overrides.pop("rl_steps", None)
+    try:
+        config = load_handoff_config(config_file, **overrides)
+    except (OSError, ValueError) as error:  # a missing --config, an unknown field, a ladder without its marks
+        report_error("regym lab handoff", error)
+        return 2
+    if rl_steps is not None:
+        config.rl.update(max_steps=rl_steps, eval_every=max(1, rl_steps // 3))
     print(json.dumps(asdict(config), indent=2))
     data = run_handoff(config)
     print(open(data["report"]["markdown"]).read())
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,40 +12,67 @@ Writes report.json, report.md, drift.png and entropy.png to --out.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
+
+from regym.configs import parse, report_error
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="plasticity-report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", required=True, help="base checkpoint folder, or 'smollm2'")
-    p.add_argument("--sft", required=True, help="SFT checkpoint folder")
-    p.add_argument("--rejuvenated", help="rejuvenated checkpoint folder (optional third column)")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--calib", help="calibration JSONL ({'text'} | {'prompt','response'} | {'messages'} per line)")
-    source.add_argument("--env", help="env name (e.g. textworld): expert demos as calibration, plus pass@k")
-    p.add_argument("--out", default="plasticity-report", help="output folder (default ./plasticity-report)")
-    p.add_argument("--max-examples", type=int, default=64, help="use at most this many calibration examples")
-    p.add_argument("--demo-episodes", type=int, default=8, help="--env: expert episodes used as calibration")
-    p.add_argument("--hessian-iters", type=int, default=10, help="power-iteration steps (0 skips the Hessian)")
-    p.add_argument("--sharpness-examples", type=int, default=4, help="calibration examples for sharpness")
-    p.add_argument("--radius", type=float, default=0.01, help="relative perturbation radius r")
-    p.add_argument("--perturbations", type=int, default=5, help="random perturbations averaged")
-    p.add_argument("--env-tasks", type=int, default=8, help="--env: tasks (GRPO groups)")
-    p.add_argument("--env-samples", type=int, default=4, help="--env: samples per task (group size n)")
-    p.add_argument("--k", type=int, default=4, help="--env: k of pass@k")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="--env: tokens per action")
-    p.add_argument("--seed", type=int, default=0)
-    return p
+@dataclass
+class PlasticityReportArgs:
+    """The pre-RL handoff report of a base, an SFT and (optionally) a rejuvenated checkpoint."""
+
+    base: str
+    """Base checkpoint folder, or "smollm2"."""
+    sft: str
+    """SFT checkpoint folder."""
+    rejuvenated: str | None = None
+    """Rejuvenated checkpoint folder (an optional third column)."""
+    calib: str | None = None
+    """Calibration JSONL ({'text'} | {'prompt','response'} | {'messages'} per line); give this or env."""
+    env: str | None = None
+    """Env name (e.g. textworld): its expert demos are the calibration set, plus pass@k; give this or calib."""
+    out: str = "plasticity-report"
+    """Output folder."""
+    max_examples: int = 64
+    """Use at most this many calibration examples."""
+    demo_episodes: int = 8
+    """With env: expert episodes used as calibration."""
+    seed: int = 0
+    """Seed of the perturbations and the sampling."""
+
+    # Sharpness
+    hessian_iters: int = 10
+    """Power-iteration steps for the top Hessian eigenvalue (0 skips the Hessian)."""
+    sharpness_examples: int = 4
+    """Calibration examples used for sharpness."""
+    radius: float = 0.01
+    """Relative perturbation radius r."""
+    perturbations: int = 5
+    """Random perturbations averaged."""
+
+    # Sampling (with env)
+    env_tasks: int = 8
+    """Tasks (GRPO groups)."""
+    env_samples: int = 4
+    """Samples per task (group size n)."""
+    k: int = 4
+    """k of pass@k (at most env_samples)."""
+    max_new_tokens: int = 48
+    """Tokens per action."""
+
+    def __post_init__(self):
+        if (self.calib is None) == (self.env is None):
+            raise ValueError("give exactly one of --calib, --env")
+        if self.k > self.env_samples:
+            raise ValueError("--k must be <= --env-samples")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(PlasticityReportArgs, argv, prog="plasticity-report", description=__doc__)
     import torch
     from rich.console import Console
 
-    from regym.cli.rejuvenate import one_line
     from regym.rejuvenation import encode_calibration, load_calibration_file, load_causal_lm
     from regym.rejuvenation.calibration import calibration_from_env
     from regym.rejuvenation.checkpoint import check_checkpoints
@@ -53,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     from regym.rejuvenation.report import ReportSettings, build_report, markdown, write_report
 
     console = Console(stderr=True)
-    if args.k > args.env_samples:
-        print("plasticity-report: error: --k must be <= --env-samples", file=sys.stderr)
-        return 2
     torch.manual_seed(args.seed)
     try:
         paths = {label: resolve_checkpoint(path) for label, path in
@@ -74,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             with console.status(f"playing {args.demo_episodes} expert episodes of {args.env}"):
                 calib = calibration_from_env(args.env, tokenizer, episodes=args.demo_episodes)[: args.max_examples]
     except (OSError, ValueError) as error:  # CheckpointError, a bad --calib, unreadable files
-        print(f"plasticity-report: error: {one_line(error)}", file=sys.stderr)
+        report_error("plasticity-report", error)
         return 2
     settings = ReportSettings(
         hessian_iterations=args.hessian_iters, sharpness_examples=args.sharpness_examples,

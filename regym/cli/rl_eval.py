@@ -16,24 +16,24 @@ under ``--runs-dir`` is merged into ``leaderboard.{json,md,html}`` in ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from regym.eval.suites import SUITES
+from regym.configs import parse, report_error
 
 
 @dataclass
 class EvalConfig:
     """Everything ``rl-eval`` needs; saved as ``config.json`` beside the run's outputs."""
 
-    agent: str | None = None
-    """A scripted agent: "expert" or "random"."""
+    # What to evaluate (one of agent, model, vllm, openai_base_url)
+    agent: Literal["expert", "random"] | None = None
+    """A scripted agent."""
     model: str | None = None
     """A Hugging Face checkpoint folder, played with the local transformers policy."""
     vllm: str | None = None
@@ -44,33 +44,38 @@ class EvalConfig:
     """Name on the leaderboard (and the served model name for ``openai_base_url``)."""
     gguf_file: str | None = None
     """A GGUF file inside ``model`` to load instead of safetensors."""
+
+    # Tasks
     suite: str = "all"
     """"agentic-id", "agentic-ood", "all", or <env>, <env>-id, <env>-ood."""
     envs: list[str] = field(default_factory=list)
-    """Keep only these envs of the suite (ids or short names)."""
+    """Keep only these envs of the suite (ids or short names; "a,b" is read as "a b")."""
     num_tasks: int | None = None
-    """Tasks per (env, split); default: the suite's (8)."""
+    """Tasks per (env, split); None: the suite's (8)."""
     k: int = 2
     """Samples per task (pass@k is reported for k)."""
     num_envs: int = 8
     """Env copies played in lock-step per (env, split): the batch size of the policy."""
     workers: int | None = None
-    """Processes playing (env, split) groups in parallel; default: min(4, CPUs) for scripted agents,
-    1 for LLM policies."""
+    """Processes playing (env, split) groups in parallel; None: min(4, CPUs) for scripted agents, 1 for
+    LLM policies."""
     seed: int = 0
     """Base seed of the agent's sampling; each episode's seed derives from it and the episode."""
     max_turns: int | None = None
-    """Override each env's turn limit."""
+    """Override each env's turn limit (None: the env's own)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for every env (JSON on the command line)."""
+
+    # LLM sampling
     temperature: float = 1.0
     """Sampling temperature of LLM policies (0: greedy)."""
     top_p: float = 1.0
+    """Nucleus sampling of LLM policies (1: off)."""
     max_new_tokens: int = 128
     """Token budget of one LLM reply."""
     max_context_tokens: int | None = None
-    """Drop the oldest exchanges so prompts fit (local models only)."""
-    prompt_style: str = "plain"
+    """Drop the oldest exchanges so prompts fit (local models only; None: keep all)."""
+    prompt_style: Literal["plain", "react"] = "plain"
     """"plain" (action only) or "react" (Thought/Action)."""
     reproducible_sampling: bool = False
     """LLM policies: reseed the policy per (episode, turn) and answer one episode at a time, so a
@@ -81,14 +86,17 @@ class EvalConfig:
     """--openai-base-url: retries of a request that timed out, could not connect or got 408/429/5xx
     (exponential backoff with jitter, 0.5 s doubling to 8 s); then the run stops, resumable."""
     device: str | None = None
-    """Device of a local model (default: cuda when available, else cpu)."""
-    ci: str = "wilson"
+    """Device of a local model; None: cuda when available, else cpu."""
+
+    # Outputs
+    ci: Literal["wilson", "bootstrap"] = "wilson"
     """95 % interval of the success rate: "wilson" (episodes) or "bootstrap" (tasks)."""
     runs_dir: str = "runs"
+    """Folder of run folders; every run under it goes on the leaderboard."""
     run_name: str | None = None
-    """Default: <model-name>--<suite>."""
+    """Name of the run's folder under runs_dir; None: <model-name>--<suite>."""
     out: str | None = None
-    """Folder of leaderboard.{json,md,html}; default: runs_dir."""
+    """Folder of leaderboard.{json,md,html}; None: runs_dir."""
     baselines: bool = True
     """Also evaluate the random and expert agents on the same tasks (cheap; resumed if present)."""
     overwrite: bool = False
@@ -96,68 +104,17 @@ class EvalConfig:
     leaderboard_only: bool = False
     """Only rebuild the leaderboard from the runs under runs_dir."""
 
-
-def parse_args(argv: list[str] | None) -> EvalConfig:
-    parser = argparse.ArgumentParser(
-        prog="rl-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    who = parser.add_argument_group("what to evaluate (one of)")
-    who.add_argument("--agent", choices=["expert", "random"], help=_doc("agent"))
-    who.add_argument("--model", metavar="PATH", help=_doc("model"))
-    who.add_argument("--vllm", metavar="PATH", help=_doc("vllm"))
-    who.add_argument("--openai-base-url", metavar="URL", help=_doc("openai_base_url"))
-    who.add_argument("--model-name", metavar="NAME", help=_doc("model_name"))
-    who.add_argument("--gguf-file", help=_doc("gguf_file"))
-    what = parser.add_argument_group("tasks")
-    what.add_argument("--suite", default="all", help=f"{', '.join(SUITES)}, or <env>, <env>-id, <env>-ood")
-    what.add_argument("--envs", default="", help="comma-separated envs to keep from the suite")
-    what.add_argument("--num-tasks", type=int, help=_doc("num_tasks"))
-    what.add_argument("--k", type=int, default=2, help=_doc("k") + " (default 2)")
-    what.add_argument("--num-envs", type=int, default=8, help=_doc("num_envs") + " (default 8)")
-    what.add_argument("--workers", type=int, help=_doc("workers"))
-    what.add_argument("--seed", type=int, default=0, help=_doc("seed"))
-    what.add_argument("--max-turns", type=int, help=_doc("max_turns"))
-    what.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON", help=_doc("env_kwargs"))
-    llm = parser.add_argument_group("LLM sampling")
-    llm.add_argument("--temperature", type=float, default=1.0, help=_doc("temperature"))
-    llm.add_argument("--top-p", type=float, default=1.0)
-    llm.add_argument("--max-new-tokens", type=int, default=128, help=_doc("max_new_tokens"))
-    llm.add_argument("--max-context-tokens", type=int, help=_doc("max_context_tokens"))
-    llm.add_argument("--prompt-style", choices=["plain", "react"], default="plain", help=_doc("prompt_style"))
-    llm.add_argument("--reproducible-sampling", action="store_true", help=_doc("reproducible_sampling"))
-    llm.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
-                     help=_doc("request_timeout") + " (default 60)")
-    llm.add_argument("--max-retries", type=int, default=2, help=_doc("max_retries") + " (default 2)")
-    llm.add_argument("--device", help=_doc("device"))
-    out = parser.add_argument_group("outputs")
-    out.add_argument("--ci", choices=["wilson", "bootstrap"], default="wilson", help=_doc("ci"))
-    out.add_argument("--runs-dir", default="runs", help="folder of run folders (default runs)")
-    out.add_argument("--run-name", help=_doc("run_name"))
-    out.add_argument("--out", help=_doc("out"))
-    out.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip the random/expert runs")
-    out.add_argument("--overwrite", action="store_true", help=_doc("overwrite"))
-    out.add_argument("--leaderboard-only", action="store_true", help=_doc("leaderboard_only"))
-    args = vars(parser.parse_args(argv))
-    args["envs"] = [name.strip() for name in args["envs"].split(",") if name.strip()]
-    config = EvalConfig(**args)
-    sources = [name for name in ("agent", "model", "vllm", "openai_base_url") if getattr(config, name)]
-    if not config.leaderboard_only and len(sources) != 1:
-        parser.error("give exactly one of --agent, --model, --vllm, --openai-base-url")
-    if config.openai_base_url and not config.model_name:
-        parser.error("--openai-base-url needs --model-name (the served model)")
-    counts = (config.k, config.num_envs, config.num_tasks or 1, config.workers or 1)
-    if min(counts) < 1:
-        parser.error("--k, --num-envs, --num-tasks and --workers must be >= 1")
-    if not config.request_timeout > 0 or config.max_retries < 0:
-        parser.error("--request-timeout must be > 0 and --max-retries >= 0")
-    return config
-
-
-def _doc(name: str) -> str:
-    """The field's docstring, read from this file, so --help and the dataclass never disagree."""
-    source = Path(__file__).read_text(encoding="utf-8")
-    match = re.search(rf"\n    {name}: [^\n]*\n    \"\"\"(.*?)\"\"\"", source, re.DOTALL)
-    return " ".join(match.group(1).split()).replace("%", "%%") if match else ""
+    def __post_init__(self):
+        self.envs = [name.strip() for item in self.envs for name in item.split(",") if name.strip()]
+        sources = [name for name in ("agent", "model", "vllm", "openai_base_url") if getattr(self, name)]
+        if not self.leaderboard_only and len(sources) != 1:
+            raise ValueError("give exactly one of --agent, --model, --vllm, --openai-base-url")
+        if self.openai_base_url and not self.model_name:
+            raise ValueError("--openai-base-url needs --model-name (the served model)")
+        if min(self.k, self.num_envs, self.num_tasks or 1, self.workers or 1) < 1:
+            raise ValueError("--k, --num-envs, --num-tasks and --workers must be >= 1")
+        if not self.request_timeout > 0 or self.max_retries < 0:
+            raise ValueError("--request-timeout must be > 0 and --max-retries >= 0")
 
 
 def display_name(config: EvalConfig) -> str:
@@ -304,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     from regym.agents.openai_policy import EndpointError
     from regym.eval.leaderboard import find_runs, write_leaderboard
     from regym.eval.runner import TRAJECTORIES
+    from regym.trajectory import CorruptLogError
 
-    config = parse_args(sys.argv[1:] if argv is None else argv)
+    config = parse(EvalConfig, argv, prog="rl-eval", description=__doc__)
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     if not config.leaderboard_only:
         console.print_json(json.dumps(asdict(config)))
@@ -313,8 +271,11 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate_config(config, console=console)
         except EndpointError as error:
             log = run_folder(config) / TRAJECTORIES
-            print(f"rl-eval: error: {error}; {_count_logged(log.parent)} finished episodes are kept in {log}: "
-                  "rerun the same command to resume", file=sys.stderr)
+            report_error("rl-eval", f"{error}; {_count_logged(log.parent)} finished episodes are kept in {log}: "
+                                    "rerun the same command to resume")
+            return 1
+        except CorruptLogError as error:  # damage, not a crash artefact: say where, do not guess
+            report_error("rl-eval", error)
             return 1
         print_metrics(console, result)
         if config.baselines and not config.agent:

@@ -5,52 +5,21 @@
     rl-train --config run.yaml --resume
 
 Every field of ``regym.rl.config.RLConfig`` is a flag; a YAML file (``--config``) sets
-fields too, and flags win over it. The resolved config is printed at start and saved
-as ``OUTPUT_DIR/config.yaml``.
+fields too, and flags win over it (defaults < preset < file < flags; the defaults below are
+the tiny preset's). The resolved config is printed at start and saved as ``OUTPUT_DIR/config.yaml``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import sys
 
-from regym.rl.config import PRESETS, RLConfig, field_docs, load_config
+import yaml
 
+from regym.configs import parse_overrides, report_error
+from regym.rl.config import ESTIMATORS, LOSS_TYPES, PRESETS, RLConfig, load_config
 
-def _scalar_type(annotation: str):
-    if annotation.startswith("int"):
-        return int
-    if annotation.startswith("float"):
-        return float
-    return str
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rl-train", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of config fields (flags override it)")
-    docs = field_docs()
-    defaults = RLConfig()
-    for field in dataclasses.fields(RLConfig):
-        flag = "--" + field.name.replace("_", "-")
-        annotation = str(field.type)
-        default = getattr(defaults, field.name)
-        help_text = f"{docs.get(field.name, '')} [default: {default!r}]"
-        if annotation.startswith("bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif annotation.startswith("dict"):
-            parser.add_argument(flag, type=json.loads, default=None, metavar="JSON", help=help_text)
-        elif annotation.startswith("list"):
-            parser.add_argument(flag, nargs="+", default=None, help=help_text)
-        else:
-            choices = sorted(PRESETS) if field.name == "preset" else None
-            parser.add_argument(flag, type=_scalar_type(annotation), default=None, choices=choices,
-                                help=help_text)
-    return parser
+CHOICES = {"preset": sorted(PRESETS), "loss_type": LOSS_TYPES, "advantage_estimator": ESTIMATORS}
 
 
 def print_config(config: RLConfig) -> None:
@@ -70,12 +39,11 @@ def print_config(config: RLConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+    config_file, overrides = parse_overrides(RLConfig, argv, prog="rl-train", description=__doc__, choices=CHOICES)
     try:
-        config = load_config(args.config, overrides)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"rl-train: {error}", file=sys.stderr)
+        config = load_config(config_file, overrides)
+    except (OSError, ValueError, yaml.YAMLError) as error:  # a missing or malformed --config, a bad value
+        report_error("rl-train", error)
         return 2
     print_config(config)
     from regym.rl.train import summary_table, train

@@ -7,58 +7,41 @@ client from crowding out the others; none of them ever ends a session in use.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 
+from regym.configs import parse
 from regym.envs.webshop.app import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_TTL_S, WebShopApp
 from regym.envs.webshop.catalog import CATALOG_SEED
 from regym.envs.webshop.server import MAX_CONNECTIONS, RECEIVE_TIMEOUT_S, WebShopServer
 
 
+@dataclass
+class ServeWebArgs:
+    """Serve the WebShop site over HTTP."""
+
+    host: str = "127.0.0.1"
+    """Address to bind (0.0.0.0 inside a container)."""
+    port: int = 3000
+    """TCP port (0 picks a free one)."""
+    catalog_seed: int = CATALOG_SEED
+    """Seed of the generated catalog; clients' envs must use the same."""
+    access_log: bool = False
+    """Log every request to stderr."""
+    max_sessions: int = MAX_SESSIONS
+    """Sessions held at once; past it new ones get 503."""
+    max_sessions_per_client: int = MAX_SESSIONS_PER_CLIENT
+    """Sessions one client address may hold; past it new ones get 429."""
+    session_ttl: float = SESSION_TTL_S
+    """Seconds without a request after which a session expires (then 410 Gone)."""
+    receive_timeout: float = RECEIVE_TIMEOUT_S
+    """Seconds a connection has to send its whole request; then 408 and closed."""
+    max_connections: int = MAX_CONNECTIONS
+    """Connections open at once; past it new ones get 503."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="regym serve-web", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
-    parser.add_argument("--port", type=int, default=3000, help="TCP port (0 picks a free one)")
-    parser.add_argument(
-        "--catalog-seed",
-        type=int,
-        default=CATALOG_SEED,
-        help="seed of the generated catalog; clients' envs must use the same",
-    )
-    parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
-    parser.add_argument(
-        "--max-sessions",
-        type=int,
-        default=MAX_SESSIONS,
-        help="sessions held at once; past it new ones get 503",
-    )
-    parser.add_argument(
-        "--max-sessions-per-client",
-        type=int,
-        default=MAX_SESSIONS_PER_CLIENT,
-        help="sessions one client address may hold; past it new ones get 429",
-    )
-    parser.add_argument(
-        "--session-ttl",
-        type=float,
-        default=SESSION_TTL_S,
-        help="seconds without a request after which a session expires (then 410 Gone)",
-    )
-    parser.add_argument(
-        "--receive-timeout",
-        type=float,
-        default=RECEIVE_TIMEOUT_S,
-        help="seconds a connection has to send its whole request; then 408 and closed",
-    )
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        default=MAX_CONNECTIONS,
-        help="connections open at once; past it new ones get 503",
-    )
-    args = parser.parse_args(argv)
+    args = parse(ServeWebArgs, argv, prog="regym serve-web", description=__doc__)
 
     app = WebShopApp(
         catalog_seed=args.catalog_seed,

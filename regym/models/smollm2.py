@@ -8,10 +8,9 @@ transformers de-quantises the GGUF to float32 on load.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 from pathlib import Path
 
+from regym.checkpoints import save_model
 from regym.paths import cache_dir
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -51,20 +50,12 @@ def load_smollm2(dtype=None):
 def smollm2_checkpoint(folder: str | Path | None = None) -> Path:
     """An HF folder (safetensors + config + tokenizer) of SmolLM2-135M-Instruct, exported once.
 
-    Default location: ``cache_dir("models", "smollm2-135m-instruct")``. Written to a temp
-    folder, then renamed, so a crash never leaves a half checkpoint behind.
+    Default location: ``cache_dir("models", "smollm2-135m-instruct")``. Written by
+    ``regym.checkpoints.save_model`` (a temp folder, then one rename), so a crash never
+    leaves a half checkpoint behind, and a folder without ``config.json`` is replaced whole.
     """
     folder = Path(folder) if folder is not None else cache_dir("models") / "smollm2-135m-instruct"
     if (folder / "config.json").is_file():
         return folder
     model, tokenizer = load_smollm2()
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return save_model(model, folder, tokenizer=tokenizer)

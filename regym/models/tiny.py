@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from regym import seeds
-from regym.paths import cache_dir
+from regym.checkpoints import save_model
+from regym.paths import atomic_directory, cache_dir
 from regym.progress import StageProgress
-from regym.rl.checkpoints import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +235,12 @@ def pretrain(model, tokenizer, texts: Sequence[str], *, steps: int, batch_size: 
 
 
 def save_model_folder(model, tokenizer, folder: Path, metadata: dict[str, Any], metadata_name: str) -> Path:
-    """An HF folder (safetensors + config + tokenizer + ``metadata_name``), written atomically."""
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    with atomic_directory(folder) as staging:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        (staging / metadata_name).write_text(json.dumps(metadata, indent=2, default=str))
-    return folder
+    """An HF folder (safetensors + config + tokenizer + ``metadata_name``), written atomically.
+
+    Generation stops at the tokenizer's EOS (``<|end|>``, the end of every chat turn).
+    """
+    return save_model(model, folder, tokenizer=tokenizer, metadata=metadata, metadata_name=metadata_name,
+                      generation_ids_from_tokenizer=True)
 
 
 def cpu_seconds() -> float:

@@ -73,6 +73,7 @@ def fuse_checkpoints(
     max_block_bytes: int = 16 * 1024**2,
     overwrite: bool = False,
     progress: Callable[[str, int], None] | None = None,
+    extra_files: Callable[[Path], object] | None = None,
 ) -> Path:
     """Fuse two HF checkpoint folders into ``out_dir``, streaming.
 
@@ -83,7 +84,7 @@ def fuse_checkpoints(
     read or fused must be finite; any fault is a ``CheckpointError`` naming it, and nothing is
     written. The output gets config and tokenizer from the SFT folder and appears atomically:
     it is written to a temp folder, then renamed. ``progress(name, nbytes)`` is called after
-    each tensor.
+    each tensor; ``extra_files(temp_folder)`` last, before the rename (e.g. to add a summary).
     """
     alpha = _check_alpha(alpha)
     base_dir, sft_dir, out_dir = Path(base_dir), Path(sft_dir), Path(out_dir)
@@ -109,4 +110,6 @@ def fuse_checkpoints(
                 progress(name, sft_info.nbytes)
         writer.close()
         copy_side_files(sft_dir, tmp)
+        if extra_files is not None:
+            extra_files(tmp)
     return out_dir

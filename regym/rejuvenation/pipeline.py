@@ -3,37 +3,43 @@
 Algorithm 1 of Liu et al., arXiv 2606.09932: θ_fuse = α·θ_sft + (1 − α)·θ_base, then the
 top-ρ units (chosen on the over-SFT model) get θ ← ω·θ_base + (1 − ω)·θ_fuse.
 
-Calibration default: the ``attribution`` and ``redo`` criteria need calibration texts. When
-``rejuvenate_checkpoint`` gets none, it does not invent a calibration set (texts made up
-from a chat template would measure nothing about the SFT data); it falls back to the
-``drift`` criterion, which needs no data, and prints a warning saying so.
+Calibration: the ``attribution`` and ``redo`` criteria need calibration texts (a sample of
+the SFT data). Without them, ``rejuvenate`` and ``rejuvenate_checkpoint`` raise an error that
+names the fixes. They never invent a calibration set (texts made up from a chat template
+would measure nothing about the SFT data) and never switch criterion on their own: only
+``fallback_criterion`` does that, and the switch is then recorded in ``rejuvenation.json``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from regym.checkpoints import save_model
 from regym.rejuvenation.blocks import ROLES
 from regym.rejuvenation.calibration import CalibrationExample, encode_calibration
 from regym.rejuvenation.checkpoint import (
+    DTYPE_NAMES,
     CheckpointError,
-    atomic_folder,
+    TensorInfo,
     check_checkpoints,
     check_output,
     copy_side_files,
     require_finite,
+    tensor_index,
 )
 from regym.rejuvenation.criteria import CRITERIA, NEEDS_CALIBRATION, select_units, shrink_perturb
 from regym.rejuvenation.fusion import fuse, fuse_checkpoints
 from regym.rejuvenation.reset import ResetPlan, reset_neurons
+
+SUMMARY_FILE = "rejuvenation.json"
+"""The summary ``rejuvenate_checkpoint`` writes into its output folder."""
 
 
 @dataclass
@@ -52,6 +58,7 @@ class RejuvenationSummary:
     seconds: float = 0.0
     output: str | None = None
     warnings: list[str] = field(default_factory=list)
+    fallback_from: str | None = None  # the criterion asked for, when ``fallback_criterion`` replaced it
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -91,9 +98,13 @@ def rejuvenate(base: nn.Module, sft: nn.Module, alpha: float = 0.5, reset_fracti
                reset_strength: float = 1.0, criterion: str = "attribution",
                calib: Sequence[CalibrationExample] | None = None, *, top_n_targets: int = 64, seed: int = 0,
                shrink: float = 0.8, noise: float = 0.0, progress=None) -> tuple[nn.Module, RejuvenationSummary]:
-    """A new, rejuvenated model (``sft`` and ``base`` are left untouched) and a summary of what changed."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
+    """A new, rejuvenated model (``sft`` and ``base`` are left untouched) and a summary of what changed.
+
+    ``attribution`` and ``redo`` need ``calib``; without it this raises ``ValueError`` naming the fixes.
+    """
+    _check_criterion(criterion)
+    if _needs_calibration(criterion, reset_fraction) and not calib:
+        raise ValueError(missing_calibration(criterion))
     start = time.perf_counter()
     summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion)
     model = fuse(base, sft, alpha)
@@ -143,48 +154,110 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *, alpha: float = 0.5,
                           reset_fraction: float = 0.01, reset_strength: float = 1.0, criterion: str = "attribution",
-                          calib_texts: list[str] | list[dict] | None = None, overwrite: bool = False,
-                          top_n_targets: int = 64, seed: int = 0, progress=None) -> RejuvenationSummary:
+                          calib_texts: list[str] | list[dict] | None = None, fallback_criterion: str | None = None,
+                          overwrite: bool = False, top_n_targets: int = 64, seed: int = 0,
+                          progress=None) -> RejuvenationSummary:
     """Rejuvenate HF checkpoint folders into ``out`` (written atomically; config/tokenizer from ``sft``).
 
     Fusion alone (``reset_fraction=0`` or ``criterion="none"``) streams tensor by tensor. With a
-    reset, both models are loaded in float32, and the result is saved in the SFT's stored dtype.
+    reset, both models are loaded in float32, and every tensor is saved in the dtype the SFT
+    checkpoint stores it in (e.g. bfloat16 weights beside float32 norms).
     ``calib_texts`` are strings or calibration dicts (see ``regym.rejuvenation.calibration``).
-    Without them, ``attribution``/``redo`` fall back to ``drift`` with a printed warning.
+    ``attribution``/``redo`` need them: without them this raises ``ValueError`` naming the fixes,
+    unless ``fallback_criterion`` (one that needs no data, e.g. ``"drift"``) is given; that one
+    then runs, and the summary (``rejuvenation.json``) records the switch in ``fallback_from``
+    and ``warnings``.
     Both folders are checked whole first (``check_checkpoints``: files, config, architecture,
     finite weights) and so is the result; a fault is a ``CheckpointError`` and nothing is written.
+    The summary is written inside the output before it is renamed into place.
     """
     base, sft, out = resolve_checkpoint(base), resolve_checkpoint(sft), Path(out)
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
+    _check_criterion(criterion)
+    if fallback_criterion is not None:
+        _check_criterion(fallback_criterion)
+        if fallback_criterion in NEEDS_CALIBRATION:
+            raise ValueError(f"fallback_criterion {fallback_criterion!r} needs calibration texts too; "
+                             f"choose one that needs none: {', '.join(c for c in CRITERIA if c not in NEEDS_CALIBRATION)}")
     check_output(out, overwrite)
     start = time.perf_counter()
-    warnings = []
-    if criterion in NEEDS_CALIBRATION and reset_fraction > 0 and not calib_texts:
-        warnings.append(f"criterion {criterion!r} needs calibration texts and none were given; "
-                        "using the 'drift' criterion instead")
-        print(f"warning: {warnings[-1]}", file=sys.stderr)
-        criterion = "drift"
-    if criterion == "none" or (reset_fraction == 0 and criterion != "shrink_perturb"):
-        fuse_checkpoints(base, sft, out, alpha, overwrite=overwrite,
-                         progress=(lambda name, nbytes: progress(1)) if progress is not None else None)
-        summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion, warnings=warnings)
-    else:
-        index = check_checkpoints({"base": base, "SFT": sft})["SFT"].tensors
-        stored = next((info.dtype for info in index.values() if info.dtype.is_floating_point), torch.float32)
-        base_model, _ = load_causal_lm(base)
-        sft_model, tokenizer = load_causal_lm(sft)
-        calib = encode_calibration(tokenizer, calib_texts) if calib_texts else None
-        model, summary = rejuvenate(base_model, sft_model, alpha, reset_fraction, reset_strength, criterion, calib,
-                                    top_n_targets=top_n_targets, seed=seed, progress=progress)
+    requested, warnings = criterion, []
+    if _needs_calibration(criterion, reset_fraction) and not calib_texts:
+        check_checkpoints({"base": base, "SFT": sft}, weights=False)  # a broken input is reported first
+        if fallback_criterion is None:
+            raise ValueError(missing_calibration(criterion))
+        criterion = fallback_criterion
+        warnings.append(f"criterion {requested!r} needs calibration texts and none were given; "
+                        f"used fallback_criterion {criterion!r} instead")
+
+    def record(summary: RejuvenationSummary, folder: Path) -> None:
+        """Complete the summary and write it into the output folder, before that folder is renamed into place."""
         summary.warnings = warnings + summary.warnings
-        model = model.to(stored)
-        for name, tensor in model.state_dict().items():
-            require_finite(tensor, f"rejuvenated tensor {name!r}")
-        with atomic_folder(out, overwrite=overwrite) as tmp:
-            model.save_pretrained(tmp)
-            copy_side_files(sft, tmp)  # the SFT's config, generation config and tokenizer files, verbatim
-    summary.seconds = time.perf_counter() - start
-    summary.output = str(out)
-    (out / "rejuvenation.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        summary.fallback_from = requested if criterion != requested else None
+        summary.seconds = time.perf_counter() - start
+        summary.output = str(out)
+        (folder / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+
+    if criterion == "none" or (reset_fraction == 0 and criterion != "shrink_perturb"):
+        summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion)
+        fuse_checkpoints(base, sft, out, alpha, overwrite=overwrite,
+                         progress=(lambda name, nbytes: progress(1)) if progress is not None else None,
+                         extra_files=lambda folder: record(summary, folder))
+        return summary
+    stored = check_checkpoints({"base": base, "SFT": sft})["SFT"].tensors
+    base_model, _ = load_causal_lm(base)
+    sft_model, tokenizer = load_causal_lm(sft)
+    calib = encode_calibration(tokenizer, calib_texts) if calib_texts else None
+    model, summary = rejuvenate(base_model, sft_model, alpha, reset_fraction, reset_strength, criterion, calib,
+                                top_n_targets=top_n_targets, seed=seed, progress=progress)
+    cast_to_stored_dtypes(model, stored)
+    for name, tensor in model.state_dict().items():
+        require_finite(tensor, f"rejuvenated tensor {name!r}")
+
+    def finish(folder: Path) -> None:
+        copy_side_files(sft, folder)  # the SFT's config, generation config and tokenizer files, verbatim
+        check_stored_like(tensor_index(folder), stored)
+        record(summary, folder)
+
+    save_model(model, out, extra_files=finish)
     return summary
+
+
+def missing_calibration(criterion: str) -> str:
+    """The error for a criterion that needs calibration texts and got none: why, and the three ways out."""
+    return (f"the {criterion!r} criterion needs calibration texts (a sample of the SFT data) and none were given: "
+            "pass them (calib_texts=..., or rejuvenate --calib FILE.jsonl), choose a criterion that needs none "
+            "(criterion='drift', or rejuvenate --criterion drift), or set fallback_criterion='drift' to use drift "
+            "whenever calibration texts are missing")
+
+
+def cast_to_stored_dtypes(model: nn.Module, stored: Mapping[str, TensorInfo]) -> None:
+    """Give each parameter and buffer the dtype its tensor has in the checkpoint ``stored`` indexes.
+
+    The work is done in float32; this puts every tensor back in its own stored dtype (bfloat16
+    weights stay bfloat16, float32 norms stay float32). A tied lm_head is the embedding's
+    Parameter, listed once, so it stays one tensor.
+    """
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if name in stored and tensor.dtype != stored[name].dtype:
+            tensor.data = tensor.data.to(stored[name].dtype)
+
+
+def check_stored_like(written: Mapping[str, TensorInfo], stored: Mapping[str, TensorInfo]) -> None:
+    """Raise ``CheckpointError`` unless every written tensor has the name, shape and dtype the SFT checkpoint stores."""
+    for name, info in sorted(written.items()):
+        if name not in stored:
+            raise CheckpointError(f"the rejuvenated model has tensor {name!r}, which the SFT checkpoint does not")
+        want = stored[name]
+        if (info.shape, info.dtype) != (want.shape, want.dtype):
+            raise CheckpointError(f"rejuvenated tensor {name!r} came out {DTYPE_NAMES.get(info.dtype, info.dtype)} "
+                                  f"{list(info.shape)}; the SFT checkpoint stores "
+                                  f"{DTYPE_NAMES.get(want.dtype, want.dtype)} {list(want.shape)}")
+
+
+def _check_criterion(criterion: str) -> None:
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
+
+
+def _needs_calibration(criterion: str, reset_fraction: float) -> bool:
+    return criterion in NEEDS_CALIBRATION and reset_fraction > 0

@@ -1,8 +1,8 @@
-"""Atomic Hugging Face checkpoints and what ``--resume`` needs beyond TRL's own state.
+"""RL checkpoints: what ``--resume`` needs beyond TRL's own state.
 
 A checkpoint folder is written under a hidden temp name and renamed into place, so a
 run killed mid-save leaves the previous checkpoints intact and no half folder that
-``--resume`` could pick. Besides the model, optimizer, scheduler, RNG and trainer state
+``--resume`` could pick (models alone are saved by ``regym.checkpoints.save_model``). Besides the model, optimizer, scheduler, RNG and trainer state
 (written by ``transformers.Trainer``), each checkpoint holds ``regym_state.json``: the
 byte length of every JSONL log at that step, so a resumed run first cuts the logs back
 to the checkpoint and then re-plays the lost steps: nothing duplicated, nothing lost.
@@ -18,17 +18,11 @@ from typing import Any
 
 from regym.paths import atomic_directory
 
+__all__ = ["STATE_FILE", "atomic_directory", "last_checkpoint", "list_checkpoints", "log_offsets",
+           "prune_checkpoints", "read_state", "truncate_logs", "write_state"]
+
 STATE_FILE = "regym_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def save_pretrained_atomic(model: Any, tokenizer: Any, folder: str | Path) -> Path:
-    """``save_pretrained`` (safetensors + config + tokenizer) into ``folder``, atomically."""
-    with atomic_directory(folder) as staging:
-        model.save_pretrained(staging, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
-    return Path(folder)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

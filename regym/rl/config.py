@@ -174,20 +174,6 @@ class RLConfig:
         return dataclasses.asdict(self)
 
 
-def field_docs() -> dict[str, str]:
-    """Each field's docstring (the string literal under it), for --help and the printed config."""
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(RLConfig))
-    docs, body = {}, tree.body[0].body
-    for node, following in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
-            if isinstance(following.value, ast.Constant) and isinstance(following.value.value, str):
-                docs[node.target.id] = following.value.value
-    return docs
-
-
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RLConfig:
     """Defaults < preset < YAML file < explicit overrides (e.g. command-line flags)."""
     import yaml

@@ -1,7 +1,9 @@
 """Token-level multi-turn rollouts for RL: G episodes per task, N envs in lock-step.
 
-Every live episode is continued by one batched ``policy.generate`` call per turn.
-Each episode becomes one token sequence that is never re-tokenised:
+The episodes are played by regym's one scheduler, ``regym.rollout.rollout``; this module
+only adds the token view, through ``TokenPolicyAgent`` and the scheduler's hooks. Every
+live episode is continued by one batched ``policy.generate`` call per turn. Each
+episode becomes one token sequence that is never re-tokenised:
 
     prompt ids     chat template of [system, first observation] + generation prompt   (loss_mask 0)
     policy turn    exactly the sampled ids, stop token included                       (loss_mask 1)
@@ -30,9 +32,9 @@ from typing import Any
 
 import gymnasium as gym
 
-from regym.agents.llm import TokenPolicy, chat_token_ids
+from regym.agents.llm import Generation, TokenPolicy, chat_token_ids
 from regym.agents.prompts import PromptFormat, build_messages, format_observation
-from regym.rollout import env_id_of
+from regym.rollout import rollout
 from regym.trajectory import Trajectory
 
 _PROBE = "\u2063REGYM-PROBE\u2063"
@@ -99,95 +101,84 @@ def play_groups(
     """Play ``group_size`` episodes of each task (a GRPO group) and return them with their token view.
 
     Tasks are given by reset ``seeds`` and/or reset ``options``. Result order is task-major:
-    ``[task0 × G, task1 × G, ...]``; ``trajectory.group`` is the task index. A free env takes
-    the next pending episode at once, so all live episodes share each ``generate`` call.
+    ``[task0 × G, task1 × G, ...]``; ``trajectory.group`` is the task index. The episodes are
+    played by ``regym.rollout.rollout`` with a ``TokenPolicyAgent``, so a free env takes the
+    next pending episode at once and all live episodes share each ``generate`` call.
     """
-    envs = [envs] if isinstance(envs, gym.Env) else list(envs)
-    if not envs:
-        raise ValueError("play_groups needs at least one env")
     if group_size < 1:
         raise ValueError("group_size must be >= 1")
-    count = len(seeds) if seeds is not None else len(options or [])
-    seeds = list(seeds) if seeds is not None else [None] * count
-    options = list(options) if options is not None else [None] * count
-    if len(seeds) != len(options):
-        raise ValueError("seeds and options must have the same length")
-    chat = ChatTokens(policy.tokenizer)
-    jobs = [(task, seeds[task], options[task]) for task in range(count) for _ in range(group_size)]
-    results: list[Trajectory | None] = [None] * len(jobs)
-    pending = iter(range(len(jobs)))
-    live: dict[int, tuple[int, Trajectory]] = {}  # env slot -> (job index, trajectory)
+    agent = TokenPolicyAgent(policy, limits, prompt_format)
 
-    def finish(slot: int) -> None:
-        job, trajectory = live.pop(slot)
+    def done(job: int, trajectory: Trajectory) -> None:
+        trajectory.group = job // group_size
         if not trajectory.token_ids:  # the env failed before the policy spoke: keep a well-formed record
-            trajectory.token_ids = chat.prompt_ids([{"role": "system", "content": "(reset failed)"}])
-            trajectory.loss_mask = [0] * len(trajectory.token_ids)
-            trajectory.logprobs = [0.0] * len(trajectory.token_ids)
-            trajectory.prompt_length = len(trajectory.token_ids)
-        results[job] = trajectory
+            _start_token_view(trajectory, agent.chat.prompt_ids([{"role": "system", "content": "(reset failed)"}]))
         if on_done is not None:
             on_done(job, trajectory)
 
-    def start(slot: int) -> None:
-        for job in pending:
-            task, seed, option = jobs[job]
-            env = envs[slot]
-            trajectory = Trajectory(env_id_of(env), None, "", seed=seed, agent=getattr(policy, "name", ""), group=task)
-            live[slot] = (job, trajectory)
-            try:
-                observation, info = env.reset(seed=seed, options=option)
-            except Exception as error:  # noqa: BLE001 - an env failure ends only this episode
-                trajectory.error = f"reset failed: {type(error).__name__}: {error}"
-                finish(slot)
-                continue
-            trajectory.task_id, trajectory.split = info.get("task_id"), info.get("split", "")
-            trajectory.observation, trajectory.info, trajectory.reset_info = observation, info, info
-            trajectory.token_ids = chat.prompt_ids(build_messages(trajectory, prompt_format))
-            trajectory.loss_mask = [0] * len(trajectory.token_ids)
-            trajectory.logprobs = [0.0] * len(trajectory.token_ids)
-            trajectory.prompt_length = len(trajectory.token_ids)
-            if trajectory.prompt_length >= limits.max_episode_tokens:
-                trajectory.error = f"prompt of {trajectory.prompt_length} tokens exceeds max_episode_tokens"
-                finish(slot)
-                continue
-            return
+    return rollout(envs, agent, seeds=_repeat(seeds, group_size), options=_repeat(options, group_size),
+                   on_reset=agent.on_reset, on_step=agent.on_step, on_done=done)
 
-    for slot in range(len(envs)):
-        start(slot)
-    while live:
-        slots = list(live)
-        trajectories = [live[slot][1] for slot in slots]
+
+class TokenPolicyAgent:
+    """A token-level policy as the ``Agent`` of ``regym.rollout``, writing each episode's token view.
+
+    ``on_reset`` starts the sequence with the prompt ids; ``act`` continues every live
+    sequence with one batched ``generate`` call and appends the sampled ids (loss_mask 1,
+    behaviour log-probs); ``on_step`` appends the env turn (loss_mask 0), or ends the
+    episode truncated when ``limits`` are reached.
+    """
+
+    def __init__(self, policy: TokenPolicy, limits: RolloutLimits = RolloutLimits(),
+                 prompt_format: PromptFormat = PromptFormat()):
+        self.policy, self.limits, self.prompt_format = policy, limits, prompt_format
+        self.name = getattr(policy, "name", "")
+        self.chat = ChatTokens(policy.tokenizer)
+        self._replies: dict[int, Generation] = {}  # id(trajectory) -> the reply it is playing this turn
+
+    def on_reset(self, trajectory: Trajectory) -> None:
+        _start_token_view(trajectory, self.chat.prompt_ids(build_messages(trajectory, self.prompt_format)))
+        if trajectory.prompt_length >= self.limits.max_episode_tokens:
+            trajectory.error = f"prompt of {trajectory.prompt_length} tokens exceeds max_episode_tokens"
+
+    def act(self, trajectories: Sequence[Trajectory]) -> list[str]:
+        limits = self.limits
         budget = min(limits.max_new_tokens, *(limits.max_episode_tokens - len(t.token_ids) for t in trajectories))
-        generations = policy.generate([t.token_ids for t in trajectories], max_new_tokens=max(1, budget))
-        for slot, trajectory, generation in zip(slots, trajectories, generations, strict=True):
+        generations = self.policy.generate([t.token_ids for t in trajectories], max_new_tokens=max(1, budget))
+        self._replies = {}
+        for trajectory, generation in zip(trajectories, generations, strict=True):
             _append(trajectory, generation.token_ids, 1, generation.logprobs)
-            try:
-                observation, reward, terminated, truncated, info = envs[slot].step(generation.text)
-            except Exception as error:  # noqa: BLE001
-                trajectory.error = f"step failed: {type(error).__name__}: {error}"
-                finish(slot)
-                start(slot)
-                continue
-            info = dict(info)
-            if generation.finish_reason == "length":
-                info["reply_truncated"] = True
-            ended = terminated or truncated
-            if not ended and len(trajectory.turns) + 1 >= limits.max_turns:
-                truncated, ended, info["truncated_by"] = True, True, "max_turns"
-            if not ended:
-                env_ids = chat.env_turn_ids(generation.token_ids,
-                                            format_observation(observation, info, prompt_format))
-                room = limits.max_episode_tokens - len(trajectory.token_ids) - len(env_ids)
-                if room < 1:
-                    truncated, ended, info["truncated_by"] = True, True, "max_episode_tokens"
-                else:
-                    _append(trajectory, env_ids, 0, [0.0] * len(env_ids))
-            trajectory.record(generation.text, observation, reward, terminated, truncated, info)
-            if ended:
-                finish(slot)
-                start(slot)
-    return results  # type: ignore[return-value]
+            self._replies[id(trajectory)] = generation
+        return [generation.text for generation in generations]
+
+    def on_step(self, trajectory: Trajectory, observation: str, terminated: bool, truncated: bool,
+                info: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        generation = self._replies.pop(id(trajectory))
+        info = dict(info)
+        if generation.finish_reason == "length":
+            info["reply_truncated"] = True
+        if not (terminated or truncated) and len(trajectory.turns) + 1 >= self.limits.max_turns:
+            truncated, info["truncated_by"] = True, "max_turns"
+        if not (terminated or truncated):
+            env_ids = self.chat.env_turn_ids(generation.token_ids,
+                                             format_observation(observation, info, self.prompt_format))
+            room = self.limits.max_episode_tokens - len(trajectory.token_ids) - len(env_ids)
+            if room < 1:
+                truncated, info["truncated_by"] = True, "max_episode_tokens"
+            else:
+                _append(trajectory, env_ids, 0, [0.0] * len(env_ids))
+        return truncated, info
+
+
+def _repeat(items: Sequence[Any] | None, times: int) -> list[Any] | None:
+    return None if items is None else [item for item in items for _ in range(times)]
+
+
+def _start_token_view(trajectory: Trajectory, prompt_ids: list[int]) -> None:
+    trajectory.token_ids = list(prompt_ids)
+    trajectory.loss_mask = [0] * len(prompt_ids)
+    trajectory.logprobs = [0.0] * len(prompt_ids)
+    trajectory.prompt_length = len(prompt_ids)
 
 
 def _append(trajectory: Trajectory, ids: list[int], mask: int, logprobs: list[float]) -> None:

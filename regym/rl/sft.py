@@ -18,14 +18,16 @@ prefix of a longer run, which is what "over-trained vs moderate SFT" compares.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from regym.rl.checkpoints import atomic_directory
+from regym.checkpoints import save_model, write_model_files
+from regym.paths import atomic_directory
+
+SUMMARY_FILE = "sft_summary.json"
 
 Conversation = list[dict[str, str]]
 
@@ -85,15 +87,6 @@ def sft_dataset(dataset, tokenizer, max_length: int):
     return Dataset.from_dict({"messages": windows})
 
 
-def _save(model, tokenizer, folder: Path, metadata: dict[str, Any]) -> Path:
-    """Write an HF folder (safetensors, config, tokenizer, ``sft_summary.json``) atomically."""
-    with atomic_directory(folder) as staging:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        (staging / "sft_summary.json").write_text(json.dumps(metadata, indent=2, default=str))
-    return folder
-
-
 def _save_at_epochs(marks: Sequence[float], folder: Path, tokenizer, settings: dict[str, Any]):
     """A ``TrainerCallback`` that saves the model each time training passes one of ``marks`` (in epochs)."""
     from transformers import TrainerCallback
@@ -105,9 +98,10 @@ def _save_at_epochs(marks: Sequence[float], folder: Path, tokenizer, settings: d
         def on_step_end(self, args, state, control, **kwargs):
             while self.pending and state.epoch is not None and state.epoch >= self.pending[0] - 1e-6:
                 mark = self.pending.pop(0)
-                _save(kwargs["model"], tokenizer, folder / f"epoch-{mark:g}",
-                      {**settings, "epoch": state.epoch, "mark": mark, "step": state.global_step,
-                       "log_history": state.log_history})
+                save_model(kwargs["model"], folder / f"epoch-{mark:g}", tokenizer=tokenizer,
+                           metadata={**settings, "epoch": state.epoch, "mark": mark, "step": state.global_step,
+                                     "log_history": state.log_history},
+                           metadata_name=SUMMARY_FILE)
             return control
 
     return SaveAtEpochs()
@@ -192,12 +186,9 @@ def sft(
                              callbacks=[_save_at_epochs(marks, scratch / "epochs", tokenizer, settings)])
         result = trainer.train()
         shutil.rmtree(scratch / "trainer", ignore_errors=True)
-        trained = trainer.model
-        trained.generation_config.eos_token_id = tokenizer.eos_token_id
-        trained.generation_config.pad_token_id = tokenizer.pad_token_id
         summary = {**settings, "epoch": trainer.state.epoch, "steps": trainer.state.global_step,
                    "train_loss": result.training_loss, "log_history": trainer.state.log_history}
-        trained.save_pretrained(scratch, safe_serialization=True)
-        tokenizer.save_pretrained(scratch)
-        (scratch / "sft_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        # The model sits at the top of this atomic folder, beside its epochs/ ladder.
+        write_model_files(trainer.model, scratch, tokenizer=tokenizer, metadata=summary, metadata_name=SUMMARY_FILE,
+                          generation_ids_from_tokenizer=True)
     return out_dir

@@ -31,13 +31,15 @@ from transformers.trainer_callback import PrinterCallback
 
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.prompts import PromptFormat
+from regym.checkpoints import save_model
 from regym.envs import resolve_env_id
+from regym.rejuvenation import rejuvenate_checkpoint
+from regym.rejuvenation.criteria import NEEDS_CALIBRATION
 from regym.rl.checkpoints import (
     last_checkpoint,
     list_checkpoints,
     log_offsets,
     read_state,
-    save_pretrained_atomic,
     truncate_logs,
     write_state,
 )
@@ -83,28 +85,27 @@ def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folde
                            calibration_envs: Sequence[gym.Env]) -> Path:
     """rejuvenate(base, sft) into ``folder`` (reused when it was made with the same settings).
 
-    The attribution criterion scores tokens of a calibration set: expert episodes of the
-    training env in THE prompt format (``calibration_episodes`` of them).
+    The attribution and redo criteria score tokens of a calibration set: expert episodes of
+    the training env in THE prompt format (``calibration_episodes`` of them). When that set
+    cannot be made (the env has no expert), this raises naming the fix; it never resets units
+    by a criterion other than ``reset_criterion``. ``regym_rejuvenation.json`` records the
+    settings and rejuvenation's summary.
     """
     if base is None:
         raise ValueError("--rejuvenate needs the base checkpoint: pass --base PATH")
-    try:
-        from regym.rejuvenation import rejuvenate_checkpoint
-    except ImportError as error:
-        raise RuntimeError("regym.rejuvenation.rejuvenate_checkpoint is not available in this install") from error
     settings = {"base": str(base), "sft": str(sft), "alpha": config.alpha, "reset_fraction": config.reset_fraction,
                 "reset_strength": config.reset_strength, "criterion": config.reset_criterion,
                 "calibration_episodes": config.calibration_episodes}
     stamp = folder / "regym_rejuvenation.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("settings") == settings:
         return folder
+    calibration = None
+    if config.reset_criterion in NEEDS_CALIBRATION and config.reset_fraction > 0:
+        calibration = expert_calibration(config, calibration_envs, load_tokenizer(sft))
     summary = rejuvenate_checkpoint(base, sft, folder, alpha=config.alpha, reset_fraction=config.reset_fraction,
                                     reset_strength=config.reset_strength, criterion=config.reset_criterion,
-                                    calib_texts=expert_calibration(config, calibration_envs,
-                                                                   load_tokenizer(sft)) or None,
-                                    overwrite=True, seed=config.seed)
-    summary = summary.to_dict() if hasattr(summary, "to_dict") else summary
-    stamp.write_text(json.dumps({"settings": settings, "summary": summary}, indent=2, default=str))
+                                    calib_texts=calibration, overwrite=True, seed=config.seed)
+    stamp.write_text(json.dumps({"settings": settings, "summary": summary.to_dict()}, indent=2, default=str))
     return folder
 
 
@@ -113,19 +114,24 @@ def expert_calibration(config: RLConfig, envs: Sequence[gym.Env], tokenizer: Any
     """Expert turns as ``{"messages": [system, observation, expert action]}`` in the policy's prompt format.
 
     One example per turn (history dropped) so each fits the calibration window of
-    ``max_tokens`` and ends with a scored reply. Empty if the env has no expert.
+    ``max_tokens`` and ends with a scored reply. Raises ``ValueError`` naming the fix when
+    no calibration set can be made: no episodes asked for, no expert in the env, or no
+    expert turn that fits.
     """
     from regym.agents import ExpertAgent
     from regym.agents.llm import chat_token_ids
     from regym.agents.prompts import build_messages
     from regym.rollout import rollout
 
+    instead = "pass --reset-criterion drift (it needs no calibration data), or --reset-fraction 0 (fusion alone)"
     if config.calibration_episodes <= 0:
-        return []
+        raise ValueError(f"--reset-criterion {config.reset_criterion} calibrates on expert episodes, and "
+                         f"--calibration-episodes is {config.calibration_episodes}: raise it, or {instead}")
     try:
         trajectories = rollout(envs, ExpertAgent(), episodes=config.calibration_episodes)
-    except RuntimeError:  # the env gives no expert_action
-        return []
+    except RuntimeError as error:  # e.g. the env gives no expert_action
+        raise ValueError(f"--reset-criterion {config.reset_criterion} calibrates on expert episodes of {config.env}, "
+                         f"and its expert cannot play: {error}. Instead, {instead}") from error
     prompt_format = PromptFormat(style=config.prompt_style)
     examples = []
     for trajectory in trajectories:
@@ -136,6 +142,11 @@ def expert_calibration(config: RLConfig, envs: Sequence[gym.Env], tokenizer: Any
             example = [messages[0], messages[user], messages[user + 1]]
             if len(chat_token_ids(tokenizer, example, add_generation_prompt=False)) <= max_tokens:
                 examples.append({"messages": example})
+    if not examples:
+        errors = sum(trajectory.error is not None for trajectory in trajectories)
+        raise ValueError(f"--reset-criterion {config.reset_criterion}: {len(trajectories)} expert episodes of "
+                         f"{config.env} gave no calibration example ({errors} ended in an env error; every other "
+                         f"turn is longer than {max_tokens} tokens). Instead, {instead}")
     return examples[:limit]
 
 
@@ -389,7 +400,7 @@ def train(config: RLConfig) -> dict[str, Any]:
         run_log.writer.close()
 
     # 6. files
-    final = save_pretrained_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out / "final")
+    final = save_model(trainer.accelerator.unwrap_model(trainer.model), out / "final", tokenizer=tokenizer)
     evals = read_jsonl(paths["eval"])
     summary = {
         "env": env_id,
