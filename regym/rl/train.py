@@ -45,7 +45,7 @@ from regym.rl.checkpoints import (
 )
 from regym.rl.config import RLConfig
 from regym.rl.rollout import RolloutLimits, play_groups
-from regym.trajectory import Trajectory
+from regym.trajectory import Trajectory, read_jsonl
 
 EVAL_SEED_OFFSET = 10_000
 PROGRESS_KEYS = (("reward", "reward"), ("success_rate", "success"), ("entropy", "entropy"), ("kl", "kl"))
@@ -288,18 +288,6 @@ def _console():
     from rich.console import Console
 
     return Console()
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def plot_learning_curve(paths: dict[str, Path], out: Path, title: str) -> Path | None:
