@@ -232,8 +232,13 @@ done()
 
 
 def probe_host_writes(host) -> str:
-    private = ("/tmp", "/dev/shm")
-    lines = [f'attempt("write {d}", lambda: open("{d}/{NAME}", "w").write("x"), must_refuse={d not in private})'
+    # Inside the sandbox /tmp and /dev/shm are private tmpfs: a write there (or under them, as
+    # to a checkout that lives in the host's /tmp) may succeed but must not reach the host,
+    # which ``_host_writes`` checks from outside.
+    def private(directory: str) -> bool:
+        return any(directory == root or directory.startswith(root + "/") for root in ("/tmp", "/dev/shm"))
+
+    lines = [f'attempt("write {d}", lambda: open("{d}/{NAME}", "w").write("x"), must_refuse={not private(d)})'
              for d in HOST_WRITE_DIRS]
     lines.append(f'attempt("mkdir /var/tmp", lambda: os.mkdir("/var/tmp/{NAME}-dir"))')
     for key in ("purelib", "stdlib"):  # a .pth or sitecustomize there would run in every later call
