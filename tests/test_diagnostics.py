@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from regym.eval.plasticity import ReportSettings, build_report, markdown, pass_at_k, write_report
 from regym.models.testing import finetune, perturbed_copy, tiny_llama, tiny_tokenizer
 from regym.rejuvenation import encode_calibration
 from regym.rejuvenation.diagnostics import (
@@ -18,7 +19,6 @@ from regym.rejuvenation.diagnostics import (
     perturbation_sharpness,
     token_statistics,
 )
-from regym.rejuvenation.report import ReportSettings, build_report, markdown, pass_at_k, write_report
 
 TEXTS = [{"prompt": "where is the key", "response": "the key is in the red box"},
          {"prompt": "open the door", "response": "go north and open the door"}]
@@ -153,8 +153,7 @@ def test_report_writes_json_markdown_and_plots(calib, tmp_path):
 @pytest.mark.slow
 def test_env_metrics_and_expert_calibration_on_math():
     """Samples a tiny model through LLMAgent(HFPolicy) on the Math env (tens of seconds on CPU)."""
-    from regym.rejuvenation.calibration import calibration_from_env
-    from regym.rejuvenation.report import env_metrics
+    from regym.eval.plasticity import calibration_from_env, env_metrics
 
     tokenizer = tiny_tokenizer()
     calib = calibration_from_env("math", tokenizer, episodes=2)

@@ -73,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from rich.console import Console
 
+    from regym.eval.plasticity import (
+        ReportSettings,
+        build_report,
+        calibration_from_env,
+        markdown,
+        write_report,
+    )
     from regym.rejuvenation import encode_calibration, load_calibration_file, load_causal_lm
-    from regym.rejuvenation.calibration import calibration_from_env
     from regym.rejuvenation.checkpoint import check_checkpoints
     from regym.rejuvenation.pipeline import resolve_checkpoint
-    from regym.rejuvenation.report import ReportSettings, build_report, markdown, write_report
 
     console = Console(stderr=True)
     torch.manual_seed(args.seed)

@@ -162,9 +162,9 @@ def sft_ladder(config: HandoffConfig, base: dict[str, Any], folder: Path) -> dic
 def ladder_report(config: HandoffConfig, env_id: str, base: dict[str, Any], ladder: dict[float, Path],
                   rejuvenated: Path, folder: Path) -> dict[str, Any]:
     """The plasticity report over base, every ladder checkpoint and the rejuvenated over-SFT model."""
+    from regym.eval.plasticity import ReportSettings, build_report, write_report
     from regym.rejuvenation.calibration import encode_example
     from regym.rejuvenation.pipeline import load_causal_lm
-    from regym.rejuvenation.report import ReportSettings, build_report, write_report
 
     if (folder / "report.json").exists():
         return json.loads((folder / "report.json").read_text())

@@ -127,22 +127,3 @@ def _chat_ids(tokenizer, messages, add_generation_prompt: bool) -> list[int]:
 def encode_calibration(tokenizer, examples: Sequence[str | dict], max_length: int = 256) -> list[CalibrationExample]:
     return [encode_example(tokenizer, example, max_length) for example in examples]
 
-
-def calibration_from_env(env_name: str, tokenizer, episodes: int = 8, max_length: int = 512,
-                         system_prompt: str | None = None) -> list[CalibrationExample]:
-    """Expert demonstrations of an env as chat transcripts (the expert's actions are the scored turns)."""
-    import gymnasium as gym
-
-    from regym.agents import ExpertAgent
-    from regym.envs import resolve_env_id
-    from regym.rollout import rollout
-
-    env = gym.make(resolve_env_id(env_name))
-    try:
-        trajectories = rollout(env, ExpertAgent(), episodes=episodes)
-    finally:
-        env.close()
-    examples = [{"messages": t.messages(system_prompt)} for t in trajectories if t.turns and not t.error]
-    if not examples:
-        raise ValueError(f"the expert played no complete episode of {env_name}")
-    return encode_calibration(tokenizer, examples, max_length)

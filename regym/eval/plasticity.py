@@ -18,8 +18,11 @@ from pathlib import Path
 
 from torch import nn
 
+from regym.agents import ExpertAgent, LLMAgent
+from regym.agents.hf_policy import HFPolicy
+from regym.envs import resolve_env_id
 from regym.eval.metrics import pass_at_k
-from regym.rejuvenation.calibration import CalibrationExample
+from regym.rejuvenation.calibration import CalibrationExample, encode_calibration
 from regym.rejuvenation.diagnostics import (
     dormant_fraction,
     hessian_top_eigenvalue,
@@ -27,6 +30,7 @@ from regym.rejuvenation.diagnostics import (
     perturbation_sharpness,
     token_statistics,
 )
+from regym.rollout import rollout
 
 
 @dataclass
@@ -51,10 +55,6 @@ def env_metrics(model: nn.Module, tokenizer, env_name: str, settings: ReportSett
     """pass@1, pass@k and the non-zero-reward-variance group fraction from sampled episodes."""
     import gymnasium as gym
 
-    from regym.agents import LLMAgent
-    from regym.agents.hf_policy import HFPolicy
-    from regym.envs import resolve_env_id
-    from regym.rollout import rollout
 
     n = settings.env_samples
     policy = HFPolicy(model, tokenizer, temperature=settings.env_temperature,
@@ -201,3 +201,19 @@ def write_report(report: dict[str, object], out_dir: str | Path) -> dict[str, Pa
     figure.savefig(paths["entropy"], dpi=120)
     plt.close(figure)
     return paths
+
+
+def calibration_from_env(env_name: str, tokenizer, episodes: int = 8, max_length: int = 512,
+                         system_prompt: str | None = None) -> list[CalibrationExample]:
+    """Expert demonstrations of an env as chat transcripts (the expert's actions are the scored turns)."""
+    import gymnasium as gym
+
+    env = gym.make(resolve_env_id(env_name))
+    try:
+        trajectories = rollout(env, ExpertAgent(), episodes=episodes)
+    finally:
+        env.close()
+    examples = [{"messages": t.messages(system_prompt)} for t in trajectories if t.turns and not t.error]
+    if not examples:
+        raise ValueError(f"the expert played no complete episode of {env_name}")
+    return encode_calibration(tokenizer, examples, max_length)
