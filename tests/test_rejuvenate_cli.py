@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from oversft import finetune
 from regym.cli import plasticity_report, rejuvenate
-from regym.models.testing import finetune, perturbed_copy, save_checkpoint, tiny_llama, tiny_tokenizer
+from regym.models.testing import perturbed_copy, save_checkpoint, tiny_llama, tiny_tokenizer
 from regym.rejuvenation import rejuvenate_checkpoint
 
 CALIB = [
