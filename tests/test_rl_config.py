@@ -86,3 +86,13 @@ def test_context_flags_parse_and_the_printed_table_marks_env_defaults(capsys, mo
     rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") > 3}
     assert "env (alfworld)" in rows["max_turns"] and "30" in rows["max_turns"]
     assert "flag" in rows["context"] and "default" in rows["learning_rate"]
+
+
+def test_a_checkpoint_preset_sets_token_limits_and_keeps_the_envs_turns_and_context(tmp_path):
+    preset, sources = resolve_config(None, {"env": "alfworld", "preset": "qwen2.5-7b", "model": str(tmp_path)})
+    assert (preset.max_new_tokens, preset.max_episode_tokens) == (PRESETS["qwen2.5-7b"]["max_new_tokens"],
+                                                                   PRESETS["qwen2.5-7b"]["max_episode_tokens"])
+    assert (preset.max_turns, preset.context, preset.history_turns) == (30, "window", 2)
+    assert (sources["max_new_tokens"], sources["generation"], sources["max_turns"], sources["model"]) == \
+        ("preset", "preset", "env", "flag")
+    assert (preset.generation, preset.bf16, preset.gradient_checkpointing) == ("vllm", True, True)

@@ -3,6 +3,7 @@
     rl-train --env textworld --rejuvenate              # tiny CPU pipeline, built and cached on first use
     rl-train --env alfworld --model SFT --base BASE --rejuvenate --alpha 0.5
     rl-train --config run.yaml --resume
+    rl-train --env alfworld --preset qwen2.5-7b --model SFT     # your checkpoint: GPU, bf16, vLLM rollouts
 
 Every field of ``regym.rl.config.RLConfig`` is a flag; a YAML file (``--config``) sets
 fields too, and flags win over it. Priority, lowest first: defaults < the env family's RL
@@ -19,10 +20,21 @@ import sys
 import yaml
 
 from regym.configs import parse_overrides, report_error
-from regym.rl.config import CONTEXTS, ESTIMATORS, LOSS_TYPES, PRESETS, RLConfig, resolve_config
+from regym.rl.config import (
+    CONTEXTS,
+    ESTIMATORS,
+    GENERATIONS,
+    IMPORTANCE_SAMPLING,
+    LOSS_TYPES,
+    PRESETS,
+    VLLM_MODES,
+    RLConfig,
+    resolve_config,
+)
 
 CHOICES = {"preset": sorted(PRESETS), "loss_type": LOSS_TYPES, "advantage_estimator": ESTIMATORS,
-           "context": CONTEXTS}
+           "context": CONTEXTS, "generation": GENERATIONS, "vllm_mode": VLLM_MODES,
+           "vllm_importance_sampling": IMPORTANCE_SAMPLING}
 
 
 def print_config(config: RLConfig, sources: dict[str, str] | None = None) -> None:
@@ -48,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, sources = resolve_config(config_file, overrides)
     except (OSError, ValueError, yaml.YAMLError) as error:  # a missing or malformed --config, a bad value
+        report_error("rl-train", error)
+        return 2
+    from regym.rl.vllm_rollout import check_generation_backend
+
+    try:
+        check_generation_backend(config)  # before the tiny pipeline builds or any model loads
+    except RuntimeError as error:
         report_error("rl-train", error)
         return 2
     from regym.recipes.tiny import with_tiny_pipeline

@@ -15,6 +15,10 @@ ENV_DEFAULT_FIELDS = ("max_turns", "max_new_tokens", "max_episode_tokens", "cont
 """The fields an env family may set in its class attribute ``rl_defaults``."""
 SOURCES = ("default", "env", "preset", "file", "flag")
 """Where a resolved field's value comes from, lowest priority first."""
+GENERATIONS = ("hf", "vllm")
+VLLM_MODES = ("colocate", "server")
+IMPORTANCE_SAMPLING = ("sequence_mask", "sequence_truncate", "token_mask", "token_truncate", "none")
+"""TRL's ``vllm_importance_sampling_mode`` values, and "none" (no correction)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The default: a tiny model regym builds and SFTs on expert demos; learns on a laptop CPU.
@@ -35,6 +39,42 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# Presets for the user's own SFT checkpoint of a common family (--model PATH is required). They differ by
+# size, not family: what changes from 0.5B to 8B is the memory plan. Batch shape as verl-agent's GiGPO
+# ALFWorld recipe (examples/gigpo_trainer/run_alfworld.sh: 16 tasks x 8 episodes); learning rate TRL's GRPO
+# default. Colocated vLLM takes 0.3 of each GPU at <= 1.7B (TRL's default) and 0.45 at 7-8B (bf16 weights
+# ~16 GB plus a KV cache on an 80 GB GPU; the trainer's FSDP/ZeRO-3 shards take the rest). Not yet tuned by
+# any GPU run.
+_SMALL_CHECKPOINT = {
+    "learning_rate": 1e-6,
+    "group_size": 8,
+    "tasks_per_step": 16,
+    "num_envs": 64,
+    "max_new_tokens": 128,
+    "max_episode_tokens": 4096,
+    "max_steps": 200,
+    "eval_every": 25,
+    "eval_episodes": 64,
+    "use_cpu": False,
+    "bf16": True,
+    "gradient_checkpointing": True,
+    "generation": "vllm",
+    "vllm_mode": "colocate",
+    "vllm_gpu_memory_utilization": 0.3,
+}
+_LARGE_CHECKPOINT = {**_SMALL_CHECKPOINT, "vllm_gpu_memory_utilization": 0.45}
+CHECKPOINT_PRESETS: dict[str, str] = {
+    "qwen2.5-0.5b": "Qwen2.5-0.5B/1.5B-style (Qwen2ForCausalLM)",
+    "qwen2.5-7b": "Qwen2.5-7B-style (Qwen2ForCausalLM)",
+    "qwen3-0.6b": "Qwen3-0.6B/1.7B-style (Qwen3ForCausalLM)",
+    "qwen3-8b": "Qwen3-8B-style (Qwen3ForCausalLM)",
+    "llama3.2-1b": "Llama-3.2-1B-style (LlamaForCausalLM)",
+    "llama3.1-8b": "Llama-3.1-8B-style (LlamaForCausalLM)",
+}
+"""Presets that tune rl-train for a checkpoint the user brings (``--model PATH``), with the models they fit."""
+PRESETS.update({name: dict(_LARGE_CHECKPOINT if name.endswith(("7b", "8b")) else _SMALL_CHECKPOINT)
+                for name in CHECKPOINT_PRESETS})
+
 
 @dataclass
 class RLConfig:
@@ -45,7 +85,9 @@ class RLConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword options for the env constructor (besides split and max_turns)."""
     preset: str = "tiny"
-    """Named defaults: "tiny" (CPU, regym-built tiny model) or "smollm2" (SmolLM2-135M-Instruct, GPU)."""
+    """Named defaults: "tiny" (CPU, regym-built tiny model), "smollm2" (SmolLM2-135M-Instruct, GPU), or one for
+    your own checkpoint (needs --model PATH; GPU, bf16, vLLM): qwen2.5-0.5b, qwen2.5-7b, qwen3-0.6b, qwen3-8b,
+    llama3.2-1b, llama3.1-8b."""
     model: str | None = None
     """Policy checkpoint (the SFT model): an HF folder, or "smollm2". None: build the tiny pipeline."""
     base: str | None = None
@@ -148,6 +190,29 @@ class RLConfig:
     max_steps: int = 40
     """Optimizer steps (one rollout batch each)."""
 
+    # Generation engine and precision
+    generation: str = "hf"
+    """What generates the rollouts: "hf" (regym's HFPolicy on the training model, any device) or "vllm" (TRL's
+    vLLM engine, the trainer's weights pushed to it before each step's rollout; needs CUDA and regym[vllm])."""
+    vllm_mode: str = "colocate"
+    """With generation "vllm": "colocate" (a vLLM engine inside each training process, on its GPU) or "server"
+    (a ``trl vllm-serve`` server on GPUs of its own, at vllm_server_base_url)."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """With vllm_mode "colocate": the share of each GPU's memory vLLM takes for its weights and KV cache (TRL's
+    default); training has the rest. A server sets its own (``trl vllm-serve --gpu-memory-utilization``)."""
+    vllm_server_base_url: str | None = None
+    """With vllm_mode "server": the server's URL, e.g. http://10.0.0.2:8000. None: port 8000 on this machine (TRL's
+    default)."""
+    vllm_importance_sampling: str = "sequence_mask"
+    """TRL's correction for vLLM's log-probs differing from the trainer's (its vllm_importance_sampling_mode):
+    "sequence_mask" (TRL's default) and "token_mask" drop episodes/tokens whose ratio exceeds 3, the
+    "*_truncate" modes clip the ratio at 3, "none" trains on vLLM's samples uncorrected."""
+    bf16: bool | None = None
+    """bfloat16 mixed precision in training. None: on when the GPU supports it; off on CPU."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass: memory for long episodes and large models,
+    paid with one more forward pass per step."""
+
     # Evaluation, logging, checkpoints
     eval_every: int = 10
     """Evaluate on every eval split each this many steps (and before the first); 0 disables."""
@@ -167,6 +232,9 @@ class RLConfig:
     """Also report to Weights & Biases (needs wandb installed and configured)."""
     progress: bool = True
     """Show a rich progress bar."""
+    log_update_norm: bool = True
+    """Log each step's ``update_norm`` ‖θ_after − θ_before‖₂ and ``update_ratio`` (regym.rl.accounting). Costs
+    one extra copy of the trainable weights, in their dtype on their device, during the optimizer step."""
     use_cpu: bool | None = None
     """Force CPU training (None: CPU when no CUDA device is visible)."""
     threads: int | None = 1
@@ -187,6 +255,21 @@ class RLConfig:
             raise ValueError("group_size must be >= 2 (group advantages need at least two episodes)")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {self.preset!r}")
+        if self.preset in CHECKPOINT_PRESETS and self.model is None:
+            raise ValueError(f"preset {self.preset!r} tunes rl-train for your own checkpoint of a "
+                             f"{CHECKPOINT_PRESETS[self.preset]} model: pass --model PATH (its Hugging Face folder)")
+        if self.generation not in GENERATIONS:
+            raise ValueError(f"generation must be one of {GENERATIONS}, not {self.generation!r}")
+        if self.vllm_mode not in VLLM_MODES:
+            raise ValueError(f"vllm_mode must be one of {VLLM_MODES}, not {self.vllm_mode!r}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError("vllm_gpu_memory_utilization must be in (0, 1]")
+        if self.vllm_importance_sampling not in IMPORTANCE_SAMPLING:
+            raise ValueError(f"vllm_importance_sampling must be one of {IMPORTANCE_SAMPLING}, "
+                             f"not {self.vllm_importance_sampling!r}")
+        if self.generation == "vllm" and self.use_cpu:
+            raise ValueError("generation 'vllm' runs on CUDA GPUs: it cannot be combined with use_cpu "
+                             "(train on the CPU with --generation hf)")
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}, not {self.context!r}")
         if self.history_turns < 0:

@@ -45,6 +45,7 @@ from regym.eval.runner import evaluate_episodes
 from regym.eval.suites import SuiteEntry
 from regym.rejuvenation import rejuvenate_checkpoint
 from regym.rejuvenation.criteria import NEEDS_CALIBRATION
+from regym.rl.accounting import StepAccounting
 from regym.rl.checkpoints import (
     last_checkpoint,
     list_checkpoints,
@@ -54,6 +55,7 @@ from regym.rl.checkpoints import (
     write_state,
 )
 from regym.rl.config import RLConfig
+from regym.rl.vllm_rollout import check_generation_backend
 from regym.trajectory import Trajectory, read_jsonl
 
 EVALS = "evals"
@@ -174,10 +176,25 @@ def expert_calibration(config: RLConfig, envs: Sequence[gym.Env], tokenizer: Any
 
 
 def load_model(folder: Path, use_cpu: bool):
+    """The checkpoint in float32 on this process's device: its own GPU when several processes train."""
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-    return model.to("cpu" if use_cpu else "cuda")
+    return model.to("cpu" if use_cpu else PartialState().device)
+
+
+def join_processes(use_cpu: bool):
+    """accelerate's ``PartialState``: this process's rank among those a launcher started (``accelerate launch``,
+    ``torchrun``; gloo on CPU, NCCL on GPUs), or a lone process. Made before the trainer so that the run's
+    files, the rejuvenation and the models' devices can follow it; TRL's trainer joins the same process group.
+    The timeout is ``TrainingArguments.ddp_timeout``'s default: the others wait that long at a barrier while
+    the main process rejuvenates or evaluates."""
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    return PartialState(cpu=use_cpu, timeout=timedelta(seconds=1800))
 
 
 def load_tokenizer(folder: Path):
@@ -260,13 +277,17 @@ def _eval_row(cell) -> dict[str, float]:
 
 # --- 4. logging -------------------------------------------------------------------------------
 class RunLog(TrainerCallback):
-    """JSONL + TensorBoard + progress bar, and the periodic evaluation."""
+    """JSONL + TensorBoard + progress bar, and the periodic evaluation.
 
-    def __init__(self, config: RLConfig, paths: dict[str, Path]):
-        self.config, self.paths = config, paths
+    Every process of a multi-process run calls these hooks; only the ``main`` one writes, shows progress
+    and evaluates, while the others wait for its evaluation at a barrier (one process: no wait).
+    """
+
+    def __init__(self, config: RLConfig, paths: dict[str, Path], main: bool = True):
+        self.config, self.paths, self.main = config, paths, main
         self.trainer = None  # set once the trainer exists
         self.writer = None
-        if config.tensorboard:
+        if config.tensorboard and main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(Path(config.output_dir) / "tensorboard"))
@@ -278,7 +299,7 @@ class RunLog(TrainerCallback):
             handle.write(json.dumps(record, default=float) + "\n")
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.config.progress:
+        if self.config.progress and self.main:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("rl-train"), BarColumn(), MofNCompleteColumn(),
@@ -296,7 +317,7 @@ class RunLog(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float) and math.isfinite(v)}
-        if "loss" not in logs:  # the end-of-training summary Trainer logs
+        if "loss" not in logs or not self.main:  # the end-of-training summary Trainer logs; another process
             return
         self._append("metrics", {"step": state.global_step, "time": time.time(), **logs})
         if self.writer is not None:
@@ -312,8 +333,15 @@ class RunLog(TrainerCallback):
             self.progress = None
 
     def run_eval(self, step: int) -> dict[str, dict[str, float]]:
+        """Evaluate at ``step`` on the main process (once per step); the other processes wait for it."""
         if step == self.last_eval_step:
             return {}
+        results = self._evaluate(step) if self.main else {}
+        self.trainer.accelerator.wait_for_everyone()
+        self.last_eval_step = step
+        return results
+
+    def _evaluate(self, step: int) -> dict[str, dict[str, float]]:
         model, tokenizer = self.trainer.accelerator.unwrap_model(self.trainer.model), self.trainer.processing_class
         out = Path(self.config.output_dir)
         results = evaluate(model, tokenizer, self.config, self.config.eval_splits, self.config.eval_episodes,
@@ -327,10 +355,16 @@ class RunLog(TrainerCallback):
         text = "  ".join(f"{split}: success {values['success_rate']:.3f}" for split, values in results.items())
         console = self.progress.console if self.progress is not None else _console()
         console.print(f"eval at step {step}: {text}", markup=False, soft_wrap=True)  # one line in a log file too
-        self.last_eval_step = step
         return results
 
     def log_rollout(self, step: int, trajectories: list[Trajectory]) -> None:
+        """Append the step's episodes; with several processes, every process's, gathered in process order."""
+        if self.trainer is not None and self.trainer.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            trajectories = gather_object(trajectories)
+        if not self.main:
+            return
         with self.paths["rollouts"].open("a", encoding="utf-8") as handle:
             for trajectory in trajectories:
                 record = trajectory.to_dict()
@@ -387,6 +421,7 @@ def train(config: RLConfig) -> dict[str, Any]:
     """Run one RL job end to end; returns the summary also written to ``summary.json``."""
     from regym.rl.trl_bridge import RegymGRPOTrainer, env_reward, grpo_config, task_dataset
 
+    check_generation_backend(config)  # --generation vllm without CUDA or vLLM: stop before anything loads
     started = time.time()
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
     out = Path(config.output_dir)
@@ -394,38 +429,45 @@ def train(config: RLConfig) -> dict[str, Any]:
     use_cpu = config.use_cpu if config.use_cpu is not None else not torch.cuda.is_available()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    process = join_processes(use_cpu)
+    main = process.is_main_process  # the run's files are written once, by the main process
     env_id = resolve_env_id(config.env)
     paths = {name: out / f"{name}.jsonl" for name in ("metrics", "eval", "rollouts")}
 
     resume_from = last_checkpoint(out) if config.resume else None
-    if config.resume and resume_from is None:
+    if config.resume and resume_from is None and main:
         _console().print(f"--resume: no checkpoint in {out}; starting from scratch")
-    if resume_from is not None:
+    if resume_from is None and list_checkpoints(out):
+        raise FileExistsError(f"{out} already holds checkpoints: pass --resume, or another --output-dir")
+    if main and resume_from is not None:
         truncate_logs(paths, read_state(resume_from).get("log_offsets", {}))
         drop_evals_after(out / EVALS, int(resume_from.name.rsplit("-", 1)[1]))
-    else:
-        if list_checkpoints(out):
-            raise FileExistsError(f"{out} already holds checkpoints: pass --resume, or another --output-dir")
+    elif main:
         for path in paths.values():
             path.unlink(missing_ok=True)
         shutil.rmtree(out / EVALS, ignore_errors=True)
     import yaml
 
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if main:
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     # 1. models
     base_dir, sft_dir, env_kwargs = resolve_checkpoints(config, env_id)
     train_envs = make_envs(config, env_id, "in_distribution", config.num_envs,
                            training_env_kwargs(config, env_id, env_kwargs))
     init_dir = sft_dir
-    if config.rejuvenate:
-        init_dir = rejuvenated_checkpoint(config, base_dir, sft_dir, out / "rejuvenated", train_envs)
+    if config.rejuvenate:  # made once, by the main process; the others wait for it, then load it
+        init_dir = out / "rejuvenated"
+        if main:
+            rejuvenated_checkpoint(config, base_dir, sft_dir, init_dir, train_envs)
+    process.wait_for_everyone()  # the run folder is ready before any process reads it
     tokenizer = load_tokenizer(init_dir)
     model = load_model(init_dir, use_cpu)
     ref_model = load_model(sft_dir, use_cpu) if config.beta != 0 else None
 
     # 3. trainer (2. the eval envs are made by regym.eval.runner at each evaluation)
-    run_log = RunLog(config, paths)
+    run_log = RunLog(config, paths, main=main)
+    accounting = StepAccounting(log_update_norm=config.log_update_norm)  # every process: norms may all-reduce
     trainer = RegymGRPOTrainer(
         model,
         args=grpo_config(config, out, use_cpu),
@@ -435,10 +477,11 @@ def train(config: RLConfig) -> dict[str, Any]:
         reward_funcs=[env_reward],
         train_dataset=task_dataset(range(config.num_tasks)),
         processing_class=tokenizer,
-        callbacks=[run_log],
+        callbacks=[accounting, run_log],
         before_save=lambda folder: write_state(folder, {"log_offsets": log_offsets(paths)}),
     )
     run_log.trainer = trainer
+    accounting.attach(trainer)
     trainer.remove_callback(PrinterCallback)  # the progress bar and metrics.jsonl replace its raw prints
     trainer.rollout_listeners.append(run_log.log_rollout)
 
@@ -449,8 +492,10 @@ def train(config: RLConfig) -> dict[str, Any]:
     if run_log.writer is not None:
         run_log.writer.close()
 
-    # 6. files
-    final = save_model(trainer.accelerator.unwrap_model(trainer.model), out / "final", tokenizer=tokenizer)
+    # 6. files (the main process writes them; every process returns the summary)
+    final = out / "final"
+    if main:
+        save_model(trainer.accelerator.unwrap_model(trainer.model), final, tokenizer=tokenizer)
     evals = read_jsonl(paths["eval"])
     summary = {
         "env": env_id,
@@ -465,9 +510,11 @@ def train(config: RLConfig) -> dict[str, Any]:
         "after": {k: v for k, v in evals[-1].items() if isinstance(v, dict)} if evals else {},
         "seconds": round(time.time() - started, 1),
     }
-    curve = plot_learning_curve(paths, out / "learning_curve.png", f"{env_id} · seed {config.seed}")
-    summary["learning_curve"] = str(curve) if curve else None
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if main:
+        curve = plot_learning_curve(paths, out / "learning_curve.png", f"{env_id} · seed {config.seed}")
+        summary["learning_curve"] = str(curve) if curve else None
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    trainer.accelerator.wait_for_everyone()  # no process returns before the run's files exist
     return summary
 
 

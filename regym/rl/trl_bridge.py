@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ from regym.rl.advantages import token_advantages, turn_advantages
 from regym.rl.checkpoints import atomic_directory, prune_checkpoints
 from regym.rl.config import RLConfig
 from regym.rl.rollout import RolloutLimits, TurnRow, play_groups, play_window_groups
+from regym.rl.vllm_rollout import vllm_arguments, vllm_rollout_policy
 from regym.trajectory import Trajectory
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -83,11 +86,46 @@ def env_reward(prompts, completions, env_reward, success, log_metric=None, **_):
     return [float(value) for value in env_reward]
 
 
+def process_count() -> int:
+    """How many processes train together, known before any trainer exists: the process group's size once
+    one is up, else the launcher's ``WORLD_SIZE`` (``accelerate launch`` and ``torchrun`` set it), else 1."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def episodes_per_process(config: RLConfig, processes: int) -> int:
+    """Each process's share of a step's ``batch_episodes``: ``tasks_per_step / processes`` whole GRPO groups.
+
+    TRL's ``RepeatSampler`` yields the step's tasks, each repeated G times in a row, and accelerate deals
+    that list out in consecutive slices of ``per_device_train_batch_size``, slice i to process i. A slice
+    of whole groups means every group is played, rewarded and normalised on one process; TRL gathers the
+    rewards of all processes before its group normalisation anyway, but regym's RLOO/GiGPO advantages and
+    ``_play`` need the whole group locally. Also refuses what cannot run on several processes.
+    """
+    if processes < 1 or config.tasks_per_step % processes:
+        raise ValueError(f"tasks_per_step ({config.tasks_per_step}) must be a multiple of the number of training "
+                         f"processes ({processes}), so that each process plays whole groups of {config.group_size} "
+                         f"episodes: set tasks_per_step to a multiple of {processes}, or launch fewer processes")
+    if processes > 1 and config.context == "window":
+        raise ValueError(f"context 'window' runs in one process only, not {processes}: it trains one row per policy "
+                         "turn, so processes hold different numbers of rows, and TRL gathers per-row tensors "
+                         "(rewards, lengths) across processes, which needs equal counts. Use context 'full', or "
+                         "launch one process")
+    if processes > 1 and config.advantage_estimator == "gigpo" and config.scale_rewards == "batch":
+        raise ValueError(f"advantage_estimator 'gigpo' with scale_rewards 'batch' runs in one process only, not "
+                         f"{processes}: regym computes GiGPO's advantages from each process's own episodes, so 'batch' "
+                         "would divide by that process's reward std, not the step's. Use scale_rewards 'group' or "
+                         "'none', or advantage_estimator 'grpo' (TRL gathers the whole batch)")
+    return config.batch_episodes // processes
+
+
 def grpo_config(config: RLConfig, output_dir: Path, use_cpu: bool) -> GRPOConfig:
-    """TRL's config from regym's: one rollout batch per optimizer step, no TRL-side eval."""
+    """TRL's config from regym's: one rollout batch per optimizer step, no TRL-side eval. With several
+    processes (``accelerate launch``) the step's batch is split between them (``episodes_per_process``)."""
     return GRPOConfig(
         output_dir=str(output_dir),
-        per_device_train_batch_size=config.batch_episodes,
+        per_device_train_batch_size=episodes_per_process(config, process_count()),
         gradient_accumulation_steps=1,
         steps_per_generation=1,
         num_iterations=config.num_iterations,
@@ -108,7 +146,7 @@ def grpo_config(config: RLConfig, output_dir: Path, use_cpu: bool) -> GRPOConfig
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=use_cpu,
-        bf16=False if use_cpu else torch.cuda.is_bf16_supported(),
+        bf16=config.bf16 if config.bf16 is not None else not use_cpu and torch.cuda.is_bf16_supported(),
         fp16=False,
         logging_steps=1,
         save_strategy="steps" if config.save_every > 0 else "no",
@@ -120,7 +158,8 @@ def grpo_config(config: RLConfig, output_dir: Path, use_cpu: bool) -> GRPOConfig
         log_completions=False,
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        gradient_checkpointing=False,
+        gradient_checkpointing=config.gradient_checkpointing,
+        **vllm_arguments(config),
     )
 
 
@@ -145,10 +184,28 @@ class RegymGRPOTrainer(GRPOTrainer):
             super().__init__(model, args=args, rollout_func=self._rollout, **kwargs)
         finally:
             args.beta = beta
+        self._check_processes()
         if beta != 0.0:
             if ref_model is None:
                 raise ValueError("beta > 0 needs the reference policy (the SFT model) as ref_model")
             self._install_reference(ref_model, beta)
+
+    def _check_processes(self) -> None:
+        """Refuse, at start-up, a process layout under which a step would split groups or hang."""
+        config, processes = self.regym_config, self.accelerator.num_processes
+        if processes * self.args.per_device_train_batch_size != config.batch_episodes:
+            raise ValueError(f"{processes} processes x {self.args.per_device_train_batch_size} episodes do not make the "
+                             f"step's {config.batch_episodes}: build the GRPOConfig with grpo_config() in the "
+                             "processes that train (under the launcher)")
+        episodes_per_process(config, processes)
+        if processes > 1 and (self._dist.is_fsdp or self._dist.is_zero3) and (
+                config.generation == "hf" or config.eval_every > 0):
+            raise ValueError(f"FSDP and DeepSpeed ZeRO-3 shard the weights over the {processes} processes, so every "
+                             "forward pass is a collective that all of them must make together; regym's HF rollouts "
+                             "(generation 'hf') and its evaluations (eval_every > 0, on the main process) run the "
+                             "model on one process's episodes alone and would hang. With sharded weights use "
+                             "generation 'vllm' and eval_every 0 (evaluate the saved checkpoints with rl-eval), "
+                             "or DDP (configs/accelerate/ddp.yaml) when the model fits on one GPU")
 
     def _install_reference(self, ref_model: Any, beta: float) -> None:
         """What TRL's __init__ does for its own reference: no dropout, fused log-prob head, prepared."""
@@ -165,6 +222,7 @@ class RegymGRPOTrainer(GRPOTrainer):
     # --- rollout_func -------------------------------------------------------------------
     def _play(self, prompts: list[str]) -> tuple[list[Trajectory], list[list[TurnRow]] | None]:
         """Play every group of identical prompts as G episodes of its task; rows only with context "window"."""
+        started = time.perf_counter()  # last_rollout_seconds: regym.rl.accounting's time/rollout_s
         config, group = self.regym_config, self.regym_config.group_size
         if len(prompts) % group:
             raise ValueError(f"{len(prompts)} prompts do not form groups of {group}")
@@ -173,10 +231,13 @@ class RegymGRPOTrainer(GRPOTrainer):
             if len(set(prompts[start:start + group])) != 1:
                 raise ValueError("TRL did not hand over whole groups of identical prompts")
             seeds.append(int(json.loads(prompts[start])["seed"]))
-        model = self.accelerator.unwrap_model(self.model)
-        policy = HFPolicy(model, self.processing_class, temperature=config.temperature, top_p=config.top_p,
-                          max_new_tokens=config.max_new_tokens,
-                          seed=config.seed * 1_000_003 + self.state.global_step)  # reproducible on resume
+        seed = config.seed * 1_000_003 + self.state.global_step  # reproducible on resume
+        if config.generation == "vllm":  # TRL's engine, synced to the trainer's weights (regym.rl.vllm_rollout)
+            policy = vllm_rollout_policy(self, seed)
+        else:
+            policy = HFPolicy(self.accelerator.unwrap_model(self.model), self.processing_class,
+                              temperature=config.temperature, top_p=config.top_p,
+                              max_new_tokens=config.max_new_tokens, seed=seed)
         limits = RolloutLimits(config.max_turns, config.max_new_tokens, config.max_episode_tokens)
         prompt_format = PromptFormat(style=config.prompt_style)
         rows = None
@@ -187,7 +248,8 @@ class RegymGRPOTrainer(GRPOTrainer):
         else:
             trajectories = play_groups(policy, self.regym_envs, seeds=seeds, group_size=group, limits=limits,
                                        prompt_format=prompt_format)
-        self.last_rollout = trajectories
+        self.last_rollout, self.last_rollout_rows = trajectories, rows
+        self.last_rollout_seconds = time.perf_counter() - started
         for listener in self.rollout_listeners:
             listener(self.state.global_step, trajectories)
         return trajectories, rows
@@ -314,19 +376,30 @@ class RegymGRPOTrainer(GRPOTrainer):
 
     # --- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
-        """Write checkpoint-N into a hidden temp folder, add regym's state, then rename: never half-written."""
+        """Write checkpoint-N into a hidden temp folder, add regym's state, then rename: never half-written.
+
+        Every process takes part (Trainer writes each one's RNG state; FSDP and ZeRO-3 gather the weights
+        together), all into the main process's temp folder, which the main process renames once all are done.
+        """
         run_dir = Path(self.args.output_dir)
         final = run_dir / f"checkpoint-{self.state.global_step}"
-        with atomic_directory(final) as staging:
+        main = self.accelerator.is_main_process
+        with ExitStack() as stack:
+            shared = [stack.enter_context(atomic_directory(final)) if main else None]
+            if self.accelerator.num_processes > 1:
+                torch.distributed.broadcast_object_list(shared, src=0)
+            staging = shared[0]
             original = self.args.output_dir
             self.args.output_dir = str(staging.parent)
             try:
                 super()._save_checkpoint(model, trial)
             finally:
                 self.args.output_dir = original
-            if self.regym_before_save is not None:
+            if main and self.regym_before_save is not None:
                 self.regym_before_save(staging)
-        prune_checkpoints(run_dir, keep=self.regym_config.keep_checkpoints)
+            self.accelerator.wait_for_everyone()
+        if main:
+            prune_checkpoints(run_dir, keep=self.regym_config.keep_checkpoints)
 
 
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
