@@ -158,6 +158,7 @@ def grpo_config(config: RLConfig, output_dir: Path, use_cpu: bool) -> GRPOConfig
         log_completions=False,
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter takes part in the loss: no extra DDP pass
         gradient_checkpointing=config.gradient_checkpointing,
         **vllm_arguments(config),
     )
@@ -231,7 +232,8 @@ class RegymGRPOTrainer(GRPOTrainer):
             if len(set(prompts[start:start + group])) != 1:
                 raise ValueError("TRL did not hand over whole groups of identical prompts")
             seeds.append(int(json.loads(prompts[start])["seed"]))
-        seed = config.seed * 1_000_003 + self.state.global_step  # reproducible on resume
+        # Reproducible on resume; each process of a multi-process run draws its own stream (process 0 as alone).
+        seed = config.seed * 1_000_003 + self.state.global_step + 7_919 * 1_000_003 * self.accelerator.process_index
         if config.generation == "vllm":  # TRL's engine, synced to the trainer's weights (regym.rl.vllm_rollout)
             policy = vllm_rollout_policy(self, seed)
         else:
