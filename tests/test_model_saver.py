@@ -101,7 +101,8 @@ def _rejuvenated(folder, model, tokenizer):
     root = folder.parent
     base = save_checkpoint(model, tokenizer, root / "base")
     sft = save_checkpoint(perturbed_copy(model, 0.1, seed=1), tokenizer, root / "sft")
-    rejuvenate_checkpoint(base, sft, folder, criterion="drift", reset_fraction=0.02)
+    # shrink_perturb is the rejuvenation that holds a model and saves it; unit resets stream with fusion's shards.
+    rejuvenate_checkpoint(base, sft, folder, criterion="shrink_perturb")
     return folder
 
 

@@ -85,15 +85,18 @@ def _stages(stderr: str) -> dict[str, dict[str, object]]:
 
 @pytest.mark.parametrize("flags,expected", [
     (["--reset-frac", "0"], {"fusing tensors": 21}),
-    (["--criterion", "drift", "--reset-frac", "0.02"], {
-        "checking base and SFT weights (tensors)": 42, "loading base and SFT models": 2, "fusing tensors": 21,
-        "scoring units by drift (matrices)": 14, "resetting units toward the base (matrices)": None,
-        "checking the result (tensors)": 21, "saving OUT": 1}),
-    (["--calib", "CALIB", "--reset-frac", "0.02", "--top-n", "8"], {
-        "checking base and SFT weights (tensors)": 42, "loading base and SFT models": 2, "fusing tensors": 21,
+    (["--criterion", "drift", "--reset-frac", "0.02"], {  # base weights are read from its files, not loaded
+        "checking base and SFT weights (tensors)": 42, "loading the SFT model": 1,
+        "scoring units by drift (matrices)": 14, "fusing tensors": 21}),
+    (["--calib", "CALIB", "--reset-frac", "0.02", "--top-n", "8"], {  # one model at a time, then one streamed pass
+        "checking base and SFT weights (tensors)": 42, "loading the base model": 1,
+        "base token entropies (calibration examples)": 3, "loading the SFT model": 1,
         "attribution 1/2: entropy gaps (calibration examples)": 3, "attribution 2/2: target tokens": 8,
-        "resetting units toward the base (matrices)": None, "checking the result (tensors)": 21, "saving OUT": 1}),
-], ids=["fusion", "drift", "attribution"])
+        "fusing tensors": 21}),
+    (["--criterion", "shrink_perturb"], {
+        "checking base and SFT weights (tensors)": 42, "loading base and SFT models": 2, "fusing tensors": 21,
+        "shrink & perturb toward the base (tensors)": 21, "checking the result (tensors)": 21, "saving OUT": 1}),
+], ids=["fusion", "drift", "attribution", "shrink_perturb"])
 def test_every_stage_reports_its_known_total_on_stderr(checkpoints, tmp_path, capsys, flags, expected):
     """On a pipe: each stage announces its total, prints a line per tenth of it, and says when it is done;
     stdout stays the summary."""

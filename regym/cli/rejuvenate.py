@@ -5,8 +5,10 @@
 
 BASE/SFT are HF checkpoint folders (``smollm2`` names the packaged SmolLM2-135M-Instruct).
 The attribution and redo criteria need ``--calib``; without it the command stops and says so.
-Each stage (checking, loading, scoring units, fusing, resetting, saving) shows its progress on
+Each stage (checking, loading, scoring units, fusing and resetting) shows its progress on
 stderr: a bar on a terminal, one line per tenth of the stage in a log; stdout is the summary.
+Peak host memory is about one model in its stored dtype (see ``rejuvenate_checkpoint``), so
+1B–8B checkpoints fit; scoring runs on the GPU, in bfloat16, when one is present.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from functools import partial
 from regym.configs import parse, report_error
 from regym.progress import StageProgress
 from regym.rejuvenation.criteria import CRITERIA
+from regym.rejuvenation.pipeline import DTYPE_BY_NAME
 
 
 @dataclass
@@ -47,11 +50,15 @@ class RejuvenateArgs:
     """Seed of the random criterion."""
     overwrite: bool = False
     """Replace --out if it exists."""
+    device: str = "auto"
+    """Where units are scored: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ..."""
+    dtype: str = "auto"
+    """Dtype units are scored in: auto (bfloat16 on CUDA, the checkpoint's own on CPU), float32, bfloat16, float16."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(RejuvenateArgs, argv, prog="rejuvenate", description=__doc__,
-                 aliases={"reset_fraction": "--reset-frac"}, choices={"criterion": CRITERIA})
+                 aliases={"reset_fraction": "--reset-frac"}, choices={"criterion": CRITERIA, "dtype": ("auto", *DTYPE_BY_NAME)})
     from transformers.utils import logging as transformers_logging
 
     from regym.rejuvenation import load_calibration_file, rejuvenate_checkpoint
@@ -63,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = rejuvenate_checkpoint(
             args.base, args.sft, args.out, alpha=args.alpha, reset_fraction=args.reset_fraction,
             reset_strength=args.reset_strength, criterion=args.criterion, calib_texts=calib,
-            overwrite=args.overwrite, top_n_targets=args.top_n, seed=args.seed,
+            overwrite=args.overwrite, top_n_targets=args.top_n, seed=args.seed, device=args.device, dtype=args.dtype,
             stages=partial(StageProgress, stream=sys.stderr),
         )
     except (OSError, ValueError) as error:  # CheckpointError, a bad --calib, an existing --out, unreadable files

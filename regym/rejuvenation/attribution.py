@@ -39,16 +39,40 @@ class Target:
     entropy_gap: float  # H_sft(t) − H_base(t)
 
 
-def entropy_targets(base: nn.Module, sft: nn.Module, examples: Sequence[CalibrationExample],
-                    top_n: int = 64, advance: Callable[[int], object] | None = None) -> list[Target]:
-    """The ``top_n`` scored positions with the largest |H_sft − H_base| (teacher-forced).
+def token_entropies(model: nn.Module, examples: Sequence[CalibrationExample],
+                    advance: Callable[[int], object] | None = None) -> list[torch.Tensor]:
+    """Teacher-forced next-token entropy per position, (T − 1,) per example, on the CPU.
 
+    What ``entropy_targets`` needs of the base model: computed first, it lets the base be
+    freed before the SFT model is loaded, so only one model is ever in memory.
     ``advance(1)`` is called after each example.
     """
+    entropies = []
+    for example in examples:
+        entropies.append(next_token_stats(model, example)["entropy"])
+        if advance is not None:
+            advance(1)
+    return entropies
+
+
+def entropy_targets(base: nn.Module | None, sft: nn.Module, examples: Sequence[CalibrationExample],
+                    top_n: int = 64, advance: Callable[[int], object] | None = None,
+                    base_entropies: Sequence[torch.Tensor] | None = None) -> list[Target]:
+    """The ``top_n`` scored positions with the largest |H_sft − H_base| (teacher-forced).
+
+    ``base_entropies`` (``token_entropies`` of the base) replace running ``base``, which may then be None.
+    ``advance(1)`` is called after each example.
+    """
+    if base_entropies is None:
+        if base is None:
+            raise ValueError("entropy_targets needs the base model or its token entropies")
+        base_entropies = token_entropies(base, examples)
+    if len(base_entropies) != len(examples):
+        raise ValueError(f"{len(base_entropies)} base entropy vectors for {len(examples)} calibration examples")
     candidates = []
     for index, example in enumerate(examples):
-        base_stats, sft_stats = next_token_stats(base, example), next_token_stats(sft, example)
-        gap = sft_stats["entropy"] - base_stats["entropy"]
+        sft_stats = next_token_stats(sft, example)
+        gap = sft_stats["entropy"] - base_entropies[index]
         for position in torch.nonzero(sft_stats["mask"]).flatten().tolist():
             token = int(example.input_ids[0, position + 1])
             candidates.append(Target(index, position, token, float(gap[position])))
@@ -121,7 +145,7 @@ def attribute_example(model: nn.Module, example: CalibrationExample, positions: 
     head_out = captured["lm_head"][1][0]  # (T, V)
     h_last = captured["final_norm"][0][0].detach().float()  # (T, H)
     final = structure.final_norm
-    unembed = structure.lm_head.weight.detach().float()[tokens_t]  # (n, H)
+    unembed = structure.lm_head.weight.detach()[tokens_t].float()  # (n, H); rows first: no float copy of the head
     v = unembed * final.scale() * final.inverse_rms(h_last[positions_t])  # (n, H)
     head_bias = structure.lm_head.bias
     bias = head_bias.detach().float()[tokens_t] if head_bias is not None else torch.zeros(len(tokens_t), device=device)
@@ -175,16 +199,17 @@ class AttributionScores:
         }
 
 
-def attribution_scores(base: nn.Module, sft: nn.Module, examples: Sequence[CalibrationExample],
-                       top_n: int = 64, stages: Stages = silent) -> AttributionScores:
-    """Per-unit scores on the SFT model for the top-``top_n`` entropy-gap targets.
+def attribution_scores(base: nn.Module | None, sft: nn.Module, examples: Sequence[CalibrationExample],
+                       top_n: int = 64, stages: Stages = silent,
+                       base_entropies: Sequence[torch.Tensor] | None = None) -> AttributionScores:
+    """Per-unit scores (on the CPU) on the SFT model for the top-``top_n`` entropy-gap targets.
 
     Two stages of ``stages``: entropy gaps (a unit per calibration example), then attribution
-    (a unit per target token).
+    (a unit per target token). ``base_entropies``: see ``entropy_targets``.
     """
     structure = find_structure(sft)
     with stages("attribution 1/2: entropy gaps (calibration examples)", len(examples)) as stage:
-        targets = entropy_targets(base, sft, examples, top_n, advance=stage.advance)
+        targets = entropy_targets(base, sft, examples, top_n, advance=stage.advance, base_entropies=base_entropies)
     if not targets:
         raise ValueError("the calibration set has no scored tokens to attribute")
     totals: dict[str, torch.Tensor] = {}
@@ -202,5 +227,5 @@ def attribution_scores(base: nn.Module, sft: nn.Module, examples: Sequence[Calib
             for name, values in {**result.writers, **result.readers}.items():
                 totals[name] = totals.get(name, 0) + values.abs().sum(0)
             stage.advance(len(chosen))
-    scores = {name: total / len(targets) for name, total in totals.items()}
+    scores = {name: (total / len(targets)).cpu() for name, total in totals.items()}
     return AttributionScores(scores, targets, max_abs, max_rel)

@@ -27,14 +27,18 @@ CRITERIA = ("attribution", "redo", "drift", "random", "shrink_perturb", "none")
 NEEDS_CALIBRATION = ("attribution", "redo")
 
 
-def select_units(base_model: nn.Module, sft_model: nn.Module,
+def select_units(base_model: nn.Module | None, sft_model: nn.Module,
                  calib: Sequence[CalibrationExample] | None = None, criterion: str = "attribution",
                  fraction: float = 0.01, *, top_n_targets: int = 64, tau: float = 0.025, seed: int = 0,
-                 stages: Stages = silent) -> ResetPlan:
+                 stages: Stages = silent, base_entropies: Sequence[torch.Tensor] | None = None,
+                 base_weight: Callable[[str], torch.Tensor] | None = None) -> ResetPlan:
     """A ``ResetPlan``: the top ``fraction`` of all q/k/v/o/gate/up/down units under ``criterion``.
 
     Scoring is reported through ``stages``: per calibration example and target token
     (attribution), per calibration example (redo), per projection matrix (drift, random).
+    Of the base, attribution needs only its token entropies and drift only its projection
+    weights: ``base_entropies`` (``attribution.token_entropies``) and ``base_weight(module_name)``
+    stand in for ``base_model`` (then None), so a checkpoint-sized caller never holds two models.
     """
     if criterion not in CRITERIA or criterion in ("shrink_perturb", "none"):
         raise ValueError(f"unknown unit criterion {criterion!r}; choose from attribution, redo, drift, random")
@@ -45,11 +49,12 @@ def select_units(base_model: nn.Module, sft_model: nn.Module,
     if criterion == "attribution":
         from regym.rejuvenation.attribution import attribution_scores
 
-        result = attribution_scores(base_model, sft_model, calib, top_n=top_n_targets, stages=stages)
+        result = attribution_scores(base_model, sft_model, calib, top_n=top_n_targets, stages=stages,
+                                    base_entropies=base_entropies)
         return plan_from_scores(units, result.scores, fraction, criterion, result.diagnostics())
     if criterion == "drift":
         with stages("scoring units by drift (matrices)", len(units)) as stage:
-            scores = drift_scores(base_model, sft_model, structure, advance=stage.advance)
+            scores = drift_scores(base_model, sft_model, structure, advance=stage.advance, base_weight=base_weight)
         return plan_from_scores(units, scores, fraction, criterion)
     if criterion == "random":
         generator = torch.Generator().manual_seed(seed)
@@ -63,20 +68,29 @@ def select_units(base_model: nn.Module, sft_model: nn.Module,
         return redo_plan(sft_model, calib, structure, fraction, tau, advance=stage.advance)
 
 
-def drift_scores(base_model: nn.Module, sft_model: nn.Module, structure: Structure,
-                 advance: Callable[[int], object] | None = None) -> dict[str, torch.Tensor]:
-    """Per unit ‖θ_sft − θ_base‖ / ‖θ_base‖ over the unit's row (readers) or column (writers).
+def drift_scores(base_model: nn.Module | None, sft_model: nn.Module, structure: Structure,
+                 advance: Callable[[int], object] | None = None,
+                 base_weight: Callable[[str], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Per unit ‖θ_sft − θ_base‖ / ‖θ_base‖ over the unit's row (readers) or column (writers), on the CPU.
 
+    ``base_weight(module_name)`` (e.g. read from the base checkpoint) replaces ``base_model``.
     ``advance(1)`` is called after each projection matrix.
     """
-    base_modules, sft_modules = dict(base_model.named_modules()), dict(sft_model.named_modules())
+    if base_weight is None:
+        if base_model is None:
+            raise ValueError("drift needs the base model or a base_weight reader")
+        base_modules = dict(base_model.named_modules())
+
+        def base_weight(name: str) -> torch.Tensor:
+            return base_modules[name].weight.detach()
+    sft_modules = dict(sft_model.named_modules())
     scores = {}
     for name, _, _, axis, _ in structure.units():
-        weight = sft_modules[name].weight.detach().float()
-        base_weight = base_modules[name].weight.detach().float()
+        weight = sft_modules[name].weight.detach().float().cpu()
+        anchor = base_weight(name).float().cpu()
         dim = 0 if axis == "column" else 1
-        delta = (weight - base_weight).norm(dim=dim)
-        scores[name] = delta / base_weight.norm(dim=dim).clamp_min(1e-12)
+        delta = (weight - anchor).norm(dim=dim)
+        scores[name] = delta / anchor.norm(dim=dim).clamp_min(1e-12)
         if advance is not None:
             advance(1)
     return scores

@@ -79,6 +79,7 @@ def fuse_checkpoints(
     overwrite: bool = False,
     stages: Stages = silent,
     extra_files: Callable[[Path], object] | None = None,
+    fuse_block: Callable[[str, int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
 ) -> Path:
     """Fuse two HF checkpoint folders into ``out_dir``, streaming.
 
@@ -90,6 +91,8 @@ def fuse_checkpoints(
     written. The output gets config and tokenizer from the SFT folder and appears atomically:
     it is written to a temp folder, then renamed. Fusing is one stage of ``stages`` (a unit per
     tensor); ``extra_files(temp_folder)`` runs last, before the rename (e.g. to add a summary).
+    ``fuse_block(name, first_row, base_rows, sft_rows)`` may return the rows to write instead of
+    the formula's (None: the formula); ``reset.StreamingReset`` resets units this way, in the same pass.
     """
     alpha = _check_alpha(alpha)
     base_dir, sft_dir, out_dir = Path(base_dir), Path(sft_dir), Path(out_dir)
@@ -109,7 +112,9 @@ def fuse_checkpoints(
                 base_block = reader.rows(base_info, first, last)
                 require_finite(sft_block, f"{sft_info.file}: tensor {name!r}", first)
                 require_finite(base_block, f"{base_info.file}: tensor {name!r}", first)
-                fused = fuse_tensor(base_block, sft_block, alpha)
+                fused = fuse_block(name, first, base_block, sft_block) if fuse_block is not None else None
+                if fused is None:
+                    fused = fuse_tensor(base_block, sft_block, alpha)
                 require_finite(fused, f"fused tensor {name!r}", first)
                 writer.write(name, fused)
             stage.advance()

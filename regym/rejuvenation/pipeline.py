@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,11 +22,13 @@ import torch
 from torch import nn
 
 from regym.checkpoints import save_model
+from regym.rejuvenation.attribution import token_entropies
 from regym.rejuvenation.blocks import ROLES
 from regym.rejuvenation.calibration import CalibrationExample, encode_calibration
 from regym.rejuvenation.checkpoint import (
     DTYPE_NAMES,
     CheckpointError,
+    ShardReader,
     TensorInfo,
     check_checkpoints,
     check_output,
@@ -36,7 +38,7 @@ from regym.rejuvenation.checkpoint import (
 )
 from regym.rejuvenation.criteria import CRITERIA, NEEDS_CALIBRATION, select_units, shrink_perturb
 from regym.rejuvenation.fusion import fuse, fuse_checkpoints
-from regym.rejuvenation.reset import ResetPlan, reset_neurons
+from regym.rejuvenation.reset import ResetPlan, StreamingReset, reset_neurons
 from regym.rejuvenation.stages import Stages, silent
 
 SUMMARY_FILE = "rejuvenation.json"
@@ -123,8 +125,10 @@ def rejuvenate(base: nn.Module, sft: nn.Module, alpha: float = 0.5, reset_fracti
     return model, summary
 
 
-def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):
+def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None):
     """``(model, tokenizer)`` from an HF folder; the name ``smollm2`` means the packaged SmolLM2-135M.
+
+    ``device`` (e.g. "cuda"): the weights are loaded straight onto it, shard by shard, not via a host copy.
 
     Strict where ``transformers`` is lenient: a weight the config.json's model lacks, expects
     and does not find (it would be randomly initialised), or expects in another shape is a
@@ -134,7 +138,9 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):
 
     path = resolve_checkpoint(path)
     try:
-        model, loading = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
+        placement = {"device_map": str(device)} if device is not None else {}
+        model, loading = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True,
+                                                              **placement)
     except RuntimeError as error:  # transformers raises RuntimeError for size mismatches
         raise CheckpointError(f"{path}: config.json does not describe these weights: {str(error).splitlines()[0]}") \
             from None
@@ -159,23 +165,32 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
                           reset_fraction: float = 0.01, reset_strength: float = 1.0, criterion: str = "attribution",
                           calib_texts: list[str] | list[dict] | None = None, fallback_criterion: str | None = None,
                           overwrite: bool = False, top_n_targets: int = 64, seed: int = 0,
+                          device: str | None = None, dtype: str | torch.dtype | None = None,
                           stages: Stages = silent) -> RejuvenationSummary:
     """Rejuvenate HF checkpoint folders into ``out`` (written atomically; config/tokenizer from ``sft``).
 
-    Fusion alone (``reset_fraction=0`` or ``criterion="none"``) streams tensor by tensor. With a
-    reset, both models are loaded in float32, and every tensor is saved in the dtype the SFT
-    checkpoint stores it in (e.g. bfloat16 weights beside float32 norms).
+    Sized for 1B–8B checkpoints: peak host memory is about one model in its stored dtype.
+    Units are chosen first (``attribution``: the base is loaded alone for its token entropies
+    and freed, then the SFT model is loaded once; ``drift`` reads base weights from the base's
+    files; ``redo``/``random`` need only the SFT model). The models then go, and fusion streams
+    row blocks from both checkpoints, resetting the chosen rows/columns toward the base rows
+    of the same blocks as it writes (``reset.StreamingReset``): the result equals ``rejuvenate``
+    on float32 models saved in the stored dtypes. ``shrink_perturb`` still works in memory
+    (both models in float32). Every tensor keeps the dtype the SFT checkpoint stores it in.
+    Models are scored on ``device`` (default: CUDA when present, else CPU) in ``dtype``
+    (default: bfloat16 on CUDA; on CPU the SFT checkpoint's own floating dtype, since a float32
+    copy of a bfloat16 checkpoint would be twice its size; see ``scoring_dtype``).
     ``calib_texts`` are strings or calibration dicts (see ``regym.rejuvenation.calibration``).
     ``attribution``/``redo`` need them: without them this raises ``ValueError`` naming the fixes,
     unless ``fallback_criterion`` (one that needs no data, e.g. ``"drift"``) is given; that one
     then runs, and the summary (``rejuvenation.json``) records the switch in ``fallback_from``
     and ``warnings``.
     Both folders are checked whole first (``check_checkpoints``: files, config, architecture,
-    finite weights) and so is the result; a fault is a ``CheckpointError`` and nothing is written.
-    The summary is written inside the output before it is renamed into place.
+    finite weights) and so is every block written; a fault is a ``CheckpointError`` and nothing
+    is written. The summary is written inside the output before it is renamed into place.
     Every step that reads, computes or writes a whole model is a stage of ``stages`` with a known
-    total (checking, loading, fusing, scoring units, resetting, checking the result, saving):
-    the ``rejuvenate`` command shows each as a progress bar, or one line per tenth on a pipe.
+    total (checking, loading, scoring units, fusing with the reset): the ``rejuvenate`` command
+    shows each as a progress bar, or one line per tenth on a pipe.
     """
     base, sft, out = resolve_checkpoint(base), resolve_checkpoint(sft), Path(out)
     _check_criterion(criterion)
@@ -208,15 +223,75 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
         fuse_checkpoints(base, sft, out, alpha, overwrite=overwrite, stages=stages,
                          extra_files=lambda folder: record(summary, folder))
         return summary
-    stored = check_checkpoints({"base": base, "SFT": sft}, stages=stages)["SFT"].tensors
+    checkpoints = check_checkpoints({"base": base, "SFT": sft}, stages=stages)
+    stored = checkpoints["SFT"].tensors
+
+    def finish(folder: Path, summary: RejuvenationSummary) -> None:
+        copy_side_files(sft, folder)  # the SFT's config, generation config and tokenizer files, verbatim
+        check_stored_like(tensor_index(folder), stored)
+        record(summary, folder)
+
+    if criterion == "shrink_perturb":
+        return _shrink_perturb_checkpoint(base, sft, out, alpha, seed, stored, finish, stages)
+    where = scoring_device(device)
+    precision = scoring_dtype(dtype, where, stored)
+    plan = _plan_units(base, sft, checkpoints["base"].tensors, criterion, reset_fraction, calib_texts,
+                       top_n_targets, seed, where, precision, stages)
+    summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion)
+    _summarise(summary, plan)
+    summary.diagnostics["scored_on"] = f"{where.type} {DTYPE_NAMES.get(precision, precision)}"
+    reset = StreamingReset(plan, alpha, reset_strength)
+    absent = [name for name in reset.matrices if name not in stored]
+    if absent:
+        raise CheckpointError(f"{sft}: the model's projection {absent[0]!r} is not a tensor of the checkpoint "
+                              "(its files name weights differently from the loaded model), so units cannot be reset")
+    fuse_checkpoints(base, sft, out, alpha, overwrite=overwrite, stages=stages,
+                     extra_files=lambda folder: finish(folder, summary), fuse_block=reset)
+    return summary
+
+
+def _plan_units(base: Path, sft: Path, base_tensors: Mapping[str, TensorInfo], criterion: str, fraction: float,
+                calib_texts: list | None, top_n_targets: int, seed: int, device: torch.device, dtype: torch.dtype,
+                stages: Stages) -> ResetPlan:
+    """The units to reset, holding at most one model at a time: the base only for attribution's entropies."""
+    from transformers import AutoTokenizer
+
+    calib = encode_calibration(AutoTokenizer.from_pretrained(sft), calib_texts) if calib_texts else None
+    base_entropies = None
+    if criterion == "attribution":
+        with stages("loading the base model", 1) as stage:
+            base_model, _ = load_causal_lm(base, dtype, device)
+            stage.advance()
+        with stages("base token entropies (calibration examples)", len(calib)) as stage:
+            base_entropies = token_entropies(base_model, calib, advance=stage.advance)
+        del base_model
+        release_memory(device)
+    with stages("loading the SFT model", 1) as stage:
+        sft_model, _ = load_causal_lm(sft, dtype, device)
+        stage.advance()
+    with ShardReader() as reader:
+        def base_weight(module: str) -> torch.Tensor:
+            info = base_tensors[f"{module}.weight"]
+            return reader.rows(info, 0, info.shape[0])
+
+        plan = select_units(None, sft_model, calib, criterion, fraction, top_n_targets=top_n_targets, seed=seed,
+                            stages=stages, base_entropies=base_entropies, base_weight=base_weight)
+    del sft_model
+    release_memory(device)
+    return plan
+
+
+def _shrink_perturb_checkpoint(base: Path, sft: Path, out: Path, alpha: float, seed: int,
+                               stored: Mapping[str, TensorInfo],
+                               finish: Callable[[Path, RejuvenationSummary], None],
+                               stages: Stages) -> RejuvenationSummary:
+    """Shrink & Perturb in memory: both models in float32 (its noise is drawn per whole parameter)."""
     with stages("loading base and SFT models", 2) as stage:
         base_model, _ = load_causal_lm(base)
         stage.advance(status="base loaded")
-        sft_model, tokenizer = load_causal_lm(sft)
+        sft_model, _ = load_causal_lm(sft)
         stage.advance(status="SFT loaded")
-    calib = encode_calibration(tokenizer, calib_texts) if calib_texts else None
-    model, summary = rejuvenate(base_model, sft_model, alpha, reset_fraction, reset_strength, criterion, calib,
-                                top_n_targets=top_n_targets, seed=seed, stages=stages)
+    model, summary = rejuvenate(base_model, sft_model, alpha, criterion="shrink_perturb", seed=seed, stages=stages)
     cast_to_stored_dtypes(model, stored)
     state = model.state_dict()
     with stages("checking the result (tensors)", len(state)) as stage:
@@ -224,15 +299,55 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
             require_finite(tensor, f"rejuvenated tensor {name!r}")
             stage.advance()
 
-    def finish(folder: Path) -> None:
-        copy_side_files(sft, folder)  # the SFT's config, generation config and tokenizer files, verbatim
-        check_stored_like(tensor_index(folder), stored)
-        record(summary, folder)
-
     with stages(f"saving {out}", 1) as stage:
-        save_model(model, out, extra_files=finish)
+        save_model(model, out, extra_files=lambda folder: finish(folder, summary))
         stage.advance()
     return summary
+
+
+def scoring_device(device: str | torch.device | None = None) -> torch.device:
+    """Where units are scored: ``device`` if given ("auto" and None mean CUDA when present, else the CPU)."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def scoring_dtype(dtype: str | torch.dtype | None, device: torch.device,
+                  stored: Mapping[str, TensorInfo]) -> torch.dtype:
+    """The dtype models are scored in: ``dtype`` if given, else bfloat16 on CUDA, else the stored one.
+
+    On the CPU the default is the floating dtype holding most of the SFT checkpoint's bytes: a
+    float32 checkpoint (the tiny test models) is scored exactly as before, and a bfloat16 one
+    stays bfloat16, because a float32 copy would take twice the checkpoint's size and break the
+    1.5× host-memory bound (issue 18). Attribution only ranks units, so bfloat16's rounding
+    can at most swap units whose scores nearly tie.
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is not None and dtype != "auto":
+        if dtype not in DTYPE_BY_NAME:
+            raise ValueError(f"unknown dtype {dtype!r}; choose from auto, {', '.join(DTYPE_BY_NAME)}")
+        return DTYPE_BY_NAME[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16
+    sizes: dict[torch.dtype, int] = {}
+    for info in stored.values():
+        if info.dtype.is_floating_point:
+            sizes[info.dtype] = sizes.get(info.dtype, 0) + info.nbytes
+    return max(sizes, key=sizes.get) if sizes else torch.float32
+
+
+DTYPE_BY_NAME = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""The ``dtype`` names ``rejuvenate_checkpoint`` (and ``rejuvenate --dtype``) accepts."""
+
+
+def release_memory(device: torch.device) -> None:
+    """Hand a freed model's memory back (to the OS, or CUDA's cache), so the next model does not stack on it."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def missing_calibration(criterion: str) -> str:
