@@ -6,11 +6,16 @@ optimizer) and generate the same number of tokens per episode:
 * regym: ``rollout_func`` plays ``--turns`` turns of ``--tokens`` tokens each in an
   echo game (the env answers every reply with a short observation), then trains on the
   whole multi-turn sequence with the env tokens masked out;
-* TRL: one completion of ``turns × tokens`` tokens per prompt from TRL's own generation.
+* TRL: one completion of ``turns × tokens`` tokens per prompt from TRL's own generation,
+  from the same first prompt (system prompt + first observation) as regym's episodes.
 
-Rewards are random in both so every step has a gradient. A second table compares
-regym's batched rollout (all live episodes in one ``generate`` call) with playing the
-same episodes one at a time, at ``--envs`` envs.
+Rewards are random in both so every step has a gradient. regym is timed twice in the
+same run: before (each turn prefills the whole conversation again) and after (each
+episode's KV cache is kept across turns, ``TokenPolicyAgent(kv_cache=True)``, the
+default). Ratios are given per step and per trained policy token (regym trains on
+its sampled tokens only; TRL on its whole completion). A second table compares regym's
+batched rollout (all live episodes in one ``generate`` call) with playing the same
+episodes one at a time, at ``--envs`` envs, without and with the KV cache.
 
     python benchmarks/rl_step.py [--steps 4] [--turns 4] [--tokens 16] [--envs 8] [--hidden 256 --layers 4]
 """
@@ -18,6 +23,7 @@ same episodes one at a time, at ``--envs`` envs.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import time
 import warnings
@@ -111,12 +117,12 @@ def time_steps(trainer, steps: int) -> tuple[float, float]:
     return sum(cpu[1:]) / steps, sum(wall[1:]) / steps
 
 
-def rl_step_comparison(args) -> tuple[tuple[float, float], tuple[float, float], int, int]:
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
+def regym_step(args, kv_cache: bool) -> tuple[tuple[float, float], float, float]:
+    """regym's RL step: ((CPU s, wall s) per step, CPU s of its rollout per step, trained tokens per episode)."""
     from regym.agents.hf_policy import stop_token_ids_for
+    from regym.rl import trl_bridge
     from regym.rl.config import RLConfig
+    from regym.rl.rollout import play_groups
     from regym.rl.trl_bridge import RegymGRPOTrainer, env_reward, grpo_config, task_dataset
 
     config = RLConfig(env="echo", group_size=args.group, tasks_per_step=args.tasks, num_envs=args.envs,
@@ -137,13 +143,42 @@ def rl_step_comparison(args) -> tuple[tuple[float, float], tuple[float, float], 
         output["env_reward"] = [random.random() for _ in prompts]
         return output
 
-    regym_trainer.rollout_func = rollout_with_random_reward
-    regym_time = time_steps(regym_trainer, args.steps)
-    regym_tokens = sum(sum(t.loss_mask) for t in regym_trainer.last_rollout) // len(regym_trainer.last_rollout)
+    rollout_cpu = []
 
+    def timed_rollout(prompts, trainer):
+        start = time.process_time()
+        output = rollout_with_random_reward(prompts, trainer)
+        rollout_cpu.append(time.process_time() - start)
+        return output
+
+    regym_trainer.rollout_func = timed_rollout
+    # The trainer plays through trl_bridge.play_groups: "before" is the same call with the cache off.
+    trl_bridge.play_groups = functools.partial(play_groups, kv_cache=kv_cache)
+    try:
+        regym_time = time_steps(regym_trainer, args.steps)
+    finally:
+        trl_bridge.play_groups = play_groups
+    episodes = regym_trainer.last_rollout
+    regym_tokens = sum(sum(t.loss_mask) for t in episodes) / len(episodes)
+    return regym_time, sum(rollout_cpu[1:]) / args.steps, regym_tokens
+
+
+def trl_step(args) -> tuple[float, float]:
+    """TRL's single-turn GRPO step on the same model and batch: (CPU s, wall s) per step."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from regym.agents.hf_policy import stop_token_ids_for
+    from regym.agents.prompts import system_prompt
+    from regym.rl.config import RLConfig
+    from regym.rollout import env_id_of
+
+    config = RLConfig(env="echo", group_size=args.group, tasks_per_step=args.tasks, use_cpu=True)
     model, tokenizer = build_model(args.hidden, args.layers)
     NeverStop(model, stop_token_ids_for(tokenizer))
-    prompt = [{"role": "system", "content": "You are an agent."},
+    # The very first prompt regym's episodes get (system prompt + first observation), so that the two
+    # paths differ only by the multi-turn part.
+    prompt = [{"role": "system", "content": system_prompt(env_id_of(echo_game_class(args.turns)()))},
               {"role": "user", "content": "You are in a room. There is a door to the north and a key on the table."}]
     trl_args = GRPOConfig(
         output_dir="/tmp/regym-bench-trl", per_device_train_batch_size=config.batch_episodes,
@@ -153,11 +188,10 @@ def rl_step_comparison(args) -> tuple[tuple[float, float], tuple[float, float], 
         temperature=1.0, seed=0)
     trl_trainer = GRPOTrainer(model, reward_funcs=[random_reward], args=trl_args,
                               train_dataset=Dataset.from_dict({"prompt": [prompt] * 64}), processing_class=tokenizer)
-    trl_time = time_steps(trl_trainer, args.steps)
-    return regym_time, trl_time, regym_tokens, args.turns * args.tokens
+    return time_steps(trl_trainer, args.steps)
 
 
-def rollout_comparison(args) -> tuple[tuple[float, float], tuple[float, float]]:
+def rollout_comparison(args) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
     from regym.agents.hf_policy import HFPolicy, stop_token_ids_for
     from regym.rl.rollout import RolloutLimits, play_groups
 
@@ -167,15 +201,20 @@ def rollout_comparison(args) -> tuple[tuple[float, float], tuple[float, float]]:
     policy = HFPolicy(model, tokenizer, max_new_tokens=args.tokens, seed=0)
     limits = RolloutLimits(args.turns, args.tokens, 4096)
     seeds = list(range(args.envs))
-    cpu, wall = time.process_time(), time.perf_counter()
-    play_groups(policy, [EchoGame(max_turns=args.turns) for _ in range(args.envs)], seeds=seeds, limits=limits)
-    batched = (time.process_time() - cpu, time.perf_counter() - wall)
+
+    def batched(kv_cache: bool) -> tuple[float, float]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        play_groups(policy, [EchoGame(max_turns=args.turns) for _ in range(args.envs)], seeds=seeds, limits=limits,
+                    kv_cache=kv_cache)
+        return time.process_time() - cpu, time.perf_counter() - wall
+
+    without_cache, with_cache = batched(False), batched(True)
     cpu, wall = time.process_time(), time.perf_counter()
     env = EchoGame(max_turns=args.turns)
     for seed in seeds:
-        play_groups(policy, env, seeds=[seed], limits=limits)
+        play_groups(policy, env, seeds=[seed], limits=limits, kv_cache=False)
     sequential = (time.process_time() - cpu, time.perf_counter() - wall)
-    return batched, sequential
+    return without_cache, with_cache, sequential
 
 
 def main(argv=None) -> None:
@@ -193,22 +232,28 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     random.seed(0)
 
-    regym_time, trl_time, regym_tokens, trl_tokens = rl_step_comparison(args)
+    trl_time, trl_tokens = trl_step(args), args.turns * args.tokens
+    before = regym_step(args, kv_cache=False)
+    after = regym_step(args, kv_cache=True)
     print(f"\nRL step (batch {args.group * args.tasks} episodes, G={args.group}, {args.hidden}x{args.layers} Llama, "
-          f"{args.threads} threads, CPU)")
-    print("| path | generated tokens / episode | CPU s / step | ratio | wall s / step | ratio |")
-    print("|---|---|---|---|---|---|")
-    print(f"| TRL single-turn GRPO | {trl_tokens} | {trl_time[0]:.2f} | 1.00 | {trl_time[1]:.2f} | 1.00 |")
-    print(f"| regym multi-turn ({args.turns} turns) | {regym_tokens} | {regym_time[0]:.2f} | "
-          f"{regym_time[0] / trl_time[0]:.2f} | {regym_time[1]:.2f} | {regym_time[1] / trl_time[1]:.2f} |")
+          f"{args.threads} threads, CPU); ratios against TRL, CPU time")
+    print("| path | trained tokens / episode | CPU s / step | rollout CPU s / step | ratio per step "
+          "| ratio per token | wall s / step |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| TRL single-turn GRPO | {trl_tokens} | {trl_time[0]:.2f} | | 1.00 | 1.00 | {trl_time[1]:.2f} |")
+    for name, ((cpu, wall), rollout_cpu, tokens) in (("no cache across turns", before), ("KV cache across turns", after)):
+        per_step = cpu / trl_time[0]
+        print(f"| regym multi-turn ({args.turns} turns), {name} | {tokens:.0f} | {cpu:.2f} | {rollout_cpu:.2f} | "
+              f"{per_step:.2f} | {per_step * trl_tokens / tokens:.2f} | {wall:.2f} |")
 
-    batched, sequential = rollout_comparison(args)
+    without_cache, with_cache, sequential = rollout_comparison(args)
     print(f"\nRollout of {args.envs} episodes x {args.turns} turns x {args.tokens} tokens")
     print("| loop | CPU s | speed-up | wall s | speed-up |")
     print("|---|---|---|---|---|")
     print(f"| one episode at a time | {sequential[0]:.2f} | 1.00 | {sequential[1]:.2f} | 1.00 |")
-    print(f"| batched, {args.envs} envs | {batched[0]:.2f} | {sequential[0] / batched[0]:.2f} | {batched[1]:.2f} | "
-          f"{sequential[1] / batched[1]:.2f} |")
+    for name, (cpu, wall) in ((f"batched, {args.envs} envs", without_cache),
+                              (f"batched, {args.envs} envs, KV cache across turns", with_cache)):
+        print(f"| {name} | {cpu:.2f} | {sequential[0] / cpu:.2f} | {wall:.2f} | {sequential[1] / wall:.2f} |")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ def play_groups(
     limits: RolloutLimits = RolloutLimits(),
     prompt_format: PromptFormat = PromptFormat(),
     on_done: Callable[[int, Trajectory], None] | None = None,
+    kv_cache: bool = True,
 ) -> list[Trajectory]:
     """Play ``group_size`` episodes of each task (a GRPO group) and return them with their token view.
 
@@ -117,8 +118,9 @@ def play_groups(
     ``[task0 × G, task1 × G, ...]``; ``trajectory.group`` is the task index. The episodes are
     played by ``regym.rollout.rollout`` with a ``TokenPolicyAgent``, so a free env takes the
     next pending episode at once and all live episodes share each ``generate`` call.
+    ``kv_cache``: keep each episode's KV cache across turns (``TokenPolicyAgent``).
     """
-    agent = TokenPolicyAgent(policy, limits, prompt_format)
+    agent = TokenPolicyAgent(policy, limits, prompt_format, kv_cache=kv_cache)
 
     def finish(job: int, trajectory: Trajectory) -> None:
         if not trajectory.token_ids:  # the env failed before the policy spoke: keep a well-formed record
@@ -138,14 +140,16 @@ def play_window_groups(
     limits: RolloutLimits = RolloutLimits(),
     prompt_format: PromptFormat = PromptFormat(),
     on_done: Callable[[int, Trajectory], None] | None = None,
+    kv_cache: bool = True,
 ) -> tuple[list[Trajectory], list[list[TurnRow]]]:
     """``play_groups`` with the window context strategy: the trajectories, and each one's training rows.
 
     ``rows[i]`` holds one ``TurnRow`` per policy turn of ``trajectories[i]``, in order. An episode
     that ended before the policy spoke (a failed reset, a first prompt over the limit) gets one
-    fully masked row, so every episode keeps its place in its group.
+    fully masked row, so every episode keeps its place in its group. ``kv_cache``: reuse the
+    prefix each prompt shares with the episode's previous one (``WindowPolicyAgent``).
     """
-    agent = WindowPolicyAgent(policy, history_turns, limits, prompt_format)
+    agent = WindowPolicyAgent(policy, history_turns, limits, prompt_format, kv_cache=kv_cache)
     rows: dict[int, list[TurnRow]] = {}
 
     def finish(job: int, trajectory: Trajectory) -> None:
@@ -180,14 +184,20 @@ class TokenPolicyAgent:
     sequence with one batched ``generate`` call and appends the sampled ids (loss_mask 1,
     behaviour log-probs); ``on_step`` appends the env turn (loss_mask 0), or ends the
     episode truncated when ``limits`` are reached.
+
+    ``kv_cache``: a policy that offers ``prefix_cache()`` (``HFPolicy``) keeps each live
+    episode's KV cache across turns, so a turn prefills only the env's new text; each
+    sequence only ever grows, so the whole of it is reused. Tokens and log-probs are those
+    of a full prefill up to float rounding (tests/test_kv_cache_rollout.py).
     """
 
     def __init__(self, policy: TokenPolicy, limits: RolloutLimits = RolloutLimits(),
-                 prompt_format: PromptFormat = PromptFormat()):
+                 prompt_format: PromptFormat = PromptFormat(), *, kv_cache: bool = True):
         self.policy, self.limits, self.prompt_format = policy, limits, prompt_format
         self.name = getattr(policy, "name", "")
         self.chat = ChatTokens(policy.tokenizer)
         self._replies: dict[int, Generation] = {}  # id(trajectory) -> the reply it is playing this turn
+        self.cache = _prefix_cache(policy) if kv_cache else None
 
     def on_reset(self, trajectory: Trajectory) -> None:
         _start_token_view(trajectory, self.chat.prompt_ids(build_messages(trajectory, self.prompt_format)))
@@ -197,7 +207,8 @@ class TokenPolicyAgent:
     def act(self, trajectories: Sequence[Trajectory]) -> list[str]:
         limits = self.limits
         budget = min(limits.max_new_tokens, *(limits.max_episode_tokens - len(t.token_ids) for t in trajectories))
-        generations = self.policy.generate([t.token_ids for t in trajectories], max_new_tokens=max(1, budget))
+        generations = _generate(self.policy, self.cache, trajectories, [t.token_ids for t in trajectories],
+                                max(1, budget))
         self._replies = {}
         for trajectory, generation in zip(trajectories, generations, strict=True):
             _append(trajectory, generation.token_ids, 1, generation.logprobs)
@@ -216,6 +227,8 @@ class TokenPolicyAgent:
                 truncated, info["truncated_by"] = True, "max_episode_tokens"
             else:
                 _append(trajectory, env_ids, 0, [0.0] * len(env_ids))
+        if (terminated or truncated) and self.cache is not None:
+            self.cache.drop(id(trajectory))
         return truncated, info
 
 
@@ -242,10 +255,14 @@ class WindowPolicyAgent:
     (prompt ids, sampled ids, behaviour log-probs) as the turn's ``TurnRow``. ``on_step`` builds the
     next turn's prompt, and ends the episode truncated at ``max_turns`` or when that prompt leaves
     no room for a reply within ``max_episode_tokens``.
+
+    ``kv_cache``: as in ``TokenPolicyAgent``, but a window prompt is rebuilt each turn, so only
+    the prefix it shares with the previous prompt and reply is reused (the system prompt at
+    least; nearly all of the previous prompt while the window still grows).
     """
 
     def __init__(self, policy: TokenPolicy, history_turns: int, limits: RolloutLimits = RolloutLimits(),
-                 prompt_format: PromptFormat = PromptFormat()):
+                 prompt_format: PromptFormat = PromptFormat(), *, kv_cache: bool = True):
         if history_turns < 0:
             raise ValueError(f"history_turns must be >= 0, not {history_turns}")
         self.policy, self.history_turns = policy, history_turns
@@ -255,6 +272,7 @@ class WindowPolicyAgent:
         self._rows: dict[int, list[TurnRow]] = {}  # id(trajectory) -> its rows so far
         self._prompts: dict[int, list[int]] = {}  # id(trajectory) -> the prompt ids of its next turn
         self._replies: dict[int, Generation] = {}  # id(trajectory) -> the reply it is playing this turn
+        self.cache = _prefix_cache(policy) if kv_cache else None
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         return self.chat.prompt_ids(window_messages(messages, self.history_turns))
@@ -271,7 +289,7 @@ class WindowPolicyAgent:
         limits = self.limits
         prompts = [self._prompts.pop(id(t)) for t in trajectories]
         budget = min(limits.max_new_tokens, *(limits.max_episode_tokens - len(prompt) for prompt in prompts))
-        generations = self.policy.generate(prompts, max_new_tokens=max(1, budget))
+        generations = _generate(self.policy, self.cache, trajectories, prompts, max(1, budget))
         self._replies = {}
         for trajectory, prompt, generation in zip(trajectories, prompts, generations, strict=True):
             if len(generation.logprobs) != len(generation.token_ids):
@@ -301,6 +319,8 @@ class WindowPolicyAgent:
 
     def release(self, trajectory: Trajectory) -> list[TurnRow]:
         """The rows of an episode that has ended (and forget it)."""
+        if self.cache is not None:
+            self.cache.drop(id(trajectory))
         self._prompts.pop(id(trajectory), None)
         self._replies.pop(id(trajectory), None)
         return self._rows.pop(id(trajectory), [])
@@ -310,6 +330,22 @@ class WindowPolicyAgent:
         tokenizer = self.chat.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return TurnRow(self.chat.prompt_ids([{"role": "system", "content": "(no turn played)"}]), [pad], [0.0], [0])
+
+
+def _prefix_cache(policy: TokenPolicy) -> Any:
+    """The policy's cache of conversations across turns (``HFPolicy.prefix_cache``), or None if it has none."""
+    make_cache = getattr(policy, "prefix_cache", None)
+    return make_cache() if make_cache is not None else None
+
+
+def _generate(policy: TokenPolicy, cache: Any, trajectories: Sequence[Trajectory], prompts: list[list[int]],
+              budget: int) -> list[Generation]:
+    """One batched ``generate`` call for the live episodes, through ``cache`` when the agent keeps one."""
+    if cache is None:
+        return policy.generate(prompts, max_new_tokens=budget)
+    keys = [id(t) for t in trajectories]
+    cache.keep_only(keys)  # every live episode is in each batch: the others have ended
+    return policy.generate(prompts, max_new_tokens=budget, cache=cache, keys=keys)
 
 
 def _turn_limit(trajectory: Trajectory, generation: Generation, terminated: bool, truncated: bool,
