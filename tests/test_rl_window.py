@@ -8,7 +8,13 @@ from safetensors.torch import load_file
 from games import CountingGame
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.llm import Generation, chat_token_ids
-from regym.agents.prompts import PromptFormat, build_messages, window_messages
+from regym.agents.prompts import (
+    PromptFormat,
+    build_messages,
+    format_observation,
+    window_messages,
+    without_actions,
+)
 from regym.envs.actions import ParsedAction
 from regym.envs.base import Outcome, TextEnv
 from regym.rl.advantages import step_advantages, turn_advantages
@@ -310,3 +316,20 @@ def test_evaluation_plays_the_window_a_window_trained_policy_saw(monkeypatch):
         with pytest.raises(ZeroDivisionError):
             train_module.evaluate(None, None, RLConfig(context=context, history_turns=3), ["in_distribution"], 1)
         assert asked[-1] == expected
+
+
+def test_only_the_current_observation_lists_its_actions():
+    """Past lists are stale and long (ALFWorld's first room): a window shows the current one alone."""
+    def observed(text, actions):
+        return format_observation(text, {"admissible_actions": actions})
+
+    messages = [{"role": "system", "content": "S"}]
+    for i in range(4):
+        messages += [{"role": "user", "content": observed(f"o{i}", [f"go {i}", "look"])},
+                     {"role": "assistant", "content": f"a{i}"}]
+    messages.append({"role": "user", "content": observed("now", ["take it", "look"])})
+    for k in (0, 1, 10):
+        users = [m["content"] for m in window_messages(messages, k) if m["role"] == "user"]
+        assert users[:-1] == [f"o{i}" for i in (0, *range(4 - min(k, 3), 4))][:len(users) - 1]
+        assert users[-1] == "now\n\nAvailable actions: take it, look"
+    assert without_actions("a room\n\nAvailable actions: x") == "a room" and without_actions("plain") == "plain"

@@ -205,3 +205,28 @@ def test_sft_loss_ignores_the_env_text(demos, tokenizer, tmp_path):
     labelled = [label for label in example["labels"] if label != -100]
     actions = [m["content"] for m in data[0]["messages"] if m["role"] == "assistant"]
     assert tokenizer.decode(labelled) == "<|end|>".join(actions) + "<|end|>"
+
+
+def test_window_rows_train_each_action_on_the_window_rl_shows(demos, tokenizer, tmp_path):
+    """history_turns: one row per expert turn; its prompt is exactly RL's window prompt and only its
+    action (and stop token) is labelled, so SFT and the window context see the same text."""
+    from trl import SFTConfig, SFTTrainer
+
+    from regym.agents.prompts import window_messages
+
+    dataset, _ = demos
+    conversation = list(dataset[0]["messages"])
+    data = sft_dataset(dataset, tokenizer, 512, history_turns=1)
+    assistant_turns = [index for index, m in enumerate(conversation) if m["role"] == "assistant"]
+    assert len(data) >= len(assistant_turns) and set(data.column_names) == {"prompt", "completion"}
+    for row, index in zip(data, assistant_turns, strict=False):
+        assert row["prompt"] == window_messages(conversation[:index], 1)
+        assert row["completion"] == [conversation[index]]
+    config = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, max_length=512, report_to=[],
+                       bf16=False, use_cpu=True, activation_checkpointing=False)
+    trainer = SFTTrainer(model=tiny_model(tokenizer), args=config, train_dataset=data, processing_class=tokenizer)
+    for position in range(len(assistant_turns)):
+        labelled = [label for label in trainer.train_dataset[position]["labels"] if label != -100]
+        assert tokenizer.decode(labelled) == conversation[assistant_turns[position]]["content"] + "<|end|>"
+    with pytest.raises(ValueError, match="no window row fits"):
+        sft_dataset(dataset, tokenizer, 3, history_turns=1)

@@ -76,7 +76,17 @@ def format_observation(observation: str, info: dict[str, Any], prompt_format: Pr
     if not admissible:
         return observation
     shown = list(admissible)[: prompt_format.max_admissible]
-    return f"{observation.strip()}\n\nAvailable actions: {', '.join(shown)}"
+    return f"{observation.strip()}{ACTIONS_HEADER}{', '.join(shown)}"
+
+
+ACTIONS_HEADER = "\n\nAvailable actions: "
+"""What ``format_observation`` puts between an observation and its admissible actions."""
+
+
+def without_actions(content: str) -> str:
+    """A user message as ``format_observation`` made it, less its list of admissible actions."""
+    observation, header, _ = content.rpartition(ACTIONS_HEADER)
+    return observation if header else content
 
 
 def build_messages(
@@ -118,11 +128,16 @@ def window_messages(messages: list[dict[str, str]], history_turns: int) -> list[
     ``messages`` is ``build_messages``' conversation (system, then user/assistant exchanges, then
     the observation to answer). The first exchange is kept whatever ``history_turns`` is, since
     its observation states the task (as ``truncate_history`` keeps it); so a prompt shows at most
-    ``history_turns + 1`` past turns, and a conversation that short is returned whole.
+    ``history_turns + 1`` past turns, and a conversation that short is returned whole. Only the
+    current observation lists its admissible actions, as verl-agent's ALFWorld prompt does: past
+    lists are stale, and in ALFWorld the first room's list alone filled a tenth of the prompts past
+    1,024 tokens.
     """
     if history_turns < 0:
         raise ValueError(f"history_turns must be >= 0, not {history_turns}")
     past = (len(messages) - 2) // 2  # exchanges before the current observation
-    if past <= history_turns + 1:
-        return list(messages)
-    return messages[:3] + messages[len(messages) - 1 - 2 * history_turns:]
+    kept = list(messages) if past <= history_turns + 1 else \
+        messages[:3] + messages[len(messages) - 1 - 2 * history_turns:]
+    return [{**message, "content": without_actions(message["content"])}
+            if message["role"] == "user" and index < len(kept) - 1 else message
+            for index, message in enumerate(kept)]

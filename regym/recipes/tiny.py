@@ -112,6 +112,11 @@ class TinyPipelineConfig:
     0 % / 5 %, 0.5 epoch 34 % / 34 %, 1 epoch 72 % / 48 %, 2 epochs 77 % / 67 %, 3 epochs 100 % / 94 %.
     One epoch wins often enough that GRPO groups carry signal, and leaves RL the gap between its sampled
     and greedy play and more. From half an epoch, RL gains were small and seed-dependent."""
+    sft_view: str = "auto"
+    """What one SFT example is: "conversation" (an episode, cut into windows that fit ``max_length``), "window"
+    (one row per expert turn, its prompt the window RL's ``context: window`` shows), or "auto": the env family's
+    RL context (``rl_defaults``). Measured on ALFWorld (16 tasks x 4 sampled episodes, window k = 2): trained on
+    conversations, the policy won 8/64 (0/64 with every past observation listing its actions)."""
     sft_lr: float = 3e-3
     sft_batch_size: int = 8
     threads: int | None = 1
@@ -372,6 +377,17 @@ def ensure_tiny_pipeline(
     return pipeline
 
 
+def sft_history_turns(config: TinyPipelineConfig, env_id: str) -> int | None:
+    """The window SFT trains on (``sft_view``): None for whole conversations, else its history turns."""
+    from regym.rl.config import env_rl_defaults
+
+    if config.sft_view not in ("auto", "conversation", "window"):
+        raise ValueError(f"sft_view must be 'auto', 'conversation' or 'window', not {config.sft_view!r}")
+    defaults = {**{"context": RLConfig.context, "history_turns": RLConfig.history_turns}, **env_rl_defaults(env_id)}
+    view = defaults["context"] if config.sft_view == "auto" else config.sft_view
+    return int(defaults["history_turns"]) if view == "window" else None
+
+
 def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float, cpu_started: float) -> None:
     """Demos and SFT for one env, written into a temporary folder then renamed to ``pipeline.root``."""
     from transformers import AutoTokenizer
@@ -393,7 +409,7 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
         with StageProgress(f"tiny pipeline 4/4: SFT ({config.sft_epochs:g} epochs)", 1) as progress:
             sft(str(pipeline.base_dir), tokenizer, demos, out_dir=scratch / "sft", epochs=config.sft_epochs,
                 lr=config.sft_lr, batch_size=config.sft_batch_size, max_length=config.max_length,
-                seed=pipeline.seed)
+                seed=pipeline.seed, history_turns=sft_history_turns(config, pipeline.env_id))
             sft_summary = json.loads((scratch / "sft" / "sft_summary.json").read_text())
             accuracy = last_logged(sft_summary["log_history"], "mean_token_accuracy")
             progress.advance(status=f"loss {sft_summary['train_loss']:.3f}, token accuracy "

@@ -74,11 +74,34 @@ def conversation_windows(conversation: Conversation, counts: Sequence[int], max_
     return windows
 
 
-def sft_dataset(dataset, tokenizer, max_length: int):
-    """A dataset with one ``messages`` column, long episodes cut into windows (see module doc)."""
+def window_rows(conversation: Conversation, history_turns: int) -> list[dict[str, Conversation]]:
+    """One prompt/completion row per assistant turn: the prompt is exactly the window a policy trained
+    with ``context: window`` sees (``regym.agents.prompts.window_messages``), the completion its action."""
+    from regym.agents.prompts import window_messages
+
+    return [{"prompt": window_messages(conversation[:index], history_turns), "completion": [message]}
+            for index, message in enumerate(conversation) if message["role"] == "assistant"]
+
+
+def sft_dataset(dataset, tokenizer, max_length: int, history_turns: int | None = None):
+    """A dataset with one ``messages`` column, long episodes cut into windows (see module doc).
+
+    With ``history_turns``, one ``prompt``/``completion`` row per expert turn instead (``window_rows``):
+    SFT then trains on the very prompts RL's window context will show, and TRL's loss is on the
+    completion only. Rows over ``max_length`` tokens are left out.
+    """
     from datasets import Dataset
 
     conversations = [list(messages) for messages in dataset["messages"]]
+    if history_turns is not None:
+        rows = [row for conversation in conversations for row in window_rows(conversation, history_turns)]
+        rendered = [tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False) for row in rows]
+        lengths = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]] if rows else []
+        rows = [row for row, length in zip(rows, lengths, strict=True) if length <= max_length]
+        if not rows:
+            raise ValueError(f"no window row fits max_length={max_length} tokens")
+        return Dataset.from_dict({"prompt": [row["prompt"] for row in rows],
+                                  "completion": [row["completion"] for row in rows]})
     counts = message_token_counts(conversations, tokenizer)
     windows = [window for conversation, count in zip(conversations, counts, strict=True)
                for window in conversation_windows(conversation, count, max_length)]
@@ -126,6 +149,7 @@ def sft(
     weight_decay: float = 0.0,
     logging_steps: int = 10,
     progress: bool = False,
+    history_turns: int | None = None,
 ) -> Path:
     """Fine-tune ``model`` (an HF folder path or a loaded model) on ``dataset`` and save it to ``out_dir``.
 
@@ -134,7 +158,8 @@ def sft(
     ``save_every_epoch``: 1, 2, ... up to ``epochs``) also writes the model at those
     marks to ``out_dir/epochs/epoch-<mark>``. Returns ``out_dir``, an HF folder with
     ``sft_summary.json`` (settings, loss history). Everything is written into a hidden
-    temporary folder and renamed into place at the end (``atomic_directory``).
+    temporary folder and renamed into place at the end (``atomic_directory``). ``history_turns``:
+    train on window rows (``sft_dataset``), for a policy that RL trains with ``context: window``.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -149,13 +174,14 @@ def sft(
     marks = sorted({float(mark) for mark in save_epochs if 0 < float(mark) <= epochs})
     if save_every_epoch:
         marks = sorted(set(marks) | {float(epoch) for epoch in range(1, math.floor(epochs) + 1)})
-    train_data = sft_dataset(dataset, tokenizer, max_length)
+    train_data = sft_dataset(dataset, tokenizer, max_length, history_turns)
 
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size,
                 "gradient_accumulation_steps": gradient_accumulation_steps, "max_length": max_length,
                 "seed": seed, "lr_scheduler_type": lr_scheduler_type, "warmup_steps": warmup_steps,
                 "weight_decay": weight_decay, "episodes": len(dataset), "windows": len(train_data),
-                "save_epochs": marks, "loss": "assistant tokens only (TRL assistant_only_loss)"}
+                "save_epochs": marks, "loss": "assistant tokens only (TRL assistant_only_loss)",
+                "view": "conversation windows" if history_turns is None else f"window rows, {history_turns} turns"}
 
     with atomic_directory(out_dir) as scratch:
         config = SFTConfig(
