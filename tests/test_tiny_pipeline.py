@@ -172,3 +172,21 @@ def test_cold_cache_build_reproduces_the_recorded_pipeline(tmp_path, monkeypatch
     standard_error = (RECORDED_STEP0_SUCCESS * (1 - RECORDED_STEP0_SUCCESS) / rl_config.eval_episodes) ** 0.5
     assert abs(start["success_rate"] - RECORDED_STEP0_SUCCESS) <= 3 * standard_error
     assert 0.0 < start["success_rate"] < 1.0  # RL has signal and room
+
+
+def test_demo_expert_and_sft_view_follow_the_env():
+    """ALFWorld's demos can come from either expert, and window-context envs SFT on window rows."""
+    from regym.recipes.tiny import demo_env_kwargs, sft_history_turns
+
+    default = TinyPipelineConfig()
+    assert demo_env_kwargs(default, "regym/ALFWorld-v0") == {}
+    assert demo_env_kwargs(TinyPipelineConfig(demo_expert="search"), "regym/ALFWorld-v0") == {"expert": "search"}
+    with pytest.raises(ValueError, match="has no expert option"):
+        demo_env_kwargs(TinyPipelineConfig(demo_expert="search"), "regym/TextWorld-v0")
+    assert sft_history_turns(default, "regym/ALFWorld-v0") == 2  # ALFWorld's rl_defaults: window, k = 2
+    assert sft_history_turns(default, "regym/TextWorld-v0") is None  # full context: whole conversations
+    assert sft_history_turns(TinyPipelineConfig(sft_view="window"), "regym/TextWorld-v0") == 2
+    assert sft_history_turns(TinyPipelineConfig(sft_view="conversation"), "regym/ALFWorld-v0") is None
+    with pytest.raises(ValueError, match="sft_view"):
+        sft_history_turns(TinyPipelineConfig(sft_view="rows"), "regym/ALFWorld-v0")
+    assert default.digest() != TinyPipelineConfig(demo_expert="search").digest()  # a separate cache folder

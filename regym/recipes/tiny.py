@@ -112,6 +112,9 @@ class TinyPipelineConfig:
     0 % / 5 %, 0.5 epoch 34 % / 34 %, 1 epoch 72 % / 48 %, 2 epochs 77 % / 67 %, 3 epochs 100 % / 94 %.
     One epoch wins often enough that GRPO groups carry signal, and leaves RL the gap between its sampled
     and greedy play and more. From half an epoch, RL gains were small and seed-dependent."""
+    demo_expert: str | None = None
+    """Which expert plays the demos, for envs with an ``expert`` option (ALFWorld: "planner", from the true
+    state, or "search", ALFWorld's handcoded searching expert); None: the env's default (ALFWorld's planner)."""
     sft_view: str = "auto"
     """What one SFT example is: "conversation" (an episode, cut into windows that fit ``max_length``), "window"
     (one row per expert turn, its prompt the window RL's ``context: window`` shows), or "auto": the env family's
@@ -377,6 +380,17 @@ def ensure_tiny_pipeline(
     return pipeline
 
 
+def demo_env_kwargs(config: TinyPipelineConfig, env_id: str) -> dict[str, Any]:
+    """The demo env's options: its ``expert`` when ``demo_expert`` names one."""
+    from regym.envs import accepts_option
+
+    if config.demo_expert is None:
+        return {}
+    if not accepts_option(env_id, "expert"):
+        raise ValueError(f"demo_expert={config.demo_expert!r}, but {env_id} has no expert option")
+    return {"expert": config.demo_expert}
+
+
 def sft_history_turns(config: TinyPipelineConfig, env_id: str) -> int | None:
     """The window SFT trains on (``sft_view``): None for whole conversations, else its history turns."""
     from regym.rl.config import env_rl_defaults
@@ -402,7 +416,8 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
             demos = collect_demos(pipeline.env_id, agent="expert", episodes=config.demo_episodes,
                                   split="in_distribution", seed=seeds.demo_seeds(pipeline.seed, 1)[0],
                                   out_dir=scratch / "demos",
-                                  task_pool=config.task_pool, only_successes=True)
+                                  task_pool=config.task_pool, only_successes=True,
+                                  env_kwargs=demo_env_kwargs(config, pipeline.env_id))
             progress.advance(status=f"{len(demos)} won episodes")
         sft_started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(str(pipeline.base_dir))

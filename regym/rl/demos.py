@@ -67,20 +67,23 @@ def collect_demos(
     prompt_format: PromptFormat = PromptFormat(),
     num_envs: int = 1,
     progress: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
 ):
     """Play ``episodes`` episodes (reset seeds ``seed, seed+1, ...``) and return them as a Dataset.
 
     ``only_successes`` keeps won episodes only (the usual filter for SFT data when the
     agent is not a perfect expert). With ``out_dir`` the dataset is also written with
     ``save_to_disk`` (atomically: a temporary folder, then a rename) and can be read
-    back with ``datasets.load_from_disk``.
+    back with ``datasets.load_from_disk``. ``env_kwargs``: options for the env (e.g. ALFWorld's
+    ``expert="search"``: which expert the ``"expert"`` agent follows).
     """
     from datasets import Dataset
 
     from regym.envs import make_pooled_env
 
     agent = make_agent(agent, seed) if isinstance(agent, str) else agent
-    envs = [make_pooled_env(env_id, split=split, max_turns=max_turns, task_pool=task_pool) for _ in range(num_envs)]
+    envs = [make_pooled_env(env_id, split=split, max_turns=max_turns, task_pool=task_pool, env_kwargs=env_kwargs)
+            for _ in range(num_envs)]
     try:
         trajectories = rollout(envs, agent, seeds=list(range(seed, seed + episodes)), progress=progress)
     finally:
