@@ -14,6 +14,7 @@ config is printed at start, with where each value came from, and saved as ``OUTP
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 
@@ -55,6 +56,24 @@ def print_config(config: RLConfig, sources: dict[str, str] | None = None) -> Non
     Console().print(table)
 
 
+@contextlib.contextmanager
+def main_process_first(config: RLConfig):
+    """Run the block on the main process first, then on the others (several processes: ``accelerate launch``);
+    yields whether this is the main process. A lone process just runs it."""
+    from regym.rl.trl_bridge import process_count
+
+    if process_count() == 1:
+        yield True
+        return
+    import torch
+
+    from regym.rl.train import join_processes
+
+    state = join_processes(config.use_cpu if config.use_cpu is not None else not torch.cuda.is_available())
+    with state.main_process_first():
+        yield state.is_main_process
+
+
 def main(argv: list[str] | None = None) -> int:
     config_file, overrides = parse_overrides(RLConfig, argv, prog="rl-train", description=__doc__, choices=CHOICES)
     try:
@@ -73,14 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     from regym.rl.train import summary_table, train
 
     given = config
-    config = with_tiny_pipeline(config)  # no --model: the tiny pipeline's SFT checkpoint (built once, cached)
+    with main_process_first(config) as is_main:  # under `accelerate launch`, one process builds the pipeline
+        config = with_tiny_pipeline(config)  # no --model: the tiny pipeline's SFT checkpoint (built once, cached)
     sources.update({field.name: "tiny pipeline" for field in dataclasses.fields(RLConfig)
                     if getattr(config, field.name) != getattr(given, field.name)})
-    print_config(config, sources)
+    if is_main:
+        print_config(config, sources)
 
     summary = train(config)
-    print(summary_table(summary))
-    print(f"outputs in {config.output_dir} (summary.json, learning_curve.png, final/)")
+    if is_main:
+        print(summary_table(summary))
+        print(f"outputs in {config.output_dir} (summary.json, learning_curve.png, final/)")
     return 0
 
 
