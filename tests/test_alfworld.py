@@ -293,3 +293,15 @@ def test_search_expert_wins_nine_in_ten_of_60_games_per_split(cache):
     for split in ("in_distribution", "out_of_distribution"):
         wins = search_expert_wins(split, 60)
         assert sum(map(sum, wins.values())) >= 54 and all(sum(won) >= 7 for won in wins.values()), (split, dict(wins))
+
+
+def test_task_types_draw_a_pool_of_those_types_from_the_same_games(cache):
+    """task_types narrows the pool to some types; each task is the same game the whole pool holds."""
+    chosen = ["look_at_obj_in_light", "pick_and_place_simple"]
+    assert [tasks.index_of_type(i, tasks.check_task_types(chosen)) for i in range(5)] == [0, 1, 6, 7, 12]
+    env = gym.make("regym/ALFWorld-v0", split=OOD, num_tasks=3, task_types=chosen)
+    drawn = {env.reset(seed=seed)[1]["task_id"] for seed in range(12)}
+    assert drawn == {tasks.generated_task_id(OOD, index) for index in (0, 1, 6)}  # SIMPLE, LIGHT, then simple
+    assert {tasks.task_type_for(tasks.parse_generated_task_id(t)[2]) for t in drawn} == set(chosen)
+    with pytest.raises(ValueError, match="task_types must name"):
+        gym.make("regym/ALFWorld-v0", task_types=["pick_and_juggle"])

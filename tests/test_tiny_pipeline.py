@@ -179,8 +179,9 @@ def test_demo_expert_and_sft_view_follow_the_env():
     from regym.recipes.tiny import demo_env_kwargs, sft_history_turns
 
     default = TinyPipelineConfig()
-    assert demo_env_kwargs(default, "regym/ALFWorld-v0") == {}
-    assert demo_env_kwargs(TinyPipelineConfig(demo_expert="search"), "regym/ALFWorld-v0") == {"expert": "search"}
+    pool = {"task_types": ["pick_and_place_simple", "look_at_obj_in_light"]}
+    assert demo_env_kwargs(default, "regym/ALFWorld-v0") == pool and demo_env_kwargs(default, "regym/TextWorld-v0") == {}
+    assert demo_env_kwargs(TinyPipelineConfig(demo_expert="search"), "regym/ALFWorld-v0") == {**pool, "expert": "search"}
     with pytest.raises(ValueError, match="has no expert option"):
         demo_env_kwargs(TinyPipelineConfig(demo_expert="search"), "regym/TextWorld-v0")
     assert sft_history_turns(default, "regym/ALFWorld-v0") == 2  # ALFWorld's rl_defaults: window, k = 2

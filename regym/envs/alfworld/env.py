@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ class ALFWorldEnv(TextEnv):
             (real data: ``valid_seen``/``valid_unseen`` vs ``train``; generated: two
             disjoint seed streams).
         num_tasks: size of the generated pool a seeded reset draws from.
+        task_types: draw generated tasks of these types only (ALFWorld's six: ``tasks.TASK_TYPES``); the
+            pool is then the first ``num_tasks`` generated tasks of those types, the same games as in the
+            whole pool. None: all six.
         expert: which expert fills ``info["expert_action"]``/``info["expert_plan"]``:
             "planner" (plans from the true state) or "search" (ALFWorld's handcoded expert);
             False or None for none (both None). True means "planner".
@@ -83,6 +87,7 @@ class ALFWorldEnv(TextEnv):
         num_tasks: int = 100,
         expert: str | bool | None = "planner",
         generator_seed: int = 0,
+        task_types: str | Sequence[str] | None = None,
     ):
         super().__init__(split=split, max_turns=max_turns, invalid_action_penalty=invalid_action_penalty,
                          render_mode=render_mode)
@@ -98,10 +103,14 @@ class ALFWorldEnv(TextEnv):
             raise ValueError(f"expert must be one of {EXPERTS} or False, not {expert!r}")
         self.games = games
         self.num_tasks = int(num_tasks)
+        self.task_types = tasks.check_task_types(task_types)
         self.expert: str | None = expert or None
         self.generator_seed = int(generator_seed)
         self.data_root = self._find_data(data_path, source)
         self.source = "real" if self.data_root is not None else "generated"
+        if self.task_types is not None and self.source == "real":
+            raise ValueError("task_types chooses among generated tasks; ALFWorld's own games (data_path) "
+                             "are played as they are: pass source='generated', or drop task_types")
         self._real_games: list[Path] | None = None
         self._engine = None
         self._loaded_game: Path | None = None
@@ -137,7 +146,8 @@ class ALFWorldEnv(TextEnv):
         if self.source == "real":
             pool = self._real_pool()
             return str(pool[int(rng.integers(len(pool)))])
-        return tasks.generated_task_id(self.split, int(rng.integers(self.num_tasks)), self.games)
+        index = tasks.index_of_type(int(rng.integers(self.num_tasks)), self.task_types)
+        return tasks.generated_task_id(self.split, index, self.games)
 
     def game_file(self, task_id: str) -> Path:
         """The ``game.tw-pddl`` a task id plays (generating the task on first use)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -477,6 +478,26 @@ def parse_generated_task_id(task_id: str) -> tuple[str, str, int]:
 def task_type_for(index: int) -> str:
     """Task types rotate with the index, so any 6 consecutive tasks hold all six types."""
     return TASK_TYPES[index % len(TASK_TYPES)]
+
+
+def check_task_types(task_types: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``task_types`` as a tuple in ALFWorld's order (None: all six); unknown names raise."""
+    if task_types is None:
+        return None
+    chosen = (task_types,) if isinstance(task_types, str) else tuple(task_types)
+    unknown = sorted(set(chosen) - set(TASK_TYPES))
+    if unknown or not chosen:
+        raise ValueError(f"task_types must name some of {TASK_TYPES}, not {unknown or chosen}")
+    return tuple(kind for kind in TASK_TYPES if kind in chosen)
+
+
+def index_of_type(position: int, task_types: tuple[str, ...] | None) -> int:
+    """The generated-task index of the ``position``-th task whose type is in ``task_types`` (None: any)."""
+    if task_types is None:
+        return position
+    slots = [offset for offset, kind in enumerate(TASK_TYPES) if kind in task_types]
+    cycle, slot = divmod(position, len(slots))
+    return cycle * len(TASK_TYPES) + slots[slot]
 
 
 def generated_dir(split: str, phase: str, index: int) -> Path:
