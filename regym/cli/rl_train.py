@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     given = config
     with main_process_first(config) as is_main:  # under `accelerate launch`, one process builds the pipeline
-        config = with_tiny_pipeline(config)  # no --model: the tiny pipeline's SFT checkpoint (built once, cached)
+        config = with_tiny_pipeline(config, sources)  # no --model: the tiny pipeline's SFT checkpoint (built once, cached)
     sources.update({field.name: "tiny pipeline" for field in dataclasses.fields(RLConfig)
                     if getattr(config, field.name) != getattr(given, field.name)})
     if is_main:
