@@ -191,3 +191,16 @@ def test_demo_expert_and_sft_view_follow_the_env():
     with pytest.raises(ValueError, match="sft_view"):
         sft_history_turns(TinyPipelineConfig(sft_view="rows"), "regym/ALFWorld-v0")
     assert default.digest() != TinyPipelineConfig(demo_expert="search").digest()  # a separate cache folder
+
+
+def test_embedded_rl_settings_fill_only_what_the_user_left_unset():
+    from regym.recipes.tiny import embedded_rl_settings
+    from regym.rl.config import resolve_config
+
+    config = TinyPipelineConfig()
+    _, sources = resolve_config(None, {"env": "alfworld", "max_steps": 5})
+    chosen = embedded_rl_settings(config, "regym/ALFWorld-v0", sources)
+    assert chosen == {"max_turns": 15, "advantage_estimator": "gigpo", "eval_every": 8}  # max_steps is the user's
+    assert embedded_rl_settings(config, "regym/TextWorld-v0", sources) == {}
+    assert embedded_rl_settings(config, "regym/ALFWorld-v0", None) == {}
+    assert config.digest() == dataclasses.replace(config, rl_settings=()).digest()  # RL settings key no cache

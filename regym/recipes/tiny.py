@@ -487,8 +487,12 @@ def with_tiny_pipeline(config: RLConfig, sources: dict[str, str] | None = None) 
         env_kwargs.setdefault("num_tasks", pool)
     for key, value in pool_env_kwargs(pipeline.config, env_id).items():
         env_kwargs.setdefault(key, value)
-    settings = dict(dict(pipeline.config.rl_settings).get(env_id, ()))
-    chosen = {name: value for name, value in settings.items()
-              if sources is not None and sources.get(name, "default") in ("default", "env")}
     return replace(config, model=str(pipeline.sft_dir), base=config.base or str(pipeline.base_dir),
-                   env_kwargs=env_kwargs, **chosen)
+                   env_kwargs=env_kwargs, **embedded_rl_settings(pipeline.config, env_id, sources))
+
+
+def embedded_rl_settings(config: TinyPipelineConfig, env_id: str, sources: dict[str, str] | None) -> dict[str, Any]:
+    """The pipeline's ``rl_settings`` for ``env_id`` that no flag, file or preset set (none without ``sources``)."""
+    settings = dict(dict(config.rl_settings).get(env_id, ()))
+    return {name: value for name, value in settings.items()
+            if sources is not None and sources.get(name, "default") in ("default", "env")}
