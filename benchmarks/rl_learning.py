@@ -20,16 +20,16 @@ from pathlib import Path
 
 def run_seed(env: str, seed: int, out: Path, rejuvenate: bool, overrides: dict) -> dict:
     from regym.recipes.tiny import with_tiny_pipeline
-    from regym.rl.config import load_config
+    from regym.rl.config import resolve_config
     from regym.rl.train import read_jsonl, train
 
     run_dir = out / f"seed{seed}"
     if (run_dir / "summary.json").is_file():  # finished earlier: reuse
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
-        config = load_config(None, {"env": env, "seed": seed, "rejuvenate": rejuvenate, "output_dir": str(run_dir),
-                                    "progress": False, **overrides})
-        summary = train(with_tiny_pipeline(config))  # its "seconds" is the run's wall time
+        config, sources = resolve_config(None, {"env": env, "seed": seed, "rejuvenate": rejuvenate,
+                                                "output_dir": str(run_dir), "progress": False, **overrides})
+        summary = train(with_tiny_pipeline(config, sources))  # as rl-train; its "seconds" is the run's wall time
     summary["evals"] = read_jsonl(run_dir / "eval.jsonl")
     return summary
 
@@ -93,6 +93,12 @@ def main() -> None:
                        for step in steps)
     finite = [ratio for ratio in ratios if ratio != float("inf")]
     print(f"| mean ± 95% CI | {means} | {format_ci(gains)} | {format_ci(finite, 2)}× | |")
+    ood = "out_of_distribution"
+    print(f"\n| seed | {ood} before RL | after RL |\n|---|---|---|")
+    for seed, summary in sorted(summaries.items()):
+        rows = [row for row in summary["evals"] if ood in row]
+        if rows:
+            print(f"| {seed} | {rows[0][ood]['success_rate']:.3f} | {rows[-1][ood]['success_rate']:.3f} |")
     figure = out / "learning_curves.png"
     plot(curves, figure, f"{args.env}: RL from {'rejuvenated ' if args.rejuvenate else ''}SFT, {len(curves)} seeds")
     print(f"\ncurves: {figure}")
