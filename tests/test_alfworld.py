@@ -305,3 +305,25 @@ def test_task_types_draw_a_pool_of_those_types_from_the_same_games(cache):
     assert {tasks.task_type_for(tasks.parse_generated_task_id(t)[2]) for t in drawn} == set(chosen)
     with pytest.raises(ValueError, match="task_types must name"):
         gym.make("regym/ALFWorld-v0", task_types=["pick_and_juggle"])
+
+
+def test_dense_reward_is_progress_along_the_planners_plan(cache):
+    """Each step pays the plan steps it removed over the plan at the start: the expert's steps sum to 1, a
+    detour costs until it is undone, and winning is ALFWorld's either way."""
+    env = gym.make("regym/ALFWorld-v0", split=OOD, dense_reward=True)
+    _, info = env.reset(options={"task_id": SIMPLE})
+    plan = list(info["expert_plan"])
+    go_elsewhere = next(a for a in info["admissible_actions"] if a.startswith("go to ") and a != plan[0])
+    _, detour, *_ = env.step(go_elsewhere)
+    assert detour <= 0
+    rewards = [detour]
+    while True:
+        _, reward, terminated, truncated, info = env.step(info["expert_action"])
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    assert terminated and info["won"]
+    assert sum(rewards) == pytest.approx(1.0) and all(r > 0 for r in rewards[1:] if r != 0)
+    sparse = gym.make("regym/ALFWorld-v0", split=OOD)
+    _, info = sparse.reset(options={"task_id": SIMPLE})
+    assert [sparse.step(action)[1] for action in plan][-1] == 1.0

@@ -60,6 +60,10 @@ class ALFWorldEnv(TextEnv):
         task_types: draw generated tasks of these types only (ALFWorld's six: ``tasks.TASK_TYPES``); the
             pool is then the first ``num_tasks`` generated tasks of those types, the same games as in the
             whole pool. None: all six.
+        dense_reward: pay progress along the planner's shortest plan instead of ALFWorld's 0/1 win reward: each
+            step pays (plan steps left before - after) / plan steps at the start, a potential-based shaping
+            that telescopes to 1 for a win and leaves the best policy unchanged (as TextWorld's option; for RL
+            on small policies whose groups would otherwise all lose). Success is ALFWorld's ``won`` either way.
         expert: which expert fills ``info["expert_action"]``/``info["expert_plan"]``:
             "planner" (plans from the true state) or "search" (ALFWorld's handcoded expert);
             False or None for none (both None). True means "planner".
@@ -88,6 +92,7 @@ class ALFWorldEnv(TextEnv):
         expert: str | bool | None = "planner",
         generator_seed: int = 0,
         task_types: str | Sequence[str] | None = None,
+        dense_reward: bool = False,
     ):
         super().__init__(split=split, max_turns=max_turns, invalid_action_penalty=invalid_action_penalty,
                          render_mode=render_mode)
@@ -104,6 +109,8 @@ class ALFWorldEnv(TextEnv):
         self.games = games
         self.num_tasks = int(num_tasks)
         self.task_types = tasks.check_task_types(task_types)
+        self.dense_reward = bool(dense_reward)
+        self._steps_left = self._steps_at_start = 0
         self.expert: str | None = expert or None
         self.generator_seed = int(generator_seed)
         self.data_root = self._find_data(data_path, source)
@@ -180,6 +187,11 @@ class ALFWorldEnv(TextEnv):
         }
         self._params = tasks.task_params(traj) if traj.get("pddl_params") else None
         self._search = None
+        if self.dense_reward:
+            if self._params is None:
+                raise ValueError(f"dense_reward needs the task's PDDL parameters, and {game_file} has none")
+            self._steps_left = self._steps_at_start = max(1, len(tasks.current_expert_plan(self._engine, self._params)
+                                                                 or []))
         if self.expert == "search" and self._params is not None:
             self._search = SearchExpert(game_file, seed=task_id)
         return Outcome(room_observation(self._state["feedback"]), info=self._extras(last_action=""))
@@ -191,12 +203,20 @@ class ALFWorldEnv(TextEnv):
         won = bool(self._state["won"])
         return Outcome(
             self._state["feedback"],
-            reward=float(score),
+            reward=self._progress(won) if self.dense_reward else float(score),
             terminated=bool(done),
             won=won,
             valid=admissible,
             info=self._extras(last_action=action),
         )
+
+    def _progress(self, won: bool) -> float:
+        """Planner steps this action removed (negative for a detour), over the plan's steps at the start."""
+        plan = [] if won else tasks.current_expert_plan(self._engine, self._params)
+        steps_left = len(plan) if plan is not None and (won or plan) else self._steps_left  # no plan: unmeasurable
+        reward = (self._steps_left - steps_left) / self._steps_at_start
+        self._steps_left = steps_left
+        return reward
 
     def _expert_plan(self, last_action: str) -> list[str] | None:
         """The expert's plan from here; the search expert is told every move, once, in order."""
