@@ -45,3 +45,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_sft(tmp_path_factory):
+    """A tiny random chat model saved as a Hugging Face folder (the RL tests' SFT checkpoint)."""
+    from tiny_chat import tiny_chat_model
+
+    folder = tmp_path_factory.mktemp("tiny-sft")
+    model, tokenizer = tiny_chat_model(seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

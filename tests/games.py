@@ -1,5 +1,6 @@
 """Small text games shared by tests: exact rules, no engine, so tests check regym's own logic."""
 
+from regym.envs.actions import ParsedAction
 from regym.envs.base import Outcome, TextEnv
 
 
@@ -24,3 +25,26 @@ class CountingGame(TextEnv):
 
     def _extras(self):
         return {"admissible_actions": [str(self.count + 1), "0"], "expert_action": str(self.count + 1)}
+
+
+class VowelGame(TextEnv):
+    """Two replies; each earns the share of its characters that are "e" (success: above a quarter)."""
+
+    instructions = "Write words full of the letter e."
+
+    def _task_id_for(self, rng):
+        return f"vowels-{int(rng.integers(0, 4))}"
+
+    def _begin(self, task_id):
+        self.replies = 0
+        return Outcome("Say something with many e.")
+
+    def parse(self, text):
+        return ParsedAction(text)
+
+    def _act(self, action):
+        self.replies += 1
+        share = action.count("e") / max(1, len(action))
+        done = self.replies == 2
+        return Outcome("Again." if not done else "Done.", reward=share, terminated=done,
+                       won=done and share > 0.25)

@@ -19,38 +19,14 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from regym.envs.actions import ParsedAction
-from regym.envs.base import Outcome, TextEnv
+from games import VowelGame  # tests/ is the script's folder, so first on sys.path
 from regym.trajectory import Trajectory, read_jsonl
 
 ENV_ID = "regym-test/LetterE-v0"
 
 
-class LetterEGame(TextEnv):
-    """Two replies; each earns the share of its characters that are "e" (success: above a quarter)."""
-
-    instructions = "Write words full of the letter e."
-
-    def _task_id_for(self, rng):
-        return f"letter-e-{int(rng.integers(0, 4))}"
-
-    def _begin(self, task_id):
-        self.replies = 0
-        return Outcome("Say something with many e.")
-
-    def parse(self, text):
-        return ParsedAction(text)
-
-    def _act(self, action):
-        self.replies += 1
-        share = action.count("e") / max(1, len(action))
-        done = self.replies == 2
-        return Outcome("Again." if not done else "Done.", reward=share, terminated=done,
-                       won=done and share > 0.25)
-
-
 if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point=LetterEGame)
+    gym.register(id=ENV_ID, entry_point=VowelGame)
 
 
 def recording_play_groups(original, played: Path, replay: Path | None):

@@ -9,20 +9,10 @@ from test_rl_train import config_for
 
 from regym.rl.accounting import UpdateNorm, overlap_seconds
 from regym.rl.train import read_jsonl, train
-from tiny_chat import tiny_chat_model
 
 torch.set_num_threads(1)
 KEYS = ("time/step_s", "time/rollout_s", "time/sync_s", "time/train_s", "tokens/generated", "tokens/per_s",
         "memory/peak_gib", "memory/rss_peak_gib", "memory/rss_gib", "update_norm", "update_ratio", "grad_norm")
-
-
-@pytest.fixture(scope="module")
-def tiny_sft(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-sft")
-    model, tokenizer = tiny_chat_model(seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:

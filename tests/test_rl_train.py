@@ -11,8 +11,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from regym.envs.actions import ParsedAction
-from regym.envs.base import Outcome, TextEnv
+from games import VowelGame
 from regym.rl.checkpoints import list_checkpoints, read_state
 from regym.rl.config import RLConfig, load_config
 from regym.rl.train import read_jsonl, train
@@ -20,27 +19,6 @@ from tiny_chat import tiny_chat_model
 
 torch.set_num_threads(1)
 ENV_ID = "regym-test/Vowels-v0"
-
-
-class VowelGame(TextEnv):
-    instructions = "Write words full of the letter e."
-
-    def _task_id_for(self, rng):
-        return f"vowels-{int(rng.integers(0, 4))}"
-
-    def _begin(self, task_id):
-        self.replies = 0
-        return Outcome("Say something with many e.")
-
-    def parse(self, text):
-        return ParsedAction(text)
-
-    def _act(self, action):
-        self.replies += 1
-        share = action.count("e") / max(1, len(action))
-        done = self.replies == 2
-        return Outcome("Again." if not done else "Done.", reward=share, terminated=done,
-                       won=done and share > 0.25)
 
 
 class ExpertVowelGame(VowelGame):
@@ -62,15 +40,6 @@ if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point=VowelGame)
 if EXPERT_ENV_ID not in gym.registry:
     gym.register(id=EXPERT_ENV_ID, entry_point=ExpertVowelGame)
-
-
-@pytest.fixture(scope="module")
-def tiny_sft(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-sft")
-    model, tokenizer = tiny_chat_model(seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def config_for(folder, out, **overrides):

@@ -201,15 +201,6 @@ def test_an_episode_that_never_played_keeps_one_masked_row_in_its_group(tiny):
     assert [len(r) for r in rows[4:]] == [2, 2] and all(row.loss_mask[0] == 1 for r in rows[4:] for row in r)
 
 
-@pytest.fixture(scope="module")
-def tiny_sft(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-sft")
-    model, tokenizer = tiny_chat_model(seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("estimator,loss_type", [("grpo", "grpo"), ("gigpo", "dapo")])
 def test_one_window_training_step_runs_through_trl_on_one_row_per_turn_and_changes_the_weights(
         tiny_sft, tmp_path, monkeypatch, estimator, loss_type):
