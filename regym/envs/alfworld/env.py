@@ -111,6 +111,7 @@ class ALFWorldEnv(TextEnv):
         self.task_types = tasks.check_task_types(task_types)
         self.dense_reward = bool(dense_reward)
         self._steps_left = self._steps_at_start = 0
+        self._plan_of_state: list[str] | None = None
         self.expert: str | None = expert or None
         self.generator_seed = int(generator_seed)
         self.data_root = self._find_data(data_path, source)
@@ -176,6 +177,7 @@ class ALFWorldEnv(TextEnv):
                 self._engine.load(str(game_file))
                 self._loaded_game = game_file
             self._state = self._engine.reset()
+        self._plan_of_state = None
         traj_file = game_file.parent / "traj_data.json"
         traj = json.loads(traj_file.read_text()) if traj_file.exists() else {}
         scene = traj.get("scene", {})
@@ -190,8 +192,7 @@ class ALFWorldEnv(TextEnv):
         if self.dense_reward:
             if self._params is None:
                 raise ValueError(f"dense_reward needs the task's PDDL parameters, and {game_file} has none")
-            self._steps_left = self._steps_at_start = max(1, len(tasks.current_expert_plan(self._engine, self._params)
-                                                                 or []))
+            self._steps_left = self._steps_at_start = max(1, len(self._planner_plan() or []))
         if self.expert == "search" and self._params is not None:
             self._search = SearchExpert(game_file, seed=task_id)
         return Outcome(room_observation(self._state["feedback"]), info=self._extras(last_action=""))
@@ -200,6 +201,7 @@ class ALFWorldEnv(TextEnv):
         admissible = action in self._state["admissible_commands"]
         with keep_argv():
             self._state, score, done = self._engine.step(action)
+        self._plan_of_state = None
         won = bool(self._state["won"])
         return Outcome(
             self._state["feedback"],
@@ -212,7 +214,7 @@ class ALFWorldEnv(TextEnv):
 
     def _progress(self, won: bool) -> float:
         """Planner steps this action removed (negative for a detour), over the plan's steps at the start."""
-        plan = [] if won else tasks.current_expert_plan(self._engine, self._params)
+        plan = [] if won else self._planner_plan()
         steps_left = len(plan) if plan is not None and (won or plan) else self._steps_left  # no plan: unmeasurable
         reward = (self._steps_left - steps_left) / self._steps_at_start
         self._steps_left = steps_left
@@ -227,7 +229,14 @@ class ALFWorldEnv(TextEnv):
             facts = [pddl_env._get_human_readable_fact(fact) for fact in self._state["_facts"]]
             action = self._search.next_action(self._state, facts, last_action)
             return [action] if action is not None else None
-        return tasks.current_expert_plan(self._engine, self._params)
+        return self._planner_plan()
+
+    def _planner_plan(self) -> list[str]:
+        """The planner's plan from the current state, computed once per state (the dense reward and
+        ``expert_plan`` both read it)."""
+        if self._plan_of_state is None:
+            self._plan_of_state = tasks.current_expert_plan(self._engine, self._params)
+        return self._plan_of_state
 
     def _extras(self, last_action: str) -> dict[str, Any]:
         plan = self._expert_plan(last_action)
