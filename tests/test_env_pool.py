@@ -76,6 +76,8 @@ def actor_dies(actor, within: float) -> bool:
             ray.get(actor.describe.remote(), timeout=within)
         except ray.exceptions.RayActorError:
             return True
+        except ray.exceptions.RayTaskError:  # alive for a moment more, its copies already closed
+            pass
         time.sleep(0.1)
     return False
 

@@ -116,6 +116,8 @@ class EnvWorker:
         self.envs = {index: gym.make(env_id, **env_kwargs) for index in copies}
 
     def describe(self) -> EnvDescription:
+        if not self.envs:
+            raise RuntimeError("this worker hosts no env copies any more (all were closed)")
         env = next(iter(self.envs.values()))
         return EnvDescription(env.spec, env.observation_space, env.action_space, dict(env.metadata),
                               env.render_mode, os.getpid(), self.incarnation)
