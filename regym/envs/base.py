@@ -42,6 +42,9 @@ SPLIT_ALIASES = {
     "id": "in_distribution",
     "train": "in_distribution",
     "seen": "in_distribution",
+    "near_out_of_distribution": "near_out_of_distribution",  # ID sizes, held-out seeds (TextWorld only)
+    "near_ood": "near_out_of_distribution",
+    "near": "near_out_of_distribution",
     "out_of_distribution": "out_of_distribution",
     "ood": "out_of_distribution",
     "unseen": "out_of_distribution",

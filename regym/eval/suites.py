@@ -17,7 +17,8 @@ from regym import seeds
 from regym.envs import env_class, list_envs, normalize_split, resolve_env_id
 
 ID, OOD = "in_distribution", "out_of_distribution"
-SPLIT_SHORT = {ID: "id", OOD: "ood"}
+NEAR = "near_out_of_distribution"
+SPLIT_SHORT = {ID: "id", NEAR: "near", OOD: "ood"}
 
 TASK_SEED_BASE = seeds.EVAL_SUITE_FIRST
 """Eval tasks use reset seeds from here on, far from the small seeds training usually draws."""
@@ -79,18 +80,20 @@ def env_splits(env_id: str) -> tuple[str, ...]:
 
 
 def get_suite(name: str) -> Suite:
-    """A suite by name: a named suite, or ``<env>``, ``<env>-id``, ``<env>-ood`` for one env."""
+    """A suite by name: a named suite, or ``<env>`` (ID and OOD) or ``<env>-<split short name>`` (``-id``,
+    ``-near``, ``-ood``) for one env."""
     if name in SUITES:
         return SUITES[name]
     base, splits = name, (ID, OOD)
-    for suffix, split in (("-id", ID), ("-ood", OOD)):
-        if name.endswith(suffix):
-            base, splits = name[: -len(suffix)], (split,)
+    for split, short in SPLIT_SHORT.items():
+        if name.endswith(f"-{short}"):
+            base, splits = name[: -len(short) - 1], (split,)
     try:
         env_id = resolve_env_id(base)
     except ValueError:
         raise ValueError(
-            f"unknown suite {name!r}; use one of {sorted(SUITES)} or <env>, <env>-id, <env>-ood"
+            f"unknown suite {name!r}; use one of {sorted(SUITES)} or <env>, "
+            f"{', '.join(f'<env>-{short}' for short in SPLIT_SHORT.values())}"
         ) from None
     return Suite(name, f"{env_id}: {', '.join(splits)}", splits, env_names=(env_id,))
 

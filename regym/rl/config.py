@@ -94,6 +94,10 @@ class RLConfig:
     """Base checkpoint that rejuvenation anchors to (needed with --rejuvenate and --model)."""
     rejuvenate: bool = False
     """Initialise the policy from rejuvenate(base, sft); the KL reference stays the SFT model."""
+    reference: str | None = None
+    """The KL reference policy (a checkpoint folder; unused when beta is 0). None: the SFT checkpoint ``model``
+    (the paper's rule), also when ``rejuvenate`` is on. The handoff lab sets it when it hands RL a checkpoint it
+    rejuvenated itself, so the reference stays the SFT checkpoint."""
     alpha: float = 0.5
     """Fusion weight: θ = α·θ_sft + (1−α)·θ_base."""
     reset_fraction: float = 0.01
@@ -172,7 +176,7 @@ class RLConfig:
     epsilon_high: float | None = None
     """Upper clip range; > epsilon is DAPO's clip-higher (e.g. 0.28). None: same as epsilon."""
     beta: float = 0.02
-    """KL coefficient toward the reference policy (the SFT checkpoint). 0 disables the reference."""
+    """KL coefficient toward the reference policy (``reference``; default the SFT checkpoint). 0 disables it."""
     gigpo_step_weight: float = 1.0
     """ω of GiGPO: weight of the step-level advantage."""
     gigpo_gamma: float = 0.95
@@ -215,7 +219,10 @@ class RLConfig:
 
     # Evaluation, logging, checkpoints
     eval_every: int = 10
-    """Evaluate on every eval split each this many steps (and before the first); 0 disables."""
+    """Evaluate on every eval split each this many steps (and before the first, see eval_at_start); 0 disables."""
+    eval_at_start: bool = True
+    """Evaluate before the first step (with eval_every > 0). Off: the first evaluation is at step eval_every (the
+    lab evaluates each starting checkpoint once, shared by its seeds), and summary.json has no "before"."""
     eval_episodes: int = 64
     """Episodes per eval split (reset seeds 10_000 + i)."""
     eval_temperature: float = 1.0
@@ -272,6 +279,8 @@ class RLConfig:
                              "(train on the CPU with --generation hf)")
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}, not {self.context!r}")
+        if self.reference is not None and not self.reference.strip():
+            raise ValueError("reference must name a checkpoint folder, or be None (the SFT checkpoint `model`)")
         if self.history_turns < 0:
             raise ValueError("history_turns must be >= 0")
         if min(self.tasks_per_step, self.num_envs, self.max_turns, self.max_new_tokens, self.max_steps,

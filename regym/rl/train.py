@@ -1,12 +1,13 @@
 """The body of ``rl-train``, top to bottom: models → envs → TRL trainer → train → eval → files.
 
 1. Models: the SFT checkpoint (``--model``; the ``rl-train`` command defaults it to the tiny
-   pipeline regym builds and caches), optionally rejuvenated against ``--base``; the KL reference is the SFT model.
+   pipeline regym builds and caches), optionally rejuvenated against ``--base``; the KL reference is the SFT model,
+   or ``--reference``.
 2. Envs: ``num_envs`` copies of the env (ID split) for training rollouts; evaluations
    play through regym's one evaluator, ``regym.eval.runner`` (as ``rl-eval`` does).
 3. Trainer: TRL's ``GRPOTrainer`` with regym's rollout (``regym.rl.trl_bridge``).
 4. Logging: ``metrics.jsonl`` (every step), ``eval.jsonl`` (every ``eval_every`` steps,
-   and before the first; each evaluation's episodes and metrics in the run folder
+   and before the first unless ``--no-eval-at-start``; each evaluation's episodes and metrics in the run folder
    ``evals/step-<N>/``), ``rollouts.jsonl`` (every episode's turns), TensorBoard,
    a rich progress bar with reward, success rate, entropy and KL.
 5. Checkpoints every ``save_every`` steps (atomic); ``--resume`` cuts the logs back to
@@ -75,15 +76,29 @@ def resolve_checkpoints(config: RLConfig, env_id: str) -> tuple[Path | None, Pat
         raise ValueError("no model to train: pass --model PATH (a Hugging Face folder) or --model smollm2; "
                          "the rl-train command fills it from the tiny pipeline "
                          "(regym.recipes.tiny.with_tiny_pipeline) when none is given")
-    if config.model == "smollm2":
+    return (Path(config.base) if config.base else None), model_folder(config.model, "model"), dict(config.env_kwargs)
+
+
+def reference_checkpoint(config: RLConfig, sft: Path) -> Path | None:
+    """The KL reference's folder: ``config.reference``, else the SFT checkpoint (also under ``--rejuvenate``);
+    None when ``beta`` is 0. A ``reference`` that names no model folder raises even then: a typo in a lab's
+    arm must stop the run before anything trains, not pass unnoticed."""
+    reference = model_folder(config.reference, "reference") if config.reference is not None else sft
+    return reference if config.beta != 0 else None
+
+
+def model_folder(name: str, field: str) -> Path:
+    """The Hugging Face folder a model field names ("smollm2": the packaged one); FileNotFoundError naming
+    the field's flag when it holds no model."""
+    if name == "smollm2":
         from regym.models import smollm2_checkpoint
 
-        sft = smollm2_checkpoint()
-    else:
-        sft = Path(config.model)
-    if not (sft / "config.json").is_file():
-        raise FileNotFoundError(f"--model {sft} is not a Hugging Face model folder (no config.json)")
-    return (Path(config.base) if config.base else None), sft, dict(config.env_kwargs)
+        return smollm2_checkpoint()
+    folder = Path(name)
+    if not (folder / "config.json").is_file():
+        missing = "does not exist" if not folder.exists() else "is not a Hugging Face model folder (no config.json)"
+        raise FileNotFoundError(f"--{field.replace('_', '-')} {folder} {missing}")
+    return folder
 
 
 def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folder: Path,
@@ -306,7 +321,7 @@ class RunLog(TrainerCallback):
                                      TextColumn("{task.description}"), TimeElapsedColumn())
             self.progress.start()
             self.task = self.progress.add_task("", total=state.max_steps, completed=state.global_step)
-        if state.global_step == 0 and self.config.eval_every > 0:
+        if state.global_step == 0 and self.config.eval_every > 0 and self.config.eval_at_start:
             self.run_eval(0)
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -453,6 +468,7 @@ def train(config: RLConfig) -> dict[str, Any]:
 
     # 1. models
     base_dir, sft_dir, env_kwargs = resolve_checkpoints(config, env_id)
+    ref_dir = reference_checkpoint(config, sft_dir)
     train_envs = make_envs(config, env_id, "in_distribution", config.num_envs,
                            training_env_kwargs(config, env_id, env_kwargs))
     init_dir = sft_dir
@@ -463,7 +479,7 @@ def train(config: RLConfig) -> dict[str, Any]:
     process.wait_for_everyone()  # the run folder is ready before any process reads it
     tokenizer = load_tokenizer(init_dir)
     model = load_model(init_dir, use_cpu)
-    ref_model = load_model(sft_dir, use_cpu) if config.beta != 0 else None
+    ref_model = load_model(ref_dir, use_cpu) if ref_dir is not None else None
 
     # 3. trainer (2. the eval envs are made by regym.eval.runner at each evaluation)
     run_log = RunLog(config, paths, main=main)
@@ -503,10 +519,12 @@ def train(config: RLConfig) -> dict[str, Any]:
         "init": str(init_dir),
         "sft": str(sft_dir),
         "base": str(base_dir) if base_dir else None,
+        "reference": str(ref_dir) if ref_dir else None,
         "rejuvenated": config.rejuvenate,
         "env_kwargs": env_kwargs,
         "final_model": str(final),
-        "before": {k: v for k, v in evals[0].items() if isinstance(v, dict)} if evals else {},
+        "before": {k: v for k, v in evals[0].items() if isinstance(v, dict)} if evals and evals[0]["step"] == 0
+        else {},  # no step-0 evaluation (eval_at_start off): never a later one in its place
         "after": {k: v for k, v in evals[-1].items() if isinstance(v, dict)} if evals else {},
         "seconds": round(time.time() - started, 1),
     }

@@ -21,7 +21,7 @@ import numpy as np
 import textworld
 
 from regym.envs.base import Outcome, TextEnv
-from regym.envs.textworld.games import SPLIT_SHORT, compile_game, game_settings
+from regym.envs.textworld.games import SPLIT_OF_SHORT, SPLIT_SHORT, SPLIT_SPECS, compile_game, game_settings
 from regym.paths import cache_dir
 
 REQUEST_INFOS = textworld.EnvInfos(
@@ -35,6 +35,7 @@ REQUEST_INFOS = textworld.EnvInfos(
 )
 
 _BANNER_CHARS = set(" _|\\/$<>-")
+_TASK_ID = re.compile(rf"tw-({'|'.join(SPLIT_OF_SHORT)})-(\d+)")
 _STATUS_PROMPT = re.compile(r"\n>[^\n]*$")
 _UNSAFE_FOR_ENGINE = re.compile(r"[^A-Za-z0-9 ,.'!?:;()-]")
 MAX_ENGINE_CHARS = 190
@@ -57,6 +58,7 @@ def clean_feedback(text: str) -> str:
 class TextWorldEnv(TextEnv):
     """A procedurally generated TextWorld game per task."""
 
+    splits: ClassVar[tuple[str, ...]] = tuple(SPLIT_SPECS)
     instructions: ClassVar[str] = (
         "You are playing a text adventure game. The first observation states your objective. "
         "Reply with one text command such as 'go north', 'open chest', 'take key' or 'put apple on table'."
@@ -133,10 +135,11 @@ class TextWorldEnv(TextEnv):
 
     def game_file(self, task_id: str) -> Path:
         """The compiled game of a task id (generated and compiled on first use)."""
-        match = re.fullmatch(r"tw-(id|ood)-(\d+)", task_id)
+        match = _TASK_ID.fullmatch(task_id)
         if match is None:
-            raise ValueError(f"not a TextWorld task id: {task_id!r} (expected e.g. 'tw-id-00042')")
-        split = {"id": "in_distribution", "ood": "out_of_distribution"}[match.group(1)]
+            raise ValueError(f"not a TextWorld task id: {task_id!r} (expected e.g. 'tw-id-00042', "
+                             f"with one of {sorted(SPLIT_OF_SHORT)} after 'tw-')")
+        split = SPLIT_OF_SHORT[match.group(1)]
         settings = game_settings(split, int(match.group(2)), self.overrides)
         return compile_game(settings, self.cache / split)
 

@@ -4,9 +4,11 @@ Every task id names one game: ``tw-id-00042`` is game 42 of the in-distribution 
 A game is generated from a seed derived from (split, index), compiled once with
 TextWorld's Inform 7 tool chain into a cache folder, and replayed from there.
 
-Splits differ in size and quest length (documented in docs/textworld.md):
+Splits differ in size and quest length, or only in seed (documented in docs/textworld.md):
 
 * ``in_distribution``: 3-5 rooms, 4-10 objects, quests of 3-4 steps;
+* ``near_out_of_distribution``: the in-distribution ranges, drawn from its own seed namespace,
+  so its games are not the in-distribution games (a held-out set at the size a small model can win);
 * ``out_of_distribution``: 6-8 rooms, 8-14 objects, quests of 5-7 steps.
 """
 
@@ -33,11 +35,14 @@ class WorldSpec:
     theme: str = "house"
 
 
+_ID_SPEC = WorldSpec(rooms=(3, 5), objects=(4, 10), quest_length=(3, 4))
 SPLIT_SPECS = {
-    "in_distribution": WorldSpec(rooms=(3, 5), objects=(4, 10), quest_length=(3, 4)),
+    "in_distribution": _ID_SPEC,
+    "near_out_of_distribution": _ID_SPEC,
     "out_of_distribution": WorldSpec(rooms=(6, 8), objects=(8, 14), quest_length=(5, 7)),
 }
-SPLIT_SHORT = {"in_distribution": "id", "out_of_distribution": "ood"}
+SPLIT_SHORT = {"in_distribution": "id", "near_out_of_distribution": "near", "out_of_distribution": "ood"}
+SPLIT_OF_SHORT = {short: split for split, short in SPLIT_SHORT.items()}
 
 
 @dataclass(frozen=True)
