@@ -258,7 +258,7 @@ def test_rl_train_choices_are_checked_by_the_parser(capsys):
 
 def test_lab_handoff_flags_override_and_bad_settings_exit_2(tmp_path, capsys):
     path = tmp_path / "lab.yaml"
-    path.write_text(yaml.safe_dump({"seeds": 1, "alpha": 0.3}))
+    path.write_text(yaml.safe_dump({"seeds_primary": 1, "alpha": 0.3}))
     config_file, overrides = parse_overrides(lab.HandoffArgs, ["--config", str(path), "--alpha", "0.7", "--ladder",
                                                                "1", "2", "32", "--rl", '{"max_steps": 5}',
                                                                "--rl-steps", "9"], prog="regym lab handoff")
@@ -267,8 +267,8 @@ def test_lab_handoff_flags_override_and_bad_settings_exit_2(tmp_path, capsys):
 
     config = load_handoff_config(config_file, **overrides)
     assert isinstance(config, HandoffConfig)
-    assert (config.seeds, config.alpha, config.ladder, config.rl["max_steps"]) == (1, 0.7, [1.0, 2.0, 32.0], 5)
-    assert lab.handoff(["--ladder", "1", "2"]) == 2  # the over-SFT mark (32) is not on the ladder
+    assert (config.seeds_primary, config.alpha, config.ladder, config.rl["max_steps"]) == (1, 0.7, [1.0, 2.0, 32.0], 5)
+    assert lab.handoff(["--ladder", "2", "4", "--moderate-epochs", "1"]) == 2  # the moderate mark is not on the ladder
     assert capsys.readouterr().err.startswith("regym lab handoff: error: ")
 
 

@@ -10,9 +10,11 @@ import time
 
 import pytest
 
-from regym.lab.handoff import ARMS, HandoffConfig, load_handoff_config, run_handoff
-from regym.lab.report import paired_difference, verdict
-from regym.lab.stats import format_ci, mean_ci
+from regym.lab.arms import ARMS, PRIMARY, match_temperature
+from regym.lab.handoff import HandoffConfig, load_handoff_config, run_handoff
+from regym.lab.ladder import OverSFTRule, choose_over_mark
+from regym.lab.report import verdict
+from regym.lab.stats import bootstrap_normalised_gain, bootstrap_paired_difference, format_ci, mean_ci
 from test_sft import PICK_GAME, register_pick_game
 
 
@@ -23,70 +25,134 @@ def test_mean_ci_is_the_student_t_interval():
     assert format_ci([]) == "—"
 
 
-def _run(arm, seed, pre, post):
-    summary = {split: {"success_rate": value} for split, value in (("in_distribution", pre),)}
-    return {"arm": arm, "seed": seed, "folder": "-",
-            "summary": {"before": summary, "after": {"in_distribution": {"success_rate": post}}}}
+def test_the_paired_bootstrap_keeps_pairs_and_carries_both_evaluation_errors():
+    same = [[1.0, 0.0] * 32 for _ in range(3)]
+    null = bootstrap_paired_difference(same, same)
+    assert null["mean"] == 0 and null["low"] == null["high"] == 0  # identical runs on shared episodes: no noise
+    certain = bootstrap_paired_difference([[1.0] * 64] * 3, [[0.0] * 64] * 3)
+    assert (certain["mean"], certain["low"], certain["high"], certain["p_not_positive"]) == (1, 1, 1, 0)
+    # Half the episodes are hard for both arms; the treated arm also wins 4 of the hard ones. Resampled
+    # independently, the difficulty would swamp that; resampled as pairs of the same episodes, it cancels.
+    hard = [0.0] * 32 + [1.0] * 32
+    treated, control = [[1.0] * 4 + hard[4:]] * 3, [hard] * 3
+    paired = bootstrap_paired_difference(treated, control)
+    assert paired["mean"] == pytest.approx(4 / 64) and 0 < paired["low"] < paired["high"] < 0.15
+    with pytest.raises(ValueError, match="same"):
+        bootstrap_paired_difference([[1.0]], [[1.0, 0.0]])
 
 
-def test_verdict_reports_the_ordering_as_measured_not_as_hoped():
-    diagnostics = {"models": {
-        "sft@2ep": {"metrics": {"entropy": 0.5, "top1_prob": 0.7, "sft_loss": 0.3, "nonzero_variance_groups": 0.6}},
-        "sft@32ep": {"metrics": {"entropy": 0.1, "top1_prob": 0.95, "sft_loss": 0.01, "nonzero_variance_groups": 0.1}},
-    }}
-    helped = [_run("over-sft", s, 0.2, 0.25) for s in range(3)] + \
-             [_run("over-sft+fusion+reset", s, 0.1, 0.4 + 0.01 * s) for s in range(3)]
-    lines = verdict(helped, diagnostics)
-    assert "held" in lines[0] and "NOT" not in lines[0] and "excludes 0" in lines[0]
-    assert paired_difference(helped, "over-sft+fusion+reset", "over-sft") == pytest.approx([0.25, 0.26, 0.27])
-    hurt = [_run("over-sft", s, 0.2, 0.5) for s in range(3)] + \
-           [_run("over-sft+fusion+reset", s, 0.1, 0.2) for s in range(3)]
-    assert "did NOT hold" in verdict(hurt, diagnostics)[0]
-    assert any("over-confidence" in line and "met" in line and "NOT met" not in line for line in lines)
+def test_the_normalised_gain_is_the_share_of_the_headroom_won():
+    pre = [0.0] * 50 + [1.0] * 50
+    post = [[1.0] * 75 + [0.0] * 25]
+    post[0] = [1.0 if i < 50 else (1.0 if i < 75 else 0.0) for i in range(100)]
+    result = bootstrap_normalised_gain(post, pre)
+    assert result["mean"] == pytest.approx(0.5) and result["low"] < 0.5 < result["high"]
 
 
-def test_config_checks_the_ladder_and_merges_presets():
-    with pytest.raises(ValueError, match="ladder"):
-        HandoffConfig(ladder=[1, 2], over_epochs=32)
+def test_over_sft_is_the_first_mark_past_moderate_that_meets_the_rule():
+    rule = OverSFTRule(max_entropy=0.1, min_zero_signal=0.5)
+    rows = {"sft@1ep": {"onpolicy_entropy": 0.05, "zero_signal_groups": 0.9},  # at the moderate mark: not a candidate
+            "sft@2ep": {"onpolicy_entropy": 0.3, "zero_signal_groups": 0.8},   # signal starved, entropy not collapsed
+            "sft@4ep": {"onpolicy_entropy": 0.08, "zero_signal_groups": 0.25},  # collapsed, signal left
+            "sft@8ep": {"onpolicy_entropy": 0.07, "zero_signal_groups": 0.5},
+            "sft@16ep": {"onpolicy_entropy": 0.01, "zero_signal_groups": 1.0}}
+    assert choose_over_mark(rows, [1, 2, 4, 8, 16], 1, rule) == (8, True)
+    rows["sft@8ep"]["zero_signal_groups"] = rows["sft@16ep"]["zero_signal_groups"] = 0.1
+    assert choose_over_mark(rows, [1, 2, 4, 8, 16], 1, rule) == (16, False)
+
+
+def test_the_matched_temperature_reaches_the_target_entropy():
+    temperature, tried = match_temperature(lambda t: 0.2 * (t - 1) ** 2, target=0.45)
+    assert temperature == pytest.approx(2.5, abs=0.05) and len(tried) == 8
+    assert match_temperature(lambda t: 1.0, target=0.5) == (1.0, [(1.0, 1.0)])  # already above: no change
+
+
+def _lab_data(over_row: dict, rejuvenated_start: dict) -> dict:
+    return {"diagnostics": {"sft@1ep": {"onpolicy_entropy": 0.4, "zero_signal_groups": 0.2}, "sft@8ep": over_row},
+            "over_mark": 8.0, "moderate_mark": 1.0, "over_rule_met": True,
+            "rule": {"max_entropy": 0.1, "min_zero_signal": 0.5},
+            "temperature_matching": {"starts": {"over-sft+fusion+reset": rejuvenated_start}}}
+
+
+def _cell(mean: float, low: float, high: float, seeds: int = 5) -> dict:
+    return {"mean": mean, "low": low, "high": high, "seeds": seeds, "episodes": 640, "p_not_positive": 0.5}
+
+
+def test_the_verdict_follows_the_interval_of_the_post_rl_difference():
+    data = _lab_data({"onpolicy_entropy": 0.05, "zero_signal_groups": 0.8}, {"onpolicy_entropy": 0.3, "zero_signal_groups": 0.3})
+
+    def table(diff):
+        rows = {"over-sft": {"in_distribution": {"pre": _cell(0.5, 0.4, 0.6), "post": _cell(0.55, 0.5, 0.6)}},
+                "over-sft+fusion+reset": {"in_distribution": {"pre": _cell(0.3, 0.2, 0.4), "post": _cell(0.7, 0.6, 0.8),
+                                                              "diff": diff}}}
+        return rows
+
+    assert verdict(data, table(_cell(0.15, 0.05, 0.25)))[0].startswith("**The effect held**")
+    assert verdict(data, table(_cell(-0.15, -0.25, -0.05)))[0].startswith("**The effect was reversed**")
+    lines = verdict(data, table(_cell(0.05, -0.05, 0.15)))
+    assert lines[0].startswith("**The effect was not established**")
+    assert any(line.startswith("Precondition 1") and ": met." in line for line in lines)
+    assert any(line.startswith("Precondition 4") and "(met)" in line for line in lines)
+    starved = _lab_data({"onpolicy_entropy": 0.05, "zero_signal_groups": 0.8}, {"onpolicy_entropy": 0.06, "zero_signal_groups": 0.9})
+    assert any("(NOT met)" in line for line in verdict(starved, table(_cell(0.05, -0.05, 0.15))))
+
+
+def test_config_checks_marks_seeds_and_quick():
+    with pytest.raises(ValueError, match="moderate_epochs"):
+        HandoffConfig(ladder=[2, 4], moderate_epochs=1)
+    with pytest.raises(ValueError, match="past moderate"):
+        HandoffConfig(ladder=[0.5, 1], moderate_epochs=1)
     config = load_handoff_config(rl={"max_steps": 3})
-    assert config.rl["max_steps"] == 3 and config.rl["eval_every"] > 0
-
-
+    assert config.rl["max_steps"] == 3 and config.rl["eval_every"] > 0 and config.seeds_primary == 5
+    quick = load_handoff_config(quick=True)
+    assert (quick.seeds_primary, quick.seeds_other, quick.eval_episodes) == (2, 1, 32)
+    assert quick.ladder == config.ladder and quick.rl == {**config.rl, "max_steps": quick.rl["max_steps"]}
 
 
 def test_micro_lab_runs_every_stage_and_resumes(tmp_path, one_thread):
-    """Every stage on a two-step game with a micro model: the report's sections exist and a rerun reuses all."""
+    """Every stage on a two-step game with a micro model: the report's sections exist, the verdict is computed
+    from the runs' own evaluation episodes, and a rerun reuses everything."""
     register_pick_game()
     config = load_handoff_config(
-        env=PICK_GAME, seeds=2, out=str(tmp_path / "lab"), ladder=[0.5, 1, 2], moderate_epochs=1, over_epochs=2,
-        alpha_sweep=[0.4], report_tasks=2, report_samples=2, sft_lr=5e-3,
+        env=PICK_GAME, seeds_primary=2, seeds_other=1, out=str(tmp_path / "lab"), ladder=[0.5, 1, 2],
+        moderate_epochs=0.5, sft_lr=5e-3, demo_episodes=16, demo_tasks=4, rl_tasks=4, eval_episodes=8,
+        diagnostic_tasks=2, greedy_episodes=2, heldout_episodes=2, workers=1, eval_splits=["in_distribution"],
         tiny=dict(vocab_size=512, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_length=512,
                   corpus_random_episodes=12, corpus_expert_episodes=6, task_pool=None, pretrain_steps=30,
-                  pretrain_batch_size=4, pretrain_block_size=64, demo_episodes=16, sft_epochs=1.0, sft_batch_size=4,
-                  corpus_envs=(PICK_GAME,)),
-        rl=dict(max_steps=2, eval_every=2, eval_episodes=4, group_size=2, tasks_per_step=2, num_envs=4, num_tasks=4,
-                max_turns=3, max_new_tokens=6, max_episode_tokens=256, calibration_episodes=2),
+                  pretrain_batch_size=4, pretrain_block_size=64, sft_batch_size=4, corpus_envs=(PICK_GAME,)),
+        rl=dict(max_steps=2, eval_every=1, group_size=2, tasks_per_step=2, num_envs=4, max_turns=3,
+                max_new_tokens=6, max_episode_tokens=256, calibration_episodes=2),
     )
     log = io.StringIO()
     data = run_handoff(config, stream=log)
     lines = log.getvalue().splitlines()
-    (tmp_path.parent / "micro_lab_report.md").write_text((tmp_path / "lab" / "report.md").read_text())
-    report = (tmp_path / "lab" / "report.md").read_text()
-    assert "## Verdict" in report and "## Final table" in report and "α sweep" in report
-    assert {(run["arm"], run["seed"]) for run in data["runs"]} >= {(arm, seed) for arm in ARMS for seed in (0, 1)}
+    lab = tmp_path / "lab"
+    report = (lab / "report.md").read_text()
+    for section in ("## Verdict", "## Verdict table", "## The SFT ladder", "## Arm starts", "## RL curves"):
+        assert section in report
+    assert {(run["arm"], run["seed"]) for run in data["runs"]} == \
+        {(arm, seed) for arm in ARMS for seed in range(2 if arm in PRIMARY else 1)}
+    for name in ("ladder.png", "rl_curves.png", "verdict.png"):
+        assert (lab / name).exists()
+    # The verdict's numbers are the runs' own final evaluations: recompute one from its episodes.
+    table = data["verdict_table"]
+    finals = [json.loads(line) for run in data["runs"] if run["arm"] == "over-sft"
+              for line in (lab / "rl" / "over-sft" / f"seed{run['seed']}" / "evals" / "step-2" /
+                           "trajectories.jsonl").read_text().splitlines()]
+    assert len(finals) == 2 * 8
+    assert table["over-sft"]["in_distribution"]["post"]["mean"] == pytest.approx(
+        sum(bool(row["success"]) for row in finals) / len(finals))
+    assert set(table["over-sft+fusion+reset"]["in_distribution"]) >= {"pre", "post", "diff", "normalised_gain"}
     for run in data["runs"]:
-        assert set(run["summary"]["before"]) == {"in_distribution", "out_of_distribution"}
-    assert (tmp_path / "lab" / "rl_gain.png").exists() and (tmp_path / "lab" / "learning_curves.png").exists()
-    assert json.loads((tmp_path / "lab" / "handoff_report" / "report.json").read_text())["models"]
-    # Every stage says up front how much it has to do, then one line per unit with an ETA, then done.
-    runs = len(data["runs"])
-    for number, total in ((1, 1), (2, 3), (3, 3 + 3), (4, runs), (5, 1)):
-        assert any(re.fullmatch(rf"lab {number}/5: .*: started \({total} to do\)", line) for line in lines), number
-        assert any(re.fullmatch(rf"lab {number}/5: .*: done in .*", line) for line in lines), number
-    assert sum(bool(re.fullmatch(r"lab 4/5: .*: \d+/\d+, .* seed \d, about .* left", line)) for line in lines) == runs - 1
-    assert sum(line.startswith("lab 3/5: ") and "about" in line for line in lines) == 5  # rejuvenation + 4 of 5 models
+        assert run["summary"]["before"] == {}  # step 0 is the arm's one shared pre-RL evaluation
+        assert run["summary"]["reference"] == data["arms"][run["arm"]]["reference"]
+    assert data["arms"]["over-sft+fusion+reset"]["reference"] == data["arms"]["over-sft"]["start"]
+    assert all(key in data["diagnostics"]["sft@2ep"] for key in ("onpolicy_entropy", "zero_signal_groups", "drift"))
+    for number in range(1, 7):
+        assert any(re.fullmatch(rf"lab {number}/6: .*: started \(\d+ to do\)", line) for line in lines), number
+        assert any(re.fullmatch(rf"lab {number}/6: .*: done in .*", line) for line in lines), number
 
     started = time.time()
     again = run_handoff(config, stream=io.StringIO())
-    assert time.time() - started < (data["timings_s"]["total"]) / 3
+    assert time.time() - started < data["timings_s"]["total"] / 3
     assert [run["summary"] for run in again["runs"]] == [run["summary"] for run in data["runs"]]

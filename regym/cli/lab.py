@@ -1,11 +1,14 @@
 """``regym lab handoff``: reproduce "RL fails after over-SFT; rejuvenation restores it" at small scale.
 
-    regym lab handoff --env textworld --seeds 3            # tiny preset, CPU
-    regym lab handoff --env alfworld --preset smollm2 --seeds 1   # on a GPU
+    regym lab handoff                                      # tiny TextWorld, CPU (configs/lab/handoff.yaml: the frozen design)
+    regym lab handoff --quick                              # fewer seeds and episodes, the same design
+    regym lab handoff --env math --preset smollm2 --seeds-primary 1 --seeds-other 1   # on a GPU
     regym lab handoff --config lab.yaml                    # any HandoffConfig field; flags win over it
 
-Stages (finished ones are reused, so rerunning resumes): base model and demos → SFT
-ladder → handoff report → RL from five starting points × seeds (+ α sweep) → report.md.
+Stages (finished ones are reused, so rerunning resumes): base model and demos → SFT ladder →
+on-policy diagnostics along it (over-SFT found by a stated rule) → arm starts (rejuvenated,
+random-reset control, matched temperature) and their pre-RL evaluations → RL for seven arms ×
+seeds → report.md with the verdict on post-RL success.
 Settings: defaults < preset (and the tiny RL budget under rl) < --config file < flags.
 """
 
@@ -27,8 +30,8 @@ class HandoffArgs(HandoffConfig):
     """The flags of ``regym lab handoff``: every ``HandoffConfig`` field, and one shortcut."""
 
     rl_steps: int | None = None
-    """RL optimizer steps per run, identical for every arm: sets rl's max_steps, and its eval_every to a
-    third of it (None: the preset's)."""
+    """RL optimizer steps per run, identical for every arm: sets rl's max_steps, and its eval_every to half
+    of it (None: the preset's)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +48,7 @@ def handoff(argv: list[str] | None = None) -> int:
         report_error("regym lab handoff", error)
         return 2
     if rl_steps is not None:
-        config.rl.update(max_steps=rl_steps, eval_every=max(1, rl_steps // 3))
+        config.rl.update(max_steps=rl_steps, eval_every=max(1, rl_steps // 2))
     print(json.dumps(asdict(config), indent=2))
     data = run_handoff(config)
     print(open(data["report"]["markdown"]).read())

@@ -1,36 +1,44 @@
-"""The handoff lab: does RL fail after over-SFT, and does rejuvenation restore it?
+"""The handoff lab: does RL gain less after over-SFT, and does rejuvenation restore it?
 
-One top-down script over regym's public parts (no private code paths), following
-arXiv 2606.09932 at small scale (see ../shared/METHOD.md and docs/lab.md):
+One top-down script over regym's public parts, following arXiv 2606.09932 at small scale
+(../shared/METHOD.md, docs/lab.md), designed so that the effect can show or fail to show:
 
-1. a base model (the tiny preset: regym's own tiny model; smollm2: SmolLM2-135M-Instruct)
-   and expert demonstrations of the env;
-2. one SFT run with a checkpoint ladder (0.5 … 32 epochs), keeping the moderate and
-   the over-trained checkpoints;
-3. the handoff report on the ladder (entropy, drift, sharpness, pass@k, GRPO signal);
-4. RL with an identical budget from: base (control), moderate SFT, over-SFT,
-   over-SFT + fusion, over-SFT + fusion + reset — for each seed; plus an α sweep;
-5. ``report.md`` with the pre-RL table, learning curves and the final table
-   (pre-RL, post-RL, RL gain; ID and OOD; mean ± 95 % CI over seeds).
+1. **base and demos**: a base model (tiny: regym's own, built from ``pipeline_seed``; smollm2:
+   SmolLM2-135M-Instruct) and expert demos from only the first ``demo_tasks`` games of the RL
+   pool, so RL trains and evaluates on games SFT never saw (headroom by design);
+2. **SFT ladder**: one SFT run with a checkpoint at every mark;
+3. **ladder diagnostics**: every mark measured on its own samples (entropy, top-1, groups without
+   signal, sampled/greedy success, drift, sharpness); over-SFT is the first mark that meets
+   ``OverSFTRule``, not a fixed epoch count;
+4. **arm starts**: fusion, fusion + attribution reset, fusion + random reset (same ρ), and the
+   temperature at which over-SFT's entropy matches the rejuvenated model's; each start evaluated once;
+5. **RL**: every arm × its seeds, identical budget, the KL reference its SFT checkpoint;
+6. **report**: the verdict on post-RL success (paired per seed, bootstrap over seeds and episodes).
 
-Seeds vary RL (sampling, task order); the base model and the SFT ladder are built
-once (seed 0), so arms differ only by their starting checkpoint. Finished runs are
-reused: rerunning the same command resumes where it stopped.
+Every stage writes its outputs atomically and skips finished work: rerunning resumes.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from regym.lab.arms import (
+    ARMS,
+    PRIMARY,
+    REJUVENATED,
+    Arm,
+    make_rejuvenated_starts,
+    match_temperature,
+    run_jobs,
+)
+from regym.lab.ladder import OverSFTRule, choose_over_mark, mark_label
 from regym.progress import StageProgress
-
-ARMS = ("base", "moderate-sft", "over-sft", "over-sft+fusion", "over-sft+fusion+reset")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {},
@@ -38,67 +46,95 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sft_lr": 2e-5,
         "sft_batch_size": 8,
         "demo_episodes": 200,
-        "rl": {"preset": "smollm2", "max_steps": 40, "eval_every": 10, "eval_episodes": 32},
+        "workers": 1,
+        "rl": {"preset": "smollm2", "max_steps": 40, "eval_every": 20},
     },
 }
+
+TINY_RL = {"max_steps": 16, "eval_every": 8, "progress": False, "tensorboard": False, "save_every": 8,
+           "keep_checkpoints": 1}
+"""The tiny preset's RL budget, identical for every arm (the rest: the env's ``rl-train`` defaults)."""
+
+QUICK = {"seeds_primary": 2, "seeds_other": 1, "eval_episodes": 32, "diagnostic_tasks": 8, "greedy_episodes": 16}
+"""``--quick``: fewer seeds and episodes, the same design (stages, arms, rule, verdict)."""
 
 
 @dataclass
 class HandoffConfig:
-    """Settings of ``regym lab handoff``; the tiny defaults fit 3 seeds in about an hour on 2 cores."""
+    """Settings of ``regym lab handoff``; every budget is a count, so a run is fixed by its config and seeds."""
 
     env: str = "textworld"
     """Env id or short name."""
     preset: str = "tiny"
     """"tiny" (regym's own tiny base model, CPU) or "smollm2" (SmolLM2-135M-Instruct, for a GPU)."""
-    seeds: int = 3
-    """RL seeds per arm."""
+    pipeline_seed: int = 0
+    """Seed of the base model, the demos and the SFT: explore on 0, confirm on a fresh one."""
+    seeds_primary: int = 5
+    """RL seeds of the two primary arms (over-SFT, over-SFT + fusion + reset)."""
+    seeds_other: int = 3
+    """RL seeds of every other arm."""
     out: str = "lab"
     """Output folder (report.md, PNGs, every run's logs and checkpoints)."""
-    ladder: list[float] = field(default_factory=lambda: [0.5, 1, 2, 4, 8, 16, 32])
+    rl_tasks: int = 16
+    """The in-distribution pool RL trains and evaluates on (the env's ``num_tasks``)."""
+    demo_tasks: int = 8
+    """SFT demos come from the first ``demo_tasks`` games of that pool only; the rest are new to SFT."""
+    demo_episodes: int = 64
+    """Expert episodes (won ones are kept) for SFT."""
+    ladder: list[float] = field(default_factory=lambda: [0.5, 1, 2, 4, 8, 16])
     """SFT epochs at which checkpoints are kept (one SFT run to the largest)."""
-    moderate_epochs: float = 2
-    """The "moderate SFT" checkpoint (the paper's 2 epochs)."""
-    over_epochs: float = 32
-    """The "over-SFT" checkpoint (the paper's 32 epochs)."""
+    moderate_epochs: float = 1
+    """The moderate-SFT mark (fixed before the run; the report checks its headroom)."""
+    over_max_entropy: float = 0.1
+    """``OverSFTRule.max_entropy``: on-policy entropy (nats) at or below which a mark has collapsed."""
+    over_min_zero_signal: float = 0.5
+    """``OverSFTRule.min_zero_signal``: share of GRPO groups without signal at or above which RL is starved."""
     sft_lr: float | None = None
     """SFT learning rate (None: the tiny pipeline's)."""
     sft_batch_size: int | None = None
     """SFT batch size (None: the tiny pipeline's)."""
-    demo_episodes: int | None = None
-    """Expert episodes for SFT (None: the tiny pipeline's demos)."""
     alpha: float = 0.5
     """Fusion weight α of the rejuvenated arms."""
-    alpha_sweep: list[float] = field(default_factory=lambda: [0.4, 0.6])
-    """Extra α values run with fusion + reset on seed 0 (α itself is the main arm)."""
     reset_fraction: float = 0.01
-    """ρ of the reset arm."""
-    report_tasks: int = 8
-    """Handoff report: tasks (GRPO groups) sampled per checkpoint."""
-    report_samples: int = 4
-    """Handoff report: samples per task (n of pass@k; k = n)."""
+    """ρ of both reset arms (attribution and random)."""
+    eval_splits: list[str] | None = None
+    """Splits evaluated before and after RL. None: in-distribution, near-OOD where the env has it, far-OOD."""
+    eval_episodes: int = 128
+    """Episodes per split and evaluation point."""
+    diagnostic_tasks: int = 16
+    """Ladder diagnostics: tasks (GRPO groups) of the RL pool sampled per checkpoint."""
+    greedy_episodes: int = 32
+    """Ladder diagnostics: greedy episodes per checkpoint."""
+    heldout_episodes: int = 8
+    """Expert episodes on games neither SFT nor RL plays: the held-out text of the sharpness measures."""
+    workers: int = 2
+    """Jobs (RL runs, evaluations, measurements) run at once, each a process with one torch thread."""
+    quick: bool = False
+    """Fewer seeds and episodes (``QUICK``), the same design."""
     rl: dict[str, Any] = field(default_factory=dict)
     """Overrides of ``RLConfig`` fields shared by every arm (identical budget), e.g. {"max_steps": 30}."""
     tiny: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``TinyPipelineConfig`` (base model size, corpus, demos) for the tiny base model."""
+    """Overrides of ``TinyPipelineConfig`` (base model size, corpus) for the tiny base model."""
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {self.preset!r}")
-        for mark in (self.moderate_epochs, self.over_epochs):
-            if mark not in self.ladder:
-                raise ValueError(f"{mark} epochs must be one of the ladder's marks {self.ladder}")
-        if self.seeds < 1:
+        if float(self.moderate_epochs) not in [float(mark) for mark in self.ladder]:
+            raise ValueError(f"moderate_epochs {self.moderate_epochs} must be one of the ladder's marks {self.ladder}")
+        if max(self.ladder) <= self.moderate_epochs:
+            raise ValueError("the ladder needs marks past moderate_epochs (where over-SFT is looked for)")
+        if min(self.seeds_primary, self.seeds_other) < 1:
             raise ValueError("seeds must be >= 1")
+        if not 0 < self.demo_tasks <= self.rl_tasks:
+            raise ValueError("demo_tasks must be in 1..rl_tasks")
 
-
-TINY_RL = {"max_steps": 24, "eval_every": 8, "eval_episodes": 24, "progress": False, "tensorboard": False,
-           "save_every": 1000}
-"""The tiny preset's RL budget, identical for every arm."""
+    @property
+    def rule(self) -> OverSFTRule:
+        return OverSFTRule(self.over_max_entropy, self.over_min_zero_signal)
 
 
 def load_handoff_config(path: str | Path | None = None, **overrides: Any) -> HandoffConfig:
-    """Defaults < preset < YAML file < explicit overrides."""
+    """Defaults < preset < YAML file < explicit overrides; ``quick`` then lowers seeds and episodes."""
     import yaml
 
     values: dict[str, Any] = {}
@@ -110,220 +146,256 @@ def load_handoff_config(path: str | Path | None = None, **overrides: Any) -> Han
         raise ValueError(f"unknown lab settings: {unknown}")
     preset = dict(PRESETS[values.get("preset", "tiny")])
     rl = {**TINY_RL, **preset.pop("rl", {}), **values.pop("rl", {})}
-    return HandoffConfig(**{**preset, **values, "rl": rl})
+    config = HandoffConfig(**{**preset, **values, "rl": rl})
+    return replace(config, **QUICK) if config.quick else config
 
 
-# --- 1. base model and demonstrations -----------------------------------------------------------
-def prepare_base(config: HandoffConfig, env_id: str, out: Path) -> dict[str, Any]:
-    """Base model folder, demos and the env options every stage shares."""
+def default_splits(env_id: str) -> list[str]:
+    """In-distribution, near-OOD where the env family has that split, far-OOD."""
+    from regym.envs import env_class
+
+    splits = getattr(env_class(env_id), "splits", None) or ("in_distribution", "out_of_distribution")
+    order = ("in_distribution", "near_out_of_distribution", "out_of_distribution")
+    return [split for split in order if split in splits] or ["in_distribution"]
+
+
+# --- shared settings ------------------------------------------------------------------------------
+def pool_kwargs(config: HandoffConfig, env_id: str, tasks: int) -> dict[str, Any]:
     from regym.envs import accepts_option
-    from regym.recipes.tiny import TinyPipelineConfig, ensure_tiny_pipeline
+
+    return {"num_tasks": tasks} if accepts_option(env_id, "num_tasks") else {}
+
+
+def rl_settings(config: HandoffConfig, env_id: str, *, model: str | Path, reference: str | Path, seed: int,
+                output_dir: str | Path, temperature: float = 1.0) -> dict[str, Any]:
+    """One run's ``RLConfig`` fields: the env's defaults < the lab's shared budget < this run's own."""
+    from regym.rl.config import env_rl_defaults
+
+    return {
+        **env_rl_defaults(env_id), **config.rl, "env": env_id, "env_kwargs": pool_kwargs(config, env_id, config.rl_tasks),
+        "num_tasks": config.rl_tasks, "model": str(model), "reference": str(reference), "seed": seed,
+        "output_dir": str(output_dir), "temperature": temperature, "eval_temperature": temperature,
+        "eval_episodes": config.eval_episodes, "eval_splits": list(config.eval_splits or default_splits(env_id)),
+        "eval_at_start": False, "rejuvenate": False, "pipeline_seed": config.pipeline_seed,
+    }
+
+
+# --- 1. base model and demonstrations -------------------------------------------------------------
+def prepare_base(config: HandoffConfig, env_id: str, out: Path) -> dict[str, Any]:
+    """The base model folder, SFT demos from the first ``demo_tasks`` games, and held-out expert text."""
+    from regym import seeds
+    from regym.recipes.tiny import TinyPipelineConfig, ensure_tiny_base
     from regym.rl.demos import collect_demos, load_demos
 
-    pipeline = ensure_tiny_pipeline(env_id, seed=0, config=TinyPipelineConfig(**config.tiny))
-    env_kwargs: dict[str, Any] = {}
-    if pipeline.config.task_pool and accepts_option(env_id, "num_tasks"):
-        env_kwargs["num_tasks"] = pipeline.config.task_pool  # the task pool the pipeline and RL play
     if config.preset == "smollm2":
         from regym.models import smollm2_checkpoint
 
         base_dir = Path(smollm2_checkpoint())
     else:
-        base_dir = pipeline.base_dir
-    if config.demo_episodes is None:
-        demos = load_demos(pipeline.demos_dir)
-    else:
-        demos_dir = out / "demos"
-        if not (demos_dir / "dataset_info.json").exists():
-            collect_demos(env_id, agent="expert", episodes=config.demo_episodes, out_dir=demos_dir,
-                          task_pool=pipeline.config.task_pool, only_successes=True)
-        demos = load_demos(demos_dir)
-    return {"base_dir": base_dir, "demos": demos, "env_kwargs": env_kwargs, "pipeline": pipeline}
+        base_dir = ensure_tiny_base(seed=config.pipeline_seed, config=TinyPipelineConfig(**config.tiny))
+    demos_dir, heldout_dir = out / "demos", out / "heldout"
+    if not (demos_dir / "dataset_info.json").exists():
+        collect_demos(env_id, agent="expert", episodes=config.demo_episodes, out_dir=demos_dir,
+                      seed=seeds.demo_seeds(config.pipeline_seed, 1)[0], only_successes=True,
+                      env_kwargs=pool_kwargs(config, env_id, config.demo_tasks))
+    demos = load_demos(demos_dir)
+    seen = set(demos["task_id"])
+    if not (heldout_dir / "dataset_info.json").exists():
+        heldout_split = "near_out_of_distribution" if "near_out_of_distribution" in default_splits(env_id) \
+            else "in_distribution"
+        collect_demos(env_id, agent="expert", episodes=config.heldout_episodes, out_dir=heldout_dir,
+                      split=heldout_split, seed=seeds.demo_seeds(config.pipeline_seed, 2)[1],
+                      env_kwargs=pool_kwargs(config, env_id, config.rl_tasks))
+    heldout = [row["messages"] for row in load_demos(heldout_dir) if row["task_id"] not in seen]
+    return {"base_dir": base_dir, "demos": demos, "heldout": [{"messages": messages} for messages in heldout],
+            "seen_tasks": sorted(seen)}
 
 
-# --- 2. the SFT ladder --------------------------------------------------------------------------
+# --- 2. the SFT ladder ----------------------------------------------------------------------------
 def sft_ladder(config: HandoffConfig, base: dict[str, Any], folder: Path) -> dict[float, Path]:
     """One SFT run to the largest mark, saving a checkpoint at every mark of the ladder."""
     from transformers import AutoTokenizer
 
+    from regym.recipes.tiny import TinyPipelineConfig
     from regym.rl.sft import sft
 
     marks = sorted(float(mark) for mark in config.ladder)
     paths = {mark: folder / "epochs" / f"epoch-{mark:g}" for mark in marks}
     if not (folder / "sft_summary.json").exists():
-        pipeline = base["pipeline"].config
+        pipeline = TinyPipelineConfig(**config.tiny)
         tokenizer = AutoTokenizer.from_pretrained(str(base["base_dir"]))
         sft(str(base["base_dir"]), tokenizer, base["demos"], out_dir=folder, epochs=marks[-1], save_epochs=marks,
             lr=config.sft_lr or pipeline.sft_lr, batch_size=config.sft_batch_size or pipeline.sft_batch_size,
-            max_length=pipeline.max_length, seed=0)
+            max_length=pipeline.max_length, seed=config.pipeline_seed)
     missing = [str(path) for path in paths.values() if not (path / "config.json").exists()]
     if missing:
         raise RuntimeError(f"SFT ladder is missing checkpoints: {missing}")
     return paths
 
 
-# --- 3. the handoff report ----------------------------------------------------------------------
-def ladder_report(config: HandoffConfig, env_id: str, base: dict[str, Any], ladder: dict[float, Path],
-                  rejuvenated: Path, folder: Path,
-                  advance: Callable[[int, str], object] = lambda count, status: None) -> dict[str, Any]:
-    """The plasticity report over base, every ladder checkpoint and the rejuvenated over-SFT model.
+def measure_job(config: HandoffConfig, env_id: str, base: dict[str, Any], model: Path, out: Path, *,
+                temperature: float = 1.0, tasks: int | None = None, greedy: bool = True,
+                heldout: bool = True) -> dict[str, Any]:
+    """A "measure" job: a checkpoint's on-policy diagnostics on the RL pool, with the training reward."""
+    from regym.rl.config import RLConfig, env_rl_defaults
 
-    ``advance(1, status)`` is called as each model's measurements are done (all at once when reused).
-    """
-    from regym.eval.plasticity import ReportSettings, build_report, write_report
-    from regym.rejuvenation.calibration import encode_example
-    from regym.rejuvenation.pipeline import load_causal_lm
+    defaults = {**env_rl_defaults(env_id), **config.rl}
+    options = pool_kwargs(config, env_id, config.rl_tasks)
+    from regym.envs import accepts_option
 
-    labels = {"base": base["base_dir"], **{f"sft@{mark:g}ep": path for mark, path in ladder.items()},
-              f"over-sft rejuvenated (α={config.alpha:g})": rejuvenated}
-    if (folder / "report.json").exists():
-        advance(len(labels), "reused")
-        return json.loads((folder / "report.json").read_text())
-    models = {label: load_causal_lm(path) for label, path in labels.items()}
-    tokenizer = models["base"][1]
-    calibration = _calibration(config, env_id, base, tokenizer)
-    examples = [encode_example(tokenizer, example) for example in calibration]
-    settings = ReportSettings(env_tasks=config.report_tasks, env_samples=config.report_samples,
-                              env_k=config.report_samples, env_max_new_tokens=int(config.rl.get("max_new_tokens", 16)))
-    measuring: list[str] = []
-
-    def next_model(label: str) -> None:  # build_report names each model as it starts: the one before is done
-        if measuring:
-            advance(1, measuring[-1])
-        measuring.append(label)
-
-    report = build_report(models, "base", examples, settings, env_name=env_id, env_kwargs=base["env_kwargs"],
-                          progress=next_model)
-    advance(1, measuring[-1])
-    write_report(report, folder)
-    return report
-
-
-def _calibration(config: HandoffConfig, env_id: str, base: dict[str, Any], tokenizer) -> list[dict[str, Any]]:
-    from dataclasses import replace
-
-    from regym.rl.train import expert_calibration, make_envs
-
-    rl_config = rl_config_for(config, env_id, base, model=base["base_dir"], seed=0, output_dir="unused")
-    envs = make_envs(rl_config, env_id, "in_distribution", 2, base["env_kwargs"])
-    try:
-        return expert_calibration(replace(rl_config, calibration_episodes=16), envs, tokenizer)
-    finally:
-        for env in envs:
-            env.close()
-
-
-# --- 4. RL arms ----------------------------------------------------------------------------------
-def rl_config_for(config: HandoffConfig, env_id: str, base: dict[str, Any], *, model: Path, seed: int,
-                  output_dir: str | Path, rejuvenate: bool = False, alpha: float | None = None,
-                  reset_fraction: float = 0.0):
-    """The RLConfig of one run: every arm shares ``config.rl`` (identical budget)."""
-    from regym.rl.config import RLConfig
-
-    return RLConfig(**{
-        **config.rl, "env": env_id, "env_kwargs": dict(base["env_kwargs"]), "model": str(model),
-        "base": str(base["base_dir"]), "rejuvenate": rejuvenate, "alpha": config.alpha if alpha is None else alpha,
-        "reset_fraction": reset_fraction, "seed": seed, "output_dir": str(output_dir),
-    })
-
-
-def arm_runs(config: HandoffConfig, ladder: dict[float, Path], base: dict[str, Any]) -> list[dict[str, Any]]:
-    """(arm, seed, model, rejuvenation settings) of every RL run, α sweep included."""
-    moderate, over = ladder[float(config.moderate_epochs)], ladder[float(config.over_epochs)]
-    starts = {
-        "base": dict(model=base["base_dir"]),
-        "moderate-sft": dict(model=moderate),
-        "over-sft": dict(model=over),
-        "over-sft+fusion": dict(model=over, rejuvenate=True, reset_fraction=0.0),
-        "over-sft+fusion+reset": dict(model=over, rejuvenate=True, reset_fraction=config.reset_fraction),
-    }
-    runs = [{"arm": arm, "seed": seed, **starts[arm]} for seed in range(config.seeds) for arm in ARMS]
-    for alpha in config.alpha_sweep:
-        runs.append({"arm": f"over-sft+fusion+reset α={alpha:g}", "seed": 0, "model": over, "rejuvenate": True,
-                     "reset_fraction": config.reset_fraction, "alpha": alpha})
-    return runs
-
-
-def run_rl(config: HandoffConfig, env_id: str, base: dict[str, Any], run: dict[str, Any], folder: Path) -> dict:
-    """One RL job through ``regym.rl.train.train``; a finished job is read back, not rerun."""
-    from regym.rl.train import train
-
-    summary_path = folder / "summary.json"
-    if summary_path.exists():
-        return json.loads(summary_path.read_text())
-    settings = {k: v for k, v in run.items() if k not in ("arm",)}
-    resume = folder.exists() and any(folder.glob("checkpoint-*"))
-    rl_config = rl_config_for(config, env_id, base, output_dir=folder, **settings)
-    rl_config.resume = resume
-    return train(rl_config)
+    if defaults.get("dense_reward", RLConfig.dense_reward) and accepts_option(env_id, "dense_reward"):
+        options["dense_reward"] = True  # the groups' signal is judged on the reward RL trains on
+    return {"kind": "measure", "model": str(model), "base": str(base["base_dir"]), "env_id": env_id,
+            "env_kwargs": options, "tasks": tasks or config.diagnostic_tasks,
+            "samples": int(defaults.get("group_size", RLConfig.group_size)), "temperature": temperature,
+            "max_turns": int(defaults.get("max_turns", RLConfig.max_turns)),
+            "max_new_tokens": int(defaults.get("max_new_tokens", RLConfig.max_new_tokens)),
+            "greedy_episodes": config.greedy_episodes if greedy else 0,
+            "heldout": base["heldout"] if heldout else None, "out": str(out)}
 
 
 # --- the script -----------------------------------------------------------------------------------
 def run_handoff(config: HandoffConfig, stream: TextIO | None = None) -> dict[str, Any]:
-    """Run every stage (reusing finished ones) and write ``report.md``; returns the report data.
-
-    Each of the five stages has a known total (1, ladder marks, models, arms × seeds, 1) and
-    prints to ``stream`` (stdout by default) one line per unit with an ETA, on a terminal too:
-    its units run their own progress bars (the tiny pipeline, rejuvenation, evaluations), and
-    a live bar around them would be overwritten by theirs.
-    """
+    """Run every stage (reusing finished ones) and write ``report.md``; returns the report data."""
     from regym.envs import resolve_env_id
     from regym.lab.report import write_lab_report
-    from regym.rl.train import make_envs, rejuvenated_checkpoint
 
     started = time.time()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     env_id = resolve_env_id(config.env)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    timings: dict[str, float] = {}
+    spent = out / "timings.json"  # wall time per stage, summed over every (resumed) invocation
+    timings: dict[str, float] = json.loads(spent.read_text()) if spent.exists() else {}
 
     @contextmanager
-    def stage(number: int, name: str | None, description: str, total: int) -> Iterator[StageProgress]:
-        """Stage ``number`` of 5; its wall time goes into ``timings[name]`` (the report's stage is not timed)."""
+    def stage(number: int, name: str, description: str, total: int) -> Iterator[StageProgress]:
         begun = time.time()
-        with StageProgress(f"lab {number}/5: {description}", total, stream=stream, terminal=False) as progress:
+        with StageProgress(f"lab {number}/6: {description}", total, stream=stream, terminal=False) as progress:
             yield progress
-        if name is not None:
-            timings[name] = round(time.time() - begun, 1)
+        timings[name] = round(timings.get(name, 0.0) + time.time() - begun, 1)
+        spent.write_text(json.dumps(timings, indent=2))
 
-    with stage(1, "base and demos", f"{env_id} base model and demonstrations", 1) as progress:
+    with stage(1, "base and demos", f"{env_id} base model, demos from {config.demo_tasks} of {config.rl_tasks} "
+               "games, held-out text", 1) as progress:
         base = prepare_base(config, env_id, out)
         progress.advance(status=f"{len(base['demos'])} demonstrations")
-    marks = ", ".join(f"{mark:g}" for mark in sorted(config.ladder))
-    with stage(2, "SFT ladder", f"SFT ladder to {marks} epochs (checkpoints)",
-               len({float(mark) for mark in config.ladder})) as progress:
+    marks = sorted(float(mark) for mark in config.ladder)
+    with stage(2, "SFT ladder", f"SFT ladder to {', '.join(f'{m:g}' for m in marks)} epochs", 1) as progress:
         ladder = sft_ladder(config, base, out / "sft")
-        progress.advance(len(ladder))
+        progress.advance(status=f"{len(ladder)} checkpoints")
 
-    with stage(3, "handoff report", "rejuvenation, then the handoff report (models)", len(ladder) + 3) as progress:
-        over = ladder[float(config.over_epochs)]
-        probe = rl_config_for(config, env_id, base, model=over, seed=0, output_dir=out / "unused", rejuvenate=True,
-                              reset_fraction=config.reset_fraction)
-        envs = make_envs(probe, env_id, "in_distribution", 2, base["env_kwargs"])
-        rejuvenated = rejuvenated_checkpoint(probe, Path(base["base_dir"]), over, out / "rejuvenated", envs)
-        for env in envs:
-            env.close()
-        progress.advance(status="over-SFT rejuvenated")
-        diagnostics = ladder_report(config, env_id, base, ladder, rejuvenated, out / "handoff_report",
-                                    advance=progress.advance)
+    models = {"base": Path(base["base_dir"]), **{mark_label(mark): path for mark, path in ladder.items()}}
+    with stage(3, "ladder diagnostics", "on-policy diagnostics along the ladder (models)", len(models)) as progress:
+        jobs = [measure_job(config, env_id, base, path, out / "diagnostics" / f"{label}.json") | {"label": label}
+                for label, path in models.items()]
+        rows = run_jobs(jobs, config.workers, lambda job, result: progress.advance(status=job["label"]))
+        diagnostics = {job["label"]: row for job, row in zip(jobs, rows, strict=True)}
+    moderate = float(config.moderate_epochs)
+    over_mark, rule_met = choose_over_mark(diagnostics, marks, moderate, config.rule)
 
-    results = []
-    planned = arm_runs(config, ladder, base)
-    with stage(4, "RL arms", "RL runs (arms × seeds)", len(planned)) as progress:
-        for run in planned:
-            slug = run["arm"].replace("+", "_").replace(" ", "_").replace("α=", "alpha")
-            folder = out / "rl" / slug / f"seed{run['seed']}"
-            summary = run_rl(config, env_id, base, run, folder)
-            results.append({"arm": run["arm"], "seed": run["seed"], "folder": str(folder), "summary": summary})
-            progress.advance(status=f"{run['arm']} seed {run['seed']}")
+    with stage(4, "arm starts", "rejuvenated starts, matched temperature, pre-RL evaluations (arms)",
+               len(ARMS) + 1) as progress:
+        arms, matching = make_arms(config, env_id, base, ladder[moderate], ladder[over_mark], out, progress)
+        pre = run_pre_evaluations(config, env_id, arms, out, progress)
 
-    with stage(5, None, "report", 1) as progress:
-        data = {"config": asdict(config), "env": env_id, "diagnostics": diagnostics, "runs": results,
-                "timings_s": timings, "ladder": {f"{mark:g}": str(path) for mark, path in ladder.items()}}
-        data["timings_s"]["total"] = round(time.time() - started, 1)
+    with stage(5, "RL", "RL runs (arms × seeds)", sum(arm.seeds for arm in arms.values())) as progress:
+        runs = run_arms(config, env_id, arms, out, progress)
+
+    elapsed = time.time() - started  # this invocation's share of the stages already in ``timings``
+    with stage(6, "report", "report", 1) as progress:
+        data = {"config": asdict(config), "env": env_id, "diagnostics": diagnostics, "marks": marks,
+                "moderate_mark": moderate, "over_mark": over_mark, "over_rule_met": rule_met,
+                "rule": asdict(config.rule), "arms": {name: asdict(arm) for name, arm in arms.items()},
+                "temperature_matching": matching, "pre": pre, "runs": runs, "timings_s": timings,
+                "seen_tasks": base["seen_tasks"]}
+        data["timings_s"] = {**timings, "total": round(sum(timings.values()) + time.time() - started - elapsed, 1)}
         paths = write_lab_report(data, out)
         data["report"] = {name: str(path) for name, path in paths.items()}
         (out / "lab.json").write_text(json.dumps(data, indent=2, default=str))
         progress.advance(status=str(paths["markdown"]))
     return data
+
+
+def make_arms(config: HandoffConfig, env_id: str, base: dict[str, Any], moderate: Path, over: Path, out: Path,
+              progress: StageProgress) -> tuple[dict[str, Arm], dict[str, Any]]:
+    """Every arm's start, reference and temperature; the rejuvenated models' and matched-T measurements."""
+    from regym.lab.arms import run_job
+
+    calibration = expert_calibration(config, env_id, base)
+    starts = make_rejuvenated_starts(Path(base["base_dir"]), over, out / "starts", alpha=config.alpha,
+                                     reset_fraction=config.reset_fraction, calibration=calibration)
+    progress.advance(status="rejuvenated starts")
+    measured = out / "diagnostics" / "starts"
+    jobs = [measure_job(config, env_id, base, path, measured / f"{name}.json") | {"label": name}
+            for name, path in starts.items()]
+    rows = run_jobs(jobs, config.workers)
+    start_diagnostics = {job["label"]: row for job, row in zip(jobs, rows, strict=True)}
+    target = start_diagnostics[REJUVENATED]["onpolicy_entropy"]
+
+    def entropy_at(temperature: float) -> float:
+        job = measure_job(config, env_id, base, over, measured / f"over-sft@T{temperature:.4f}.json",
+                          temperature=temperature, greedy=False, heldout=False)
+        return run_job(job)["onpolicy_entropy"]
+
+    temperature, tried = match_temperature(entropy_at, target)
+    seeds = {name: config.seeds_primary if name in PRIMARY else config.seeds_other for name in ARMS}
+    over_ref = str(over)
+    arms = {
+        "base": Arm("base", str(base["base_dir"]), str(base["base_dir"]), seeds=seeds["base"]),
+        "moderate-sft": Arm("moderate-sft", str(moderate), str(moderate), seeds=seeds["moderate-sft"]),
+        "over-sft": Arm("over-sft", over_ref, over_ref, seeds=seeds["over-sft"]),
+        **{name: Arm(name, str(path), over_ref, seeds=seeds[name]) for name, path in starts.items()},
+        "over-sft@matched-T": Arm("over-sft@matched-T", over_ref, over_ref, temperature, seeds["over-sft@matched-T"]),
+    }
+    matching = {"target_entropy": target, "temperature": temperature, "tried": tried,
+                "starts": start_diagnostics}
+    return arms, matching
+
+
+def expert_calibration(config: HandoffConfig, env_id: str, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attribution criterion's calibration set: expert turns of the games SFT was trained on."""
+    from transformers import AutoTokenizer
+
+    from regym.rl.config import RLConfig
+    from regym.rl.train import expert_calibration as expert_turns
+    from regym.rl.train import make_envs
+
+    settings = rl_settings(config, env_id, model=base["base_dir"], reference=base["base_dir"], seed=0,
+                           output_dir="unused")
+    rl_config = replace(RLConfig(**settings), calibration_episodes=16)
+    envs = make_envs(rl_config, env_id, "in_distribution", 2, pool_kwargs(config, env_id, config.demo_tasks))
+    try:
+        return expert_turns(rl_config, envs, AutoTokenizer.from_pretrained(str(base["base_dir"])))
+    finally:
+        for env in envs:
+            env.close()
+
+
+def run_pre_evaluations(config: HandoffConfig, env_id: str, arms: dict[str, Arm], out: Path,
+                        progress: StageProgress) -> dict[str, Any]:
+    """Each arm's start evaluated once on every split (its runs' step-0 point, shared by their seeds)."""
+    jobs = [{"kind": "pre", "name": f"{arm.name} (before RL)", "arm": arm.name, "folder": str(out / "pre" / arm.slug),
+             "rl": rl_settings(config, env_id, model=arm.start, reference=arm.reference, seed=0,
+                               output_dir=out / "pre" / arm.slug, temperature=arm.temperature)}
+            for arm in arms.values()]
+    results = run_jobs(jobs, config.workers, lambda job, result: progress.advance(status=job["arm"]))
+    return {job["arm"]: {"metrics": result, "folder": job["folder"] + "/eval"}
+            for job, result in zip(jobs, results, strict=True)}
+
+
+def run_arms(config: HandoffConfig, env_id: str, arms: dict[str, Arm], out: Path,
+             progress: StageProgress) -> list[dict[str, Any]]:
+    """Every arm × its seeds, seed-major so that an interrupted lab has every arm's first seeds."""
+    jobs = []
+    for seed in range(max(arm.seeds for arm in arms.values())):
+        for arm in arms.values():
+            if seed < arm.seeds:
+                folder = out / "rl" / arm.slug / f"seed{seed}"
+                jobs.append({"kind": "rl", "arm": arm.name, "seed": seed,
+                             "rl": rl_settings(config, env_id, model=arm.start, reference=arm.reference, seed=seed,
+                                               output_dir=folder, temperature=arm.temperature)})
+    summaries = run_jobs(jobs, config.workers,
+                         lambda job, result: progress.advance(status=f"{job['arm']} seed {job['seed']}"))
+    return [{"arm": job["arm"], "seed": job["seed"], "folder": job["rl"]["output_dir"], "summary": summary}
+            for job, summary in zip(jobs, summaries, strict=True)]

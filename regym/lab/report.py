@@ -1,254 +1,335 @@
-"""``lab/report.md`` and its plots: the handoff lab's tables, curves and verdict.
+"""``lab/report.md`` and its plots: the ladder, the arms' starts, RL curves and the verdict.
 
-The verdict is computed, never tuned: the paper's ordering "holds" when the mean
-in-distribution RL gain of over-SFT + fusion + reset exceeds that of over-SFT; the
-report says whether the paired difference's 95 % CI excludes zero, and checks the
-pre-conditions the effect needs (is the over-SFT model over-confident? does RL see
-groups with reward variance?).
+The verdict is computed, never tuned. The primary result is the paired per-seed difference in
+post-RL in-distribution success, over-SFT + fusion + reset minus over-SFT, with a 95 % interval
+from a bootstrap over seeds and episodes (both evaluations' errors are in it). The effect
+"held" only when that interval lies above zero; the report then names which of its
+preconditions were met, so a negative result says why.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from regym.lab.stats import format_ci, mean_ci
+from regym.lab.arms import ARMS, REJUVENATED, episode_outcomes
+from regym.lab.ladder import mark_label
+from regym.lab.stats import (
+    bootstrap_mean,
+    bootstrap_normalised_gain,
+    bootstrap_paired_difference,
+    format_ci,
+    format_interval,
+    mean_ci,
+)
 
-ID, OOD = "in_distribution", "out_of_distribution"
+ID, NEAR, FAR = "in_distribution", "near_out_of_distribution", "out_of_distribution"
+SHORT = {ID: "ID", NEAR: "near-OOD", FAR: "far-OOD"}
+CEILING = 0.85
+"""A start "has headroom" on a split when the upper end of its 95 % interval is below this success rate."""
+
+LADDER_ROWS = [
+    ("sampled_success", "sampled success", "{:.3f}"), ("greedy_success", "greedy success", "{:.3f}"),
+    ("onpolicy_entropy", "on-policy entropy (nats)", "{:.3f}"), ("onpolicy_top1_prob", "on-policy top-1 probability", "{:.3f}"),
+    ("zero_signal_groups", "GRPO groups without signal", "{:.2f}"), ("drift", "drift ‖Δ‖/‖θ_base‖", "{:.3f}"),
+    ("onpolicy_loss", "on-policy NLL", "{:.3f}"), ("onpolicy_hessian", "on-policy λ_max", "{:.3g}"),
+    ("onpolicy_adaptive_sharpness", "on-policy adaptive sharpness", "{:.3g}"),
+    ("heldout_loss", "held-out loss", "{:.3f}"), ("heldout_hessian", "held-out λ_max", "{:.3g}"),
+    ("heldout_adaptive_sharpness", "held-out adaptive sharpness", "{:.3g}"),
+]
 
 
-def _success(summary: dict[str, Any], when: str, split: str) -> float:
-    return float(summary.get(when, {}).get(split, {}).get("success_rate", math.nan))
+# --- per-episode outcomes -------------------------------------------------------------------------
+def outcomes(data: dict[str, Any]) -> dict[str, Any]:
+    """{"pre": arm → split → episodes, "post": arm → seed → split → episodes} from the evaluation folders."""
+    pre = {arm: episode_outcomes(Path(entry["folder"])) for arm, entry in data["pre"].items()}
+    post: dict[str, dict[int, dict[str, list[float]]]] = {}
+    for run in data["runs"]:
+        final = Path(run["folder"]) / "evals" / f"step-{run['summary']['steps']}"
+        post.setdefault(run["arm"], {})[run["seed"]] = episode_outcomes(final)
+    return {"pre": pre, "post": post}
 
 
-def arm_table(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
-    """arm → column → values over seeds (pre/post/gain for ID and OOD)."""
-    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        summary = run["summary"]
-        for split, short in ((ID, "id"), (OOD, "ood")):
-            pre, post = _success(summary, "before", split), _success(summary, "after", split)
-            table[run["arm"]][f"pre_{short}"].append(pre)
-            table[run["arm"]][f"post_{short}"].append(post)
-            table[run["arm"]][f"gain_{short}"].append(post - pre)
+def verdict_table(data: dict[str, Any], splits: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """arm → split → {pre, post, diff (vs over-SFT, paired), normalised gain}: bootstrap results."""
+    episodes = outcomes(data)
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for arm in (arm for arm in ARMS if arm in episodes["post"]):
+        seeds = sorted(episodes["post"][arm])
+        table[arm] = {}
+        for split in splits:
+            pre = episodes["pre"][arm][split]
+            post = [episodes["post"][arm][seed][split] for seed in seeds]
+            row = {"pre": bootstrap_mean([pre]), "post": bootstrap_mean(post),
+                   "normalised_gain": bootstrap_normalised_gain(post, pre)}
+            if arm != "over-sft" and "over-sft" in episodes["post"]:
+                shared = [seed for seed in seeds if seed in episodes["post"]["over-sft"]]
+                row["diff"] = bootstrap_paired_difference(
+                    [episodes["post"][arm][seed][split] for seed in shared],
+                    [episodes["post"]["over-sft"][seed][split] for seed in shared])
+            table[arm][split] = row
     return table
 
 
-def paired_difference(runs: list[dict[str, Any]], arm: str, reference: str, column: str = "gain_id") -> list[float]:
-    """Per-seed difference of a column between two arms (seeds present in both)."""
-    by_seed: dict[str, dict[int, float]] = defaultdict(dict)
-    for run in runs:
-        split = ID if column.endswith("_id") else OOD
-        gain = _success(run["summary"], "after", split) - _success(run["summary"], "before", split)
-        by_seed[run["arm"]][run["seed"]] = gain
-    seeds = sorted(set(by_seed[arm]) & set(by_seed[reference]))
-    return [by_seed[arm][seed] - by_seed[reference][seed] for seed in seeds]
-
-
-def verdict(runs: list[dict[str, Any]], diagnostics: dict[str, Any], moderate_label: str = "sft@2ep",
-            over_label: str = "sft@32ep") -> list[str]:
-    """Plain sentences: did the ordering hold, and were its pre-conditions met?"""
-    table = arm_table(runs)
+# --- the verdict ----------------------------------------------------------------------------------
+def verdict(data: dict[str, Any], table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Plain sentences: the primary result, then each precondition as measured."""
     lines = []
-    rejuvenated, over = "over-sft+fusion+reset", "over-sft"
-    if rejuvenated in table and over in table:
-        gain_rej, _ = mean_ci(table[rejuvenated]["gain_id"])
-        gain_over, _ = mean_ci(table[over]["gain_id"])
-        difference = paired_difference(runs, rejuvenated, over)
-        mean, half = mean_ci(difference)
-        held = gain_rej > gain_over
-        significant = not math.isnan(half) and mean - half > 0
-        lines.append(
-            f"**The paper's ordering {'held' if held else 'did NOT hold'}** in-distribution: RL gain of "
-            f"over-SFT + rejuvenation {format_ci(table[rejuvenated]['gain_id'])} vs over-SFT "
-            f"{format_ci(table[over]['gain_id'])} (paired difference {format_ci(difference)} over "
-            f"{len(difference)} seeds; {'its 95 % CI excludes 0' if significant else 'its 95 % CI includes 0, so the difference is not established at this scale'})."
-        )
-        if "moderate-sft" in table:
-            lines.append(f"Moderate SFT gained {format_ci(table['moderate-sft']['gain_id'])}; "
-                         f"over-SFT {'gained less' if gain_over < mean_ci(table['moderate-sft']['gain_id'])[0] else 'did not gain less'} "
-                         "than moderate SFT (the paper's premise).")
-    models = diagnostics.get("models", {})
-    moderate, over_entry = models.get(moderate_label), models.get(over_label)
-    if moderate and over_entry:
-        mm, om = moderate["metrics"], over_entry["metrics"]
-        confident = om["entropy"] < mm["entropy"] and om["top1_prob"] > mm["top1_prob"]
-        lines.append(
-            f"Pre-condition 1, over-confidence: over-SFT entropy {om['entropy']:.3f} vs moderate {mm['entropy']:.3f}, "
-            f"top-1 {om['top1_prob']:.3f} vs {mm['top1_prob']:.3f}, SFT loss {om['sft_loss']:.4f} vs {mm['sft_loss']:.4f}: "
-            f"{'met' if confident else 'NOT met'}.")
-        if "nonzero_variance_groups" in om:
-            lines.append(
-                f"Pre-condition 2, RL signal: GRPO groups with reward variance — over-SFT "
-                f"{om['nonzero_variance_groups']:.2f}, moderate {mm['nonzero_variance_groups']:.2f}"
-                + "".join(f", {label} {m['metrics']['nonzero_variance_groups']:.2f}" for label, m in models.items()
-                          if "rejuvenated" in label and "nonzero_variance_groups" in m["metrics"])
-                + " (a group with identical rewards gives zero advantage).")
+    primary = table.get(REJUVENATED, {}).get(ID, {}).get("diff")
+    if primary is None:
+        return ["The primary comparison could not be computed (an arm has no finished run)."]
+    if primary["low"] > 0:
+        outcome = "**The effect held**: after RL, over-SFT + rejuvenation beat over-SFT in-distribution"
+    elif primary["high"] < 0:
+        outcome = "**The effect was reversed**: after RL, over-SFT + rejuvenation did worse than over-SFT in-distribution"
+    else:
+        outcome = ("**The effect was not established**: after RL, over-SFT + rejuvenation and over-SFT do not differ "
+                   "in-distribution beyond the noise")
+    lines.append(f"{outcome} (paired post-RL difference {format_interval(primary)} over {primary['seeds']} seeds, "
+                 f"95 % bootstrap interval over seeds and episodes; {primary['episodes']} episodes per arm).")
+    lines.extend(preconditions(data, table))
+    for control, what in (("over-sft+fusion+random-reset", "a random reset of the same ρ"),
+                          ("over-sft@matched-T", "over-SFT sampled at the rejuvenated model's entropy"),
+                          ("over-sft+fusion", "fusion alone")):
+        if control in table and REJUVENATED in table:
+            ours, theirs = table[REJUVENATED][ID]["post"]["mean"], table[control][ID]["post"]["mean"]
+            diff = table[control][ID].get("diff")
+            lines.append(f"Control, {what}: post-RL ID success {theirs:.3f} vs the rejuvenated arm's {ours:.3f} "
+                         f"(its paired difference to over-SFT {format_interval(diff) if diff else '—'}).")
     return lines
 
 
-def _plot_curves(runs: list[dict[str, Any]], out: Path) -> Path | None:
-    """Mean eval success (ID and OOD) per RL step for each main arm."""
+def preconditions(data: dict[str, Any], table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The conditions under which the paper's effect could show at all, each as measured."""
+    lines = []
+    diagnostics = data["diagnostics"]
+    over, moderate = mark_label(data["over_mark"]), mark_label(data["moderate_mark"])
+    rule = data["rule"]
+    over_row, moderate_row = diagnostics[over], diagnostics[moderate]
+    met = "met" if data["over_rule_met"] else "NOT met (no mark collapsed; the last mark stands in)"
+    lines.append(f"Precondition 1, over-SFT found by measurement: {met}. Over-SFT = {over}: on-policy entropy "
+                 f"{over_row['onpolicy_entropy']:.3f} (≤ {rule['max_entropy']:g}?), groups without signal "
+                 f"{over_row['zero_signal_groups']:.2f} (≥ {rule['min_zero_signal']:g}?); moderate = {moderate}: "
+                 f"{moderate_row['onpolicy_entropy']:.3f}, {moderate_row['zero_signal_groups']:.2f}.")
+    if "moderate-sft" in table:
+        room = {split: values["pre"]["high"] < CEILING for split, values in table["moderate-sft"].items()}
+        text = ", ".join(f"{SHORT.get(split, split)} {table['moderate-sft'][split]['pre']['mean']:.3f}"
+                         for split in room)
+        lines.append(f"Precondition 2, headroom: moderate-SFT starts at {text} "
+                     f"({'below' if all(room.values()) else 'NOT below'} {CEILING:g} on every split, 95 % upper end).")
+    if "moderate-sft" in table and "over-sft" in table:
+        gain = {arm: table[arm][ID]["post"]["mean"] - table[arm][ID]["pre"]["mean"] for arm in ("moderate-sft", "over-sft")}
+        lines.append(f"Precondition 3, the premise: over-SFT gained {gain['over-sft']:+.3f} in-distribution from RL, "
+                     f"moderate SFT {gain['moderate-sft']:+.3f}: over-SFT "
+                     f"{'gained less' if gain['over-sft'] < gain['moderate-sft'] else 'did NOT gain less'}.")
+    starts = data.get("temperature_matching", {}).get("starts", {})
+    if REJUVENATED in starts:
+        rejuvenated = starts[REJUVENATED]
+        raised = rejuvenated["zero_signal_groups"] < over_row["zero_signal_groups"]
+        lines.append(f"Precondition 4, rejuvenation restores signal: groups without signal "
+                     f"{over_row['zero_signal_groups']:.2f} → {rejuvenated['zero_signal_groups']:.2f}, on-policy "
+                     f"entropy {over_row['onpolicy_entropy']:.3f} → {rejuvenated['onpolicy_entropy']:.3f} "
+                     f"({'met' if raised else 'NOT met'}).")
+    return lines
+
+
+# --- tables ---------------------------------------------------------------------------------------
+def ladder_markdown(data: dict[str, Any]) -> str:
+    labels = ["base", *(mark_label(mark) for mark in data["marks"])]
+    names = {mark_label(data["moderate_mark"]): " (moderate)", mark_label(data["over_mark"]): " (over-SFT)"}
+    lines = ["| | " + " | ".join(label + names.get(label, "") for label in labels) + " |",
+             "|---|" + "---|" * len(labels)]
+    for key, title, pattern in LADDER_ROWS:
+        values = [data["diagnostics"][label].get(key) for label in labels]
+        if all(value is None for value in values):
+            continue
+        lines.append(f"| {title} | " + " | ".join("—" if v is None else pattern.format(v) for v in values) + " |")
+    return "\n".join(lines)
+
+
+def arms_markdown(table: dict[str, dict[str, dict[str, Any]]], splits: list[str], arms: dict[str, Any]) -> str:
+    lines = ["| arm | seeds | T | split | pre-RL | post-RL | paired post-RL diff vs over-SFT | gain / headroom |",
+             "|---|---|---|---|---|---|---|---|"]
+    for arm, by_split in table.items():
+        for split in splits:
+            row = by_split[split]
+            diff = format_interval(row["diff"]) if "diff" in row else "(reference)"
+            lines.append(f"| {arm} | {row['post']['seeds']} | {arms[arm]['temperature']:.2f} | {SHORT.get(split, split)} | "
+                         f"{_rate(row['pre'])} | {_rate(row['post'])} | {diff} | {format_interval(row['normalised_gain'])} |")
+    return "\n".join(lines)
+
+
+def _rate(result: dict[str, float]) -> str:
+    return f"{result['mean']:.3f} [{result['low']:.3f}, {result['high']:.3f}]"
+
+
+# --- plots ----------------------------------------------------------------------------------------
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    return plt
+
+
+def plot_ladder(data: dict[str, Any], out: Path) -> Path:
+    """Each ladder diagnostic against SFT epochs (base at 0)."""
+    plt = _pyplot()
+    keys = [row for row in LADDER_ROWS if any(row[0] in data["diagnostics"][label] for label in data["diagnostics"])]
+    columns = 4
+    rows = math.ceil(len(keys) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    epochs = [0.0, *data["marks"]]
+    labels = ["base", *(mark_label(mark) for mark in data["marks"])]
+    for axis, (key, title, _) in zip(axes.flat, keys, strict=False):
+        values = [data["diagnostics"][label].get(key, math.nan) for label in labels]
+        axis.plot(range(len(epochs)), values, marker="o")
+        axis.set_xticks(range(len(epochs)), [f"{e:g}" for e in epochs])
+        for mark, colour in ((data["moderate_mark"], "tab:green"), (data["over_mark"], "tab:red")):
+            axis.axvline(epochs.index(mark), color=colour, alpha=0.4, linestyle="--")
+        axis.set(title=title, xlabel="SFT epochs")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(keys):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out
+
+
+def _per_step(runs: list[dict[str, Any]], key: str) -> dict[str, dict[int, list[float]]]:
+    """arm → step → values over seeds of one metrics.jsonl column."""
+    curves: dict[str, dict[int, list[float]]] = {}
     for run in runs:
-        path = Path(run["folder"]) / "eval.jsonl"
-        if "α=" in run["arm"] or not path.exists():
+        path = Path(run["folder"]) / "metrics.jsonl"
+        if not path.exists():
             continue
         for line in path.read_text().splitlines():
             row = json.loads(line)
-            for split in (ID, OOD):
-                if split in row:
-                    curves[run["arm"]][split][row["step"]].append(row[split]["success_rate"])
-    if not curves:
-        return None
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for axis, split in zip(axes, (ID, OOD), strict=True):
-        for arm, by_split in curves.items():
-            steps = sorted(by_split[split])
-            axis.plot(steps, [sum(by_split[split][s]) / len(by_split[split][s]) for s in steps], marker="o", label=arm)
-        axis.set(title=f"eval success, {split.replace('_', '-')}", xlabel="RL step")
+            if key in row and "step" in row:
+                curves.setdefault(run["arm"], {}).setdefault(int(row["step"]), []).append(float(row[key]))
+    return curves
+
+
+def _band(axis, curves: dict[int, list[float]], label: str, smooth: int = 1) -> None:
+    steps = sorted(curves)
+    means, halves = [], []
+    for index in range(len(steps)):
+        window = [value for s in steps[max(0, index - smooth + 1): index + 1] for value in curves[s]]
+        mean, half = mean_ci(window)
+        means.append(mean)
+        halves.append(0.0 if math.isnan(half) else half)
+    line = axis.plot(steps, means, label=label)[0]
+    axis.fill_between(steps, [m - h for m, h in zip(means, halves, strict=True)],
+                      [m + h for m, h in zip(means, halves, strict=True)], color=line.get_color(), alpha=0.15)
+
+
+def plot_curves(data: dict[str, Any], out: Path) -> Path:
+    """Per arm: training success per step (mean ± 95 % CI over seeds, 4-step window), ID eval points,
+    gradient norm and update norm per step."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    for arm, curves in _per_step(data["runs"], "success_rate").items():
+        _band(axes[0], curves, arm, smooth=4)
+    for arm, curves in _per_step(data["runs"], "grad_norm").items():
+        _band(axes[1], curves, arm)
+    for arm, curves in _per_step(data["runs"], "update_norm").items():
+        _band(axes[2], curves, arm)
+    for run in data["runs"]:
+        path = Path(run["folder"]) / "eval.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                if ID in row:
+                    axes[0].scatter([row["step"]], [row[ID]["success_rate"]], s=8, color="black", alpha=0.3)
+    axes[0].set(title="training success (dots: ID evaluations)", xlabel="RL step", ylabel="success rate")
+    axes[1].set(title="gradient norm (before clipping)", xlabel="RL step", yscale="log")
+    axes[2].set(title="update norm ‖Δθ‖ per step", xlabel="RL step", yscale="log")
+    for axis in axes:
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel("success rate (mean over seeds)")
-    axes[1].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(out, dpi=120)
+    figure.savefig(out, dpi=110)
     plt.close(figure)
     return out
 
 
-def _plot_gains(table: dict[str, dict[str, list[float]]], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    arms = [arm for arm in table if "α=" not in arm]
-    figure, axis = plt.subplots(figsize=(9, 4))
-    width = 0.38
-    for offset, (column, label) in enumerate((("gain_id", "ID"), ("gain_ood", "OOD"))):
-        means = [mean_ci(table[arm][column])[0] for arm in arms]
-        halves = [0 if math.isnan(h) else h for h in (mean_ci(table[arm][column])[1] for arm in arms)]
-        axis.bar([i + (offset - 0.5) * width for i in range(len(arms))], means, width, yerr=halves, capsize=3,
-                 label=label)
-    axis.set_xticks(range(len(arms)), arms, rotation=15, fontsize=8)
-    axis.axhline(0, color="black", linewidth=0.8)
-    axis.set(ylabel="RL gain in success rate", title="RL gain per starting checkpoint (mean ± 95 % CI)")
-    axis.legend()
+def plot_verdict(table: dict[str, dict[str, dict[str, Any]]], splits: list[str], out: Path) -> Path:
+    """Pre- and post-RL success per arm and split, with 95 % bootstrap intervals."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4.5), sharey=True, squeeze=False)
+    arms = list(table)
+    for axis, split in zip(axes[0], splits, strict=True):
+        for offset, when in ((-0.2, "pre"), (0.2, "post")):
+            values = [table[arm][split][when] for arm in arms]
+            axis.bar([i + offset for i in range(len(arms))], [v["mean"] for v in values], 0.4, label=f"{when}-RL",
+                     yerr=[[v["mean"] - v["low"] for v in values], [v["high"] - v["mean"] for v in values]], capsize=2)
+        axis.set_xticks(range(len(arms)), arms, rotation=35, ha="right", fontsize=7)
+        axis.set(title=SHORT.get(split, split))
+        axis.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("success rate")
+    axes[0][0].legend()
     figure.tight_layout()
-    figure.savefig(out, dpi=120)
+    figure.savefig(out, dpi=110)
     plt.close(figure)
     return out
 
 
-def _plot_ladder(diagnostics: dict[str, Any], out: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [(float(label[4:].removesuffix("ep")), entry["metrics"]) for label, entry in diagnostics["models"].items()
-              if label.startswith("sft@")]
-    if not points:
-        return None
-    figure, axis = plt.subplots(figsize=(7, 4))
-    epochs = [p[0] for p in points]
-    for key in ("entropy", "top1_prob", "sft_loss", "drift_relative"):
-        axis.plot(epochs, [p[1][key] for p in points], marker="o", label=key)
-    axis.set_xscale("log", base=2)
-    axis.set(xlabel="SFT epochs", title="the SFT ladder: confidence, loss and drift")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
-    return out
-
-
+# --- the report -----------------------------------------------------------------------------------
 def write_lab_report(data: dict[str, Any], out: Path) -> dict[str, Path]:
-    """report.md (+ PNGs) in ``out``."""
-    runs, diagnostics = data["runs"], data["diagnostics"]
-    main_runs = [run for run in runs if "α=" not in run["arm"]]
-    table = arm_table(main_runs)
-    paths = {"markdown": out / "report.md"}
-    curves = _plot_curves(runs, out / "learning_curves.png")
-    paths["gains"] = _plot_gains(table, out / "rl_gain.png")
-    ladder_plot = _plot_ladder(diagnostics, out / "sft_ladder.png")
-
-    seeds = sorted({run["seed"] for run in main_runs})
+    """``report.md`` with its PNGs; returns their paths."""
+    out = Path(out)
+    splits = data["runs"][0]["summary"]["after"].keys() if data["runs"] else []
+    splits = [split for split in (ID, NEAR, FAR) if split in splits]
+    table = verdict_table(data, splits)
+    data["verdict_table"] = table
+    paths = {"ladder": plot_ladder(data, out / "ladder.png"), "curves": plot_curves(data, out / "rl_curves.png"),
+             "verdict": plot_verdict(table, splits, out / "verdict.png")}
     config = data["config"]
-    lines = [
-        f"# Handoff lab: {data['env']} ({config['preset']} preset)", "",
-        f"RL seeds: {len(seeds)}; identical RL budget per arm: {json.dumps(config['rl'])}.",
-        f"Moderate SFT = {config['moderate_epochs']:g} epochs, over-SFT = {config['over_epochs']:g} epochs; "
-        f"rejuvenation α = {config['alpha']:g}, reset ρ = {config['reset_fraction']:g}.",
-        f"Measured wall time: {data['timings_s']['total'] / 60:.1f} minutes "
-        f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in data['timings_s'].items() if k != 'total')}).", "",
-        "## Verdict", "",
-        *[f"- {line}" for line in verdict(main_runs, diagnostics, f"sft@{config['moderate_epochs']:g}ep",
-                                          f"sft@{config['over_epochs']:g}ep")], "",
-        "## Pre-RL diagnostics (the SFT ladder; cf. the paper's Table 1)", "",
-        "Teacher-forced on expert turns of the env; pass@k from sampled episodes (temperature 1).", "",
+    timings = ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in data["timings_s"].items())
+    matching = data["temperature_matching"]
+    sections = [
+        f"# Handoff lab: {data['env']}, pipeline seed {config['pipeline_seed']}",
+        f"Preset {config['preset']}; SFT demos from {config['demo_tasks']} of the {config['rl_tasks']} games RL "
+        f"plays ({len(data.get('seen_tasks', []))} distinct games in the demos); {config['eval_episodes']} evaluation "
+        f"episodes per split and point; RL budget {json.dumps({k: v for k, v in config['rl'].items() if k != 'progress'})}. "
+        f"Wall time: {timings}.",
+        "## Verdict", *verdict(data, table),
+        "## Verdict table",
+        "Success rates with 95 % bootstrap intervals. Pre-RL: the arm's start, evaluated once. Post-RL: mean over "
+        "seeds (bootstrap over seeds and episodes). The difference is paired by seed and episode.",
+        arms_markdown(table, splits, data["arms"]),
+        "![pre and post](verdict.png)",
+        "## The SFT ladder",
+        f"Measured on the policy's own samples on the RL pool (groups of G at T = 1), greedy play, and held-out "
+        f"expert text. Over-SFT rule: the first mark past the moderate one ({data['moderate_mark']:g} epochs) with "
+        f"on-policy entropy ≤ {data['rule']['max_entropy']:g} nats and ≥ {data['rule']['min_zero_signal']:g} of "
+        f"the groups without signal; chosen: {data['over_mark']:g} epochs"
+        f"{'' if data['over_rule_met'] else ' (rule not met by any mark: the last mark)'}.",
+        ladder_markdown(data),
+        "![ladder](ladder.png)",
+        "## Arm starts",
+        f"Temperature matching: over-SFT reaches the rejuvenated start's on-policy entropy "
+        f"{matching['target_entropy']:.3f} at T = {matching['temperature']:.2f} (tried: "
+        + ", ".join(f"T {t:.2f} → {e:.3f}" for t, e in matching["tried"]) + ").",
+        _starts_markdown(matching["starts"]),
+        "## RL curves",
+        "![curves](rl_curves.png)",
     ]
-    lines += _diagnostics_table(diagnostics)
-    if ladder_plot:
-        lines += ["", f"![SFT ladder]({ladder_plot.name})"]
-    lines += ["", "Full handoff report (per-layer drift, sharpness, plots): `handoff_report/report.md`.", "",
-              "## Final table (success rate, mean ± 95 % CI over seeds)", "",
-              "| start | pre-RL ID | post-RL ID | RL gain ID | pre-RL OOD | post-RL OOD | RL gain OOD |",
-              "|---|---|---|---|---|---|---|"]
-    for arm in table:
-        cells = [format_ci(table[arm][c]) for c in ("pre_id", "post_id", "gain_id", "pre_ood", "post_ood", "gain_ood")]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    lines += ["", f"![RL gain]({paths['gains'].name})"]
-    if curves:
-        paths["curves"] = curves
-        lines += ["", "## Learning curves", "", f"![learning curves]({curves.name})"]
-    lines += ["", "## Ablation (over-SFT start)", "", "| arm | RL gain ID | RL gain OOD | post-RL ID | post-RL OOD |",
-              "|---|---|---|---|---|"]
-    for arm in ("over-sft", "over-sft+fusion", "over-sft+fusion+reset"):
-        if arm in table:
-            lines.append(f"| {arm} | {format_ci(table[arm]['gain_id'])} | {format_ci(table[arm]['gain_ood'])} | "
-                         f"{format_ci(table[arm]['post_id'])} | {format_ci(table[arm]['post_ood'])} |")
-    sweep = [run for run in runs if "α=" in run["arm"] or (run["arm"] == "over-sft+fusion+reset" and run["seed"] == 0)]
-    if len(sweep) > 1:
-        lines += ["", "## α sweep (fusion + reset, seed 0)", "", "| α | pre-RL ID | post-RL ID | post-RL OOD |",
-                  "|---|---|---|---|"]
-        for run in sorted(sweep, key=lambda r: float(r["arm"].split("α=")[1]) if "α=" in r["arm"] else config["alpha"]):
-            alpha = run["arm"].split("α=")[1] if "α=" in run["arm"] else f"{config['alpha']:g}"
-            s = run["summary"]
-            lines.append(f"| {alpha} | {_success(s, 'before', ID):.3f} | {_success(s, 'after', ID):.3f} | "
-                         f"{_success(s, 'after', OOD):.3f} |")
-    lines += ["", "## Runs", "", "Each RL run's logs, curve and final model: `rl/<arm>/seed<N>/`."]
-    paths["markdown"].write_text("\n".join(lines) + "\n")
-    return paths
+    markdown = out / "report.md"
+    markdown.write_text("\n\n".join(sections) + "\n")
+    return {"markdown": markdown, **paths}
 
 
-def _diagnostics_table(diagnostics: dict[str, Any]) -> list[str]:
-    models = diagnostics.get("models", {})
-    if not models:
-        return ["(no diagnostics)"]
-    first = next(iter(models.values()))["metrics"]
-    k_key = next((k for k in first if k.startswith("pass@") and k != "pass@1"), None)
-    header = ["checkpoint", "SFT loss", "entropy", "top-1 prob", "drift ‖Δ‖/‖θ‖", "Hessian λ_max", "pass@1"]
-    if k_key:
-        header += [k_key, f"{k_key} − pass@1"]
-    header.append("groups with variance")
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    for label, entry in models.items():
-        m = entry["metrics"]
-        cells = [label, f"{m['sft_loss']:.4f}", f"{m['entropy']:.4f}", f"{m['top1_prob']:.3f}",
-                 f"{m['drift_relative']:.4f}", f"{m.get('hessian_top_eigenvalue', math.nan):.2f}",
-                 f"{m.get('pass@1', math.nan):.3f}"]
-        if k_key:
-            cells += [f"{m[k_key]:.3f}", f"{m[k_key] - m['pass@1']:.3f}"]
-        cells.append(f"{m.get('nonzero_variance_groups', math.nan):.2f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+def _starts_markdown(starts: dict[str, dict[str, float]]) -> str:
+    lines = ["| start | sampled success | on-policy entropy | groups without signal | drift |", "|---|---|---|---|---|"]
+    for name, row in starts.items():
+        lines.append(f"| {name} | {row['sampled_success']:.3f} | {row['onpolicy_entropy']:.3f} | "
+                     f"{row['zero_signal_groups']:.2f} | {row.get('drift', math.nan):.3f} |")
+    return "\n".join(lines)
+
+
+__all__ = ["verdict", "verdict_table", "write_lab_report", "format_ci"]

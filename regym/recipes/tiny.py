@@ -381,16 +381,30 @@ def ensure_tiny_pipeline(
 
     with _threads(config.threads):
         started, cpu_started = time.perf_counter(), cpu_seconds()
-        if not (base_dir / "tiny_base.json").exists():
-            print(f"building the tiny base model into {base_dir} (about 10 minutes of one CPU core on the "
-                  "defaults; cached for every later run)", flush=True)
-            build_base(base_dir, config, seed)
+        ensure_tiny_base(seed=seed, workdir=root, config=config)
         base_seconds = time.perf_counter() - started
         envs = json.loads((base_dir / "tiny_base.json").read_text())["envs"]
         if env_id not in envs:
             log.warning("%s is not in the tiny base model's corpus (envs: %s)", env_id, envs)
         _build_env_stage(pipeline, base_seconds, started, cpu_started)
     return pipeline
+
+
+def ensure_tiny_base(*, seed: int = 0, workdir: str | Path | None = None,
+                     config: TinyPipelineConfig | None = None) -> Path:
+    """The tiny base model alone (corpus, tokenizer, pretraining), built once per seed and cached.
+
+    The folder ``ensure_tiny_pipeline`` uses too; for callers that bring their own demos and SFT (the lab).
+    """
+    config = config or TinyPipelineConfig()
+    root = Path(workdir) if workdir is not None else cache_dir("tiny")
+    base_dir = root / "base" / f"seed{seed}-{config.digest(BASE_FIELDS)}"
+    if not (base_dir / "tiny_base.json").exists():
+        print(f"building the tiny base model into {base_dir} (about 10 minutes of one CPU core on the "
+              "defaults; cached for every later run)", flush=True)
+        with _threads(config.threads):
+            build_base(base_dir, config, seed)
+    return base_dir
 
 
 def demo_env_kwargs(config: TinyPipelineConfig, env_id: str) -> dict[str, Any]:

@@ -6,6 +6,9 @@ landscape. Sharpness is measured two ways because the paper does not say how it 
 the top Hessian eigenvalue (power iteration on Hessian-vector products, Pearlmutter 1994) and
 the mean loss increase under random weight perturbations of a fixed relative radius
 (Keskar et al. 2017, "On large-batch training", Sec. 2.2, in its random-direction form).
+Both change when a function-preserving rescaling moves weight between layers, so a third,
+``adaptive_sharpness``, measures it in ASAM's weight-normalised ball (Kwon et al., ICML 2021),
+which such a rescaling leaves unchanged.
 """
 
 from __future__ import annotations
@@ -24,26 +27,39 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def next_token_stats(model: nn.Module, example: CalibrationExample) -> dict[str, torch.Tensor]:
-    """Teacher-forced per-position stats, each (T − 1,): entropy, top-1 prob, NLL of the next token, mask."""
+def next_token_stats(model: nn.Module, example: CalibrationExample,
+                     temperature: float = 1.0) -> dict[str, torch.Tensor]:
+    """Teacher-forced per-position stats, each (T − 1,): entropy, top-1 prob, NLL of the next token, mask.
+
+    Entropy and top-1 are those of ``softmax(logits / temperature)``, the distribution a policy
+    sampling at that temperature draws from; the NLL stays the temperature-1 training loss.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, not {temperature}")
     with torch.no_grad():
         logits = model(input_ids=example.input_ids.to(_device(model))).logits[0, :-1].float()
     log_probs = torch.log_softmax(logits, dim=-1)
-    probs = log_probs.exp()
+    tempered = log_probs if temperature == 1.0 else torch.log_softmax(logits / temperature, dim=-1)
+    probs = tempered.exp()
     targets = example.input_ids[0, 1:].to(logits.device)
     return {
-        "entropy": -(probs * log_probs).sum(-1).cpu(),
+        "entropy": -(probs * tempered).sum(-1).cpu(),
         "top1": probs.max(-1).values.cpu(),
         "nll": -log_probs.gather(-1, targets[:, None])[:, 0].cpu(),
         "mask": example.loss_mask[0, 1:].bool(),
     }
 
 
-def token_statistics(model: nn.Module, examples: Sequence[CalibrationExample]) -> dict[str, object]:
-    """Mean entropy (nats), mean top-1 probability and SFT loss over scored tokens, plus all entropies."""
+def token_statistics(model: nn.Module, examples: Sequence[CalibrationExample],
+                     temperature: float = 1.0) -> dict[str, object]:
+    """Mean entropy (nats), mean top-1 probability and SFT loss over scored tokens, plus all entropies.
+
+    Entropy and top-1 at ``temperature`` (``next_token_stats``), so an over-trained model's
+    entropy can be matched by sampling hotter; the SFT loss is always at temperature 1.
+    """
     entropies, top1, nll = [], [], []
     for example in examples:
-        stats = next_token_stats(model, example)
+        stats = next_token_stats(model, example, temperature)
         mask = stats["mask"]
         entropies.append(stats["entropy"][mask])
         top1.append(stats["top1"][mask])
@@ -156,6 +172,45 @@ def perturbation_sharpness(model: nn.Module, examples: Sequence[CalibrationExamp
                 for p, original in zip(parameters, saved, strict=True):
                     p.copy_(original)
     return sum(increases) / len(increases)
+
+
+def adaptive_sharpness(model: nn.Module, examples: Sequence[CalibrationExample], radius: float = 0.05) -> float:
+    """ASAM's scale-invariant sharpness: the loss increase at the first-order worst case of the
+    weight-normalised ball ``‖T⁻¹ε‖ ≤ radius``, with ``T = diag(|θ|)`` (Kwon et al., "ASAM", ICML 2021):
+
+        ε = radius · T² g / ‖T g‖,   sharpness = L(θ + ε) − L(θ),   g = ∇L(θ).
+
+    A rescaling that leaves the function unchanged (a neuron's input weights × c, its output
+    weights ÷ c) leaves this unchanged too, so, unlike the Hessian's top eigenvalue, it cannot
+    rise or fall by weight moving between layers. No randomness; the weights are restored exactly.
+    """
+    parameters = [p for p in model.parameters() if p.is_floating_point()]
+    flags = [p.requires_grad for p in parameters]
+    for p in parameters:
+        p.requires_grad_(True)
+    try:
+        loss = calibration_loss(model, examples)
+        grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+    finally:
+        for p, flag in zip(parameters, flags, strict=True):
+            p.requires_grad_(flag)
+    with torch.no_grad():
+        scaled = [p.detach().abs() * g if g is not None else torch.zeros_like(p) for p, g in
+                  zip(parameters, grads, strict=True)]  # T g
+        norm = torch.sqrt(sum((s.float() * s.float()).sum() for s in scaled))
+        if float(norm) == 0.0:
+            return 0.0
+        steps = [(radius * p.detach().abs() * s / norm).to(p.dtype) for p, s in
+                 zip(parameters, scaled, strict=True)]  # ε = radius · T (T g) / ‖T g‖
+        saved = [p.detach().clone() for p in parameters]
+        try:
+            for p, step in zip(parameters, steps, strict=True):
+                p.add_(step)
+            perturbed = float(calibration_loss(model, examples))
+        finally:
+            for p, original in zip(parameters, saved, strict=True):
+                p.copy_(original)
+    return perturbed - float(loss.detach())
 
 
 def mlp_neuron_scores(model: nn.Module, examples: Sequence[CalibrationExample],

@@ -1,0 +1,90 @@
+"""The SFT ladder and where on it over-SFT begins, found by measurement.
+
+One SFT run writes a checkpoint at every mark of the ladder. Each checkpoint (and the base)
+is then measured where RL will see it: on the policy's own samples on the RL task pool
+(token entropy and top-1 probability of the sampled actions, the share of GRPO groups whose
+rewards all agree, sampled and greedy success), its drift from the base, and sharpness on
+those samples and on held-out expert text. ``choose_over_mark`` applies the stated rule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OverSFTRule:
+    """Over-SFT is the first mark past the moderate one whose on-policy entropy has collapsed *and* whose
+    GRPO groups mostly carry no signal (all G rewards equal: zero advantage for every episode)."""
+
+    max_entropy: float = 0.1
+    """Mean entropy (nats) of the policy's sampled action tokens at or below which it has "collapsed": the
+    sampled token then holds about 98 % of the mass, so G samples of a turn mostly agree."""
+    min_zero_signal: float = 0.5
+    """Share of GRPO groups with identical rewards at or above which RL has little to learn from."""
+
+    def holds(self, metrics: dict[str, float]) -> bool:
+        return metrics["onpolicy_entropy"] <= self.max_entropy and metrics["zero_signal_groups"] >= self.min_zero_signal
+
+
+def choose_over_mark(diagnostics: dict[str, dict[str, float]], marks: Sequence[float], moderate: float,
+                     rule: OverSFTRule) -> tuple[float, bool]:
+    """(the over-SFT mark, whether the rule found one); without one, the last mark (and False)."""
+    for mark in sorted(marks):
+        if mark > moderate and rule.holds(diagnostics[mark_label(mark)]):
+            return mark, True
+    return max(marks), False
+
+
+def mark_label(mark: float) -> str:
+    return f"sft@{mark:g}ep"
+
+
+def total_drift(model, base) -> float:
+    """Whole-model ‖θ − θ_base‖ / ‖θ_base‖."""
+    base_parameters = dict(base.named_parameters())
+    delta = total = 0.0
+    for name, parameter in model.named_parameters():
+        reference = base_parameters[name].detach().float()
+        delta += float((parameter.detach().float() - reference).pow(2).sum())
+        total += float(reference.pow(2).sum())
+    return math.sqrt(delta) / max(math.sqrt(total), 1e-12)
+
+
+def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
+    """One model's ladder row (run in a lab worker): on-policy metrics, greedy success, drift.
+
+    ``job``: model, base, env_id, env_kwargs (training options: the RL pool, dense reward), split, tasks,
+    samples, temperature, max_turns, max_new_tokens, greedy_episodes, heldout (messages), out (a JSON path).
+    """
+    from regym.eval.plasticity import OnPolicySettings, greedy_success, on_policy_metrics
+    from regym.rejuvenation.calibration import encode_calibration
+    from regym.rejuvenation.pipeline import load_causal_lm
+
+    out = Path(job["out"])
+    if out.exists():
+        return json.loads(out.read_text())
+    model, tokenizer = load_causal_lm(job["model"])
+    settings = OnPolicySettings(tasks=job["tasks"], samples=job["samples"], temperature=job.get("temperature", 1.0),
+                                max_new_tokens=job["max_new_tokens"], seed=0, first_seed=0)
+    heldout = encode_calibration(tokenizer, job["heldout"], max_length=512) if job.get("heldout") else None
+    metrics = on_policy_metrics(model, tokenizer, job["env_id"], settings, job["env_kwargs"], heldout=heldout,
+                                max_turns=job["max_turns"])
+    if job.get("greedy_episodes"):
+        metrics["greedy_success"] = greedy_success(model, tokenizer, job["env_id"], job["greedy_episodes"],
+                                                   job["env_kwargs"], max_turns=job["max_turns"],
+                                                   max_new_tokens=job["max_new_tokens"])
+    if job.get("base"):
+        base, _ = load_causal_lm(job["base"])
+        metrics["drift"] = total_drift(model, base)
+    metrics = {key: float(value) for key, value in metrics.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_suffix(".tmp")
+    scratch.write_text(json.dumps(metrics, indent=2))
+    scratch.replace(out)
+    return metrics
