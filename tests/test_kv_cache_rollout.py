@@ -125,3 +125,22 @@ def test_window_rollout_reuses_the_shared_prefix_and_equals_the_rollout_without(
             logits = model(ids).logits[0, len(after.prompt_ids) - 1:-1].float() / 0.8
         fresh = torch.log_softmax(logits, -1).gather(-1, ids[0, len(after.prompt_ids):, None])[:, 0]
         assert torch.allclose(torch.tensor(after.logprobs), fresh, atol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_chat_with_reused_prefixes_plays_the_same_episodes_and_prefills_less(tiny, temperature):
+    """``HFPolicy(reuse_prefixes=True)`` (rl-eval's and rl-train's evaluations): the evaluator's chat path
+    plays the same episodes, with same-opening episodes side by side, and each later turn prefills only its new text."""
+    from regym.agents.llm import LLMAgent
+
+    model, tokenizer = tiny
+    played = {}
+    for reuse in (False, True):
+        policy = HFPolicy(model, tokenizer, temperature=temperature, max_new_tokens=6, seed=3, reuse_prefixes=reuse)
+        envs = [CountingGame(max_turns=5) for _ in range(3)]
+        trajectories = rollout(envs, LLMAgent(policy), seeds=[0, 0, 1, 1, 2, 2])
+        played[reuse] = ([[turn.action for turn in t.turns] for t in trajectories], policy.conversations)
+    assert played[True][0] == played[False][0] and played[False][1] is None
+    cache = played[True][1]
+    assert cache.reused_tokens > cache.prefilled_tokens  # later turns extend their last prompt
+    assert len(cache) <= 3  # only the conversations of the last call are kept

@@ -15,6 +15,7 @@ whole growing conversation. Without a cache, each call prefills its prompts in f
 from __future__ import annotations
 
 import inspect
+import json
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ class HFPolicy:
         seed: int | None = None,
         batch_size: int | None = None,
         name: str | None = None,
+        reuse_prefixes: bool = False,
     ):
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
@@ -167,6 +169,9 @@ class HFPolicy:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_token_ids[0]
         self.pad_token_id = int(pad)
         self.name = name or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        self.conversations = PrefixCache() if reuse_prefixes else None
+        """With ``reuse_prefixes``: the KV cache of the conversations of the last ``chat`` call, so a multi-turn
+        caller's next turn prefills only the new text (see ``chat``)."""
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
         # transformers >= 5.20 names the KV cache argument ``cache``; earlier versions ``past_key_values``.
@@ -198,8 +203,21 @@ class HFPolicy:
             self.generator.manual_seed(int(seed))
 
     def chat(self, conversations: list[list[dict[str, str]]]) -> list[Generation]:
+        """One reply per conversation. With ``reuse_prefixes``, each conversation is keyed by its opening
+        messages (and its rank among the call's conversations that open alike) and reuses what the previous
+        call left for that key: an episode's next prompt extends its last one, so only the new text is
+        prefilled. The cache serves only a common token prefix, so a wrong match costs speed, never the
+        result; entries of conversations absent from this call (ended episodes) are dropped."""
         prompt_ids = [chat_token_ids(self.tokenizer, messages) for messages in conversations]
-        return self.generate(prompt_ids)
+        if self.conversations is None:
+            return self.generate(prompt_ids)
+        keys, seen = [], {}
+        for messages in conversations:
+            opening = json.dumps(messages[:2], sort_keys=True)
+            seen[opening] = seen.get(opening, -1) + 1
+            keys.append((opening, seen[opening]))
+        self.conversations.keep_only(keys)
+        return self.generate(prompt_ids, cache=self.conversations, keys=keys)
 
     def prefix_cache(self) -> PrefixCache:
         """A new, empty cache of conversations for ``generate(..., cache=, keys=)``."""

@@ -177,7 +177,7 @@ def build_agent(config: EvalConfig):
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         policy = HFPolicy.from_pretrained(config.model, device=device, gguf_file=config.gguf_file, name=name,
-                                          **sampling)
+                                          reuse_prefixes=True, **sampling)
     elif config.vllm:
         from regym.agents.vllm_policy import VLLMPolicy
 

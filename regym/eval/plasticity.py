@@ -205,7 +205,7 @@ def play_on_policy(model: nn.Module, tokenizer, env_id: str, settings: OnPolicyS
     episodes = plan_episodes([SuiteEntry(resolve_env_id(env_id), normalize_split(split), settings.tasks,
                                          seed=settings.first_seed)], settings.samples)
     policy = HFPolicy(model, tokenizer, temperature=settings.temperature, max_new_tokens=settings.max_new_tokens,
-                      seed=settings.seed)
+                      seed=settings.seed, reuse_prefixes=True)
     log, recorder = MemoryLog(), _TurnRecorder(policy)
     (cell,) = evaluate_episodes(episodes, recorder, num_envs=settings.num_envs,
                                 env_kwargs=_env_options(env_kwargs, max_turns), log=log)
@@ -286,7 +286,7 @@ def greedy_success(model: nn.Module, tokenizer, env_id: str, episodes: int, env_
                    max_new_tokens: int = 16) -> float:
     """Success rate of greedy (temperature-0) play over ``episodes`` tasks, reset seeds first_seed, first_seed + 1, ..."""
     plan = plan_episodes([SuiteEntry(resolve_env_id(env_id), normalize_split(split), episodes, seed=first_seed)], 1)
-    policy = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=max_new_tokens)
+    policy = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=max_new_tokens, reuse_prefixes=True)
     (cell,) = evaluate_episodes(plan, policy_agent(policy), num_envs=min(episodes, 16),
                                 env_kwargs=_env_options(env_kwargs, max_turns))
     return cell.success_rate

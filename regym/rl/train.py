@@ -262,7 +262,8 @@ def evaluate(model, tokenizer, config: RLConfig, splits: Sequence[str], episodes
     entries = [SuiteEntry(env_id, normalize_split(split), episodes, seeds.RL_EVAL_FIRST) for split in splits]
     planned = plan_episodes(entries, k=1)
     policy = HFPolicy(model, tokenizer, temperature=config.eval_temperature, top_p=1.0,
-                      max_new_tokens=config.max_new_tokens, seed=seeds.RL_EVAL_FIRST)  # same draws for every RL seed
+                      max_new_tokens=config.max_new_tokens, seed=seeds.RL_EVAL_FIRST,  # same draws for every RL seed
+                      reuse_prefixes=True)  # as rl-eval's policy: the same episodes, each turn prefilling only new text
     agent = policy_agent(policy, prompt_style=config.prompt_style, name=name,
                          history_turns=config.history_turns if config.context == "window" else None)
     env_kwargs = {**config.env_kwargs, "max_turns": config.max_turns}
