@@ -105,7 +105,7 @@ def test_config_checks_marks_seeds_and_quick():
     config = load_handoff_config(rl={"max_steps": 3})
     assert config.rl["max_steps"] == 3 and config.rl["eval_every"] > 0 and config.seeds_primary == 5
     quick = load_handoff_config(quick=True)
-    assert (quick.seeds_primary, quick.seeds_other, quick.eval_episodes) == (2, 1, 32)
+    assert (quick.seeds_primary, quick.seeds_other, quick.eval_episodes) == (1, 1, 32)
     assert quick.ladder == config.ladder and quick.rl == {**config.rl, "max_steps": quick.rl["max_steps"]}
 
 

@@ -51,11 +51,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-TINY_RL = {"max_steps": 16, "eval_every": 8, "progress": False, "tensorboard": False, "save_every": 8,
+TINY_RL = {"max_steps": 16, "eval_every": 16, "progress": False, "tensorboard": False, "save_every": 8,
            "keep_checkpoints": 1}
-"""The tiny preset's RL budget, identical for every arm (the rest: the env's ``rl-train`` defaults)."""
+"""The tiny preset's RL budget, identical for every arm (the rest: the env's ``rl-train`` defaults). One
+evaluation, at the end: the start's is the arm's shared pre-RL evaluation, and the curves between are the
+runs' training success per step (metrics.jsonl), so no evaluation episodes are spent mid-run."""
 
-QUICK = {"seeds_primary": 2, "seeds_other": 1, "eval_episodes": 32, "diagnostic_tasks": 8, "greedy_episodes": 16}
+QUICK = {"seeds_primary": 1, "seeds_other": 1, "eval_episodes": 32, "diagnostic_tasks": 8, "greedy_episodes": 16}
 """``--quick``: fewer seeds and episodes, the same design (stages, arms, rule, verdict)."""
 
 
@@ -251,7 +253,7 @@ def measure_job(config: HandoffConfig, env_id: str, base: dict[str, Any], model:
             "max_turns": int(defaults.get("max_turns", RLConfig.max_turns)),
             "max_new_tokens": int(defaults.get("max_new_tokens", RLConfig.max_new_tokens)),
             "greedy_episodes": config.greedy_episodes if greedy else 0,
-            "heldout": base["heldout"] if heldout else None, "out": str(out)}
+            "heldout": base["heldout"] if heldout else None, "sharpness": heldout, "out": str(out)}
 
 
 # --- the script -----------------------------------------------------------------------------------
