@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,23 @@ def total_drift(model, base) -> float:
     return math.sqrt(delta) / max(math.sqrt(total), 1e-12)
 
 
+def heldout_examples(tokenizer, episodes: Sequence[dict[str, Any]], max_length: int = 1024) -> list:
+    """One example per expert turn of each held-out episode: the conversation up to that action, the action
+    scored (as the policy sees an episode in full context). Turns that do not fit ``max_length`` are left out."""
+    from regym.rejuvenation.calibration import encode_example
+
+    examples = []
+    for episode in episodes:
+        messages = episode["messages"]
+        for index, message in enumerate(messages):
+            if message["role"] == "assistant":
+                try:
+                    examples.append(encode_example(tokenizer, {"messages": messages[: index + 1]}, max_length))
+                except ValueError:
+                    continue
+    return examples
+
+
 def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
     """One model's ladder row (run in a lab worker): on-policy metrics, greedy success, drift.
 
@@ -63,7 +80,6 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
     samples, temperature, max_turns, max_new_tokens, greedy_episodes, heldout (messages), out (a JSON path).
     """
     from regym.eval.plasticity import OnPolicySettings, greedy_success, on_policy_metrics
-    from regym.rejuvenation.calibration import encode_calibration
     from regym.rejuvenation.pipeline import load_causal_lm
 
     out = Path(job["out"])
@@ -72,7 +88,9 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
     model, tokenizer = load_causal_lm(job["model"])
     settings = OnPolicySettings(tasks=job["tasks"], samples=job["samples"], temperature=job.get("temperature", 1.0),
                                 max_new_tokens=job["max_new_tokens"], seed=0, first_seed=0)
-    heldout = encode_calibration(tokenizer, job["heldout"], max_length=512) if job.get("heldout") else None
+    if not job.get("sharpness", True):  # e.g. the temperature search: only entropy and signal are needed
+        settings = replace(settings, hessian_iterations=0, perturbation_samples=0)
+    heldout = heldout_examples(tokenizer, job["heldout"]) if job.get("heldout") else None
     metrics = on_policy_metrics(model, tokenizer, job["env_id"], settings, job["env_kwargs"], heldout=heldout,
                                 max_turns=job["max_turns"])
     if job.get("greedy_episodes"):
