@@ -85,12 +85,16 @@ class HandoffConfig:
     """Expert episodes (won ones are kept) for SFT."""
     ladder: list[float] = field(default_factory=lambda: [0.5, 1, 2, 4, 8, 16])
     """SFT epochs at which checkpoints are kept (one SFT run to the largest)."""
-    moderate_epochs: float = 1
-    """The moderate-SFT mark (fixed before the run; the report checks its headroom)."""
-    over_max_entropy: float = 0.1
-    """``OverSFTRule.max_entropy``: on-policy entropy (nats) at or below which a mark has collapsed."""
-    over_min_zero_signal: float = 0.5
-    """``OverSFTRule.min_zero_signal``: share of GRPO groups without signal at or above which RL is starved."""
+    moderate_epochs: float = 2
+    """The moderate-SFT mark (the paper's 2 epochs; fixed before the run, the report checks its headroom). On
+    pipeline seed 0, 1 epoch won 0.06 of ID episodes and 2 epochs 0.52: the seen games are learnt in between."""
+    over_max_entropy: float = 0.15
+    """``OverSFTRule.max_entropy``: on-policy entropy (nats) at or below which a mark has collapsed: the sampled
+    token then holds about 96 % of the mass, so the G samples of a turn nearly always agree (seed 0: base 1.89,
+    2 epochs 0.45, 4 epochs 0.30, 8 and 16 epochs 0.11)."""
+    over_min_zero_signal: float = 0.75
+    """``OverSFTRule.min_zero_signal``: share of GRPO groups without signal at or above which RL is starved:
+    three groups in four give no gradient (seed 0: 0.88 from 2 epochs, 1.0 from 8)."""
     sft_lr: float | None = None
     """SFT learning rate (None: the tiny pipeline's)."""
     sft_batch_size: int | None = None
