@@ -300,7 +300,7 @@ def model_metrics(model: nn.Module, base: nn.Module, calib: Sequence[Calibration
     metrics: dict[str, object] = {
         "entropy": stats["entropy"], "top1_prob": stats["top1_prob"], "sft_loss": stats["sft_loss"],
         "scored_tokens": stats["tokens"],
-        **_total_drift(model, base),
+        **total_drift(model, base),
         "perturbation_sharpness": perturbation_sharpness(model, sharp_calib, settings.perturbation_radius,
                                                          settings.perturbation_samples, settings.seed),
         "dormant_fraction": dormant_fraction(model, calib, settings.dormant_tau),
@@ -311,7 +311,7 @@ def model_metrics(model: nn.Module, base: nn.Module, calib: Sequence[Calibration
     return {"metrics": metrics, "drift_per_layer": drift, "entropies": stats["entropies"]}
 
 
-def _total_drift(model: nn.Module, base: nn.Module) -> dict[str, float]:
+def total_drift(model: nn.Module, base: nn.Module) -> dict[str, float]:
     """Whole-model ‖θ − θ_base‖ / ‖θ_base‖ and mean-squared difference per parameter."""
     base_params = dict(base.named_parameters())
     delta = total = 0.0

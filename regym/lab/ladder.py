@@ -10,7 +10,6 @@ those samples and on held-out expert text. ``choose_over_mark`` applies the stat
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,17 +44,6 @@ def mark_label(mark: float) -> str:
     return f"sft@{mark:g}ep"
 
 
-def total_drift(model, base) -> float:
-    """Whole-model ‖θ − θ_base‖ / ‖θ_base‖."""
-    base_parameters = dict(base.named_parameters())
-    delta = total = 0.0
-    for name, parameter in model.named_parameters():
-        reference = base_parameters[name].detach().float()
-        delta += float((parameter.detach().float() - reference).pow(2).sum())
-        total += float(reference.pow(2).sum())
-    return math.sqrt(delta) / max(math.sqrt(total), 1e-12)
-
-
 def heldout_examples(tokenizer, episodes: Sequence[dict[str, Any]], max_length: int = 1024) -> list:
     """One example per expert turn of each held-out episode: the conversation up to that action, the action
     scored (as the policy sees an episode in full context). Turns that do not fit ``max_length`` are left out."""
@@ -79,7 +67,7 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
     ``job``: model, base, env_id, env_kwargs (training options: the RL pool, dense reward), split, tasks,
     samples, temperature, max_turns, max_new_tokens, greedy_episodes, heldout (messages), out (a JSON path).
     """
-    from regym.eval.plasticity import OnPolicySettings, greedy_success, on_policy_metrics
+    from regym.eval.plasticity import OnPolicySettings, greedy_success, on_policy_metrics, total_drift
     from regym.rejuvenation.pipeline import load_causal_lm
 
     out = Path(job["out"])
@@ -99,7 +87,7 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
                                                    max_new_tokens=job["max_new_tokens"])
     if job.get("base"):
         base, _ = load_causal_lm(job["base"])
-        metrics["drift"] = total_drift(model, base)
+        metrics["drift"] = total_drift(model, base)["drift_relative"]
     metrics = {key: float(value) for key, value in metrics.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = out.with_suffix(".tmp")
