@@ -243,12 +243,11 @@ def measure_job(config: HandoffConfig, env_id: str, base: dict[str, Any], model:
                 temperature: float = 1.0, tasks: int | None = None, greedy: bool = True,
                 heldout: bool = True) -> dict[str, Any]:
     """A "measure" job: a checkpoint's on-policy diagnostics on the RL pool, with the training reward."""
+    from regym.envs import accepts_option
     from regym.rl.config import RLConfig, env_rl_defaults
 
     defaults = {**env_rl_defaults(env_id), **config.rl}
     options = pool_kwargs(config, env_id, config.rl_tasks)
-    from regym.envs import accepts_option
-
     if defaults.get("dense_reward", RLConfig.dense_reward) and accepts_option(env_id, "dense_reward"):
         options["dense_reward"] = True  # the groups' signal is judged on the reward RL trains on
     return {"kind": "measure", "model": str(model), "base": str(base["base_dir"]), "env_id": env_id,
