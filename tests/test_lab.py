@@ -106,7 +106,7 @@ def test_config_checks_marks_seeds_and_quick():
     assert config.rl["max_steps"] == 3 and config.rl["eval_every"] > 0 and config.seeds_primary == 5
     quick = load_handoff_config(quick=True)
     assert (quick.seeds_primary, quick.seeds_other, quick.eval_episodes) == (1, 1, 32)
-    assert quick.ladder == config.ladder and quick.rl == {**config.rl, "max_steps": quick.rl["max_steps"]}
+    assert quick.ladder == config.ladder and quick.rl == {**config.rl, "max_steps": 8, "eval_every": 8}
 
 
 def test_micro_lab_runs_every_stage_and_resumes(tmp_path, one_thread):

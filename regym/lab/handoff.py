@@ -59,6 +59,8 @@ runs' training success per step (metrics.jsonl), so no evaluation episodes are s
 
 QUICK = {"seeds_primary": 1, "seeds_other": 1, "eval_episodes": 32, "diagnostic_tasks": 8, "greedy_episodes": 16}
 """``--quick``: fewer seeds and episodes, the same design (stages, arms, rule, verdict)."""
+QUICK_RL_STEPS = 8
+"""``--quick``'s RL steps per run (half the full budget; every arm the same), to fit 20 minutes on 2 cores."""
 
 
 @dataclass
@@ -153,7 +155,9 @@ def load_handoff_config(path: str | Path | None = None, **overrides: Any) -> Han
     preset = dict(PRESETS[values.get("preset", "tiny")])
     rl = {**TINY_RL, **preset.pop("rl", {}), **values.pop("rl", {})}
     config = HandoffConfig(**{**preset, **values, "rl": rl})
-    return replace(config, **QUICK) if config.quick else config
+    if not config.quick:
+        return config
+    return replace(config, **QUICK, rl={**config.rl, "max_steps": QUICK_RL_STEPS, "eval_every": QUICK_RL_STEPS})
 
 
 def default_splits(env_id: str) -> list[str]:
