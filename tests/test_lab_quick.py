@@ -15,6 +15,7 @@ from regym.lab.report import outcomes
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.timeout(3000)  # the base model from an empty cache (~14 min on one core), then the lab (<= 20 min)
 def test_quick_lab_writes_the_report_and_computes_the_verdict_from_its_runs(tmp_path, capsys):
     from regym.recipes.tiny import ensure_tiny_base
 
