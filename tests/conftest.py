@@ -50,10 +50,6 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny_sft(tmp_path_factory):
     """A tiny random chat model saved as a Hugging Face folder (the RL tests' SFT checkpoint)."""
-    from tiny_chat import tiny_chat_model
+    from tiny_chat import save_tiny_chat
 
-    folder = tmp_path_factory.mktemp("tiny-sft")
-    model, tokenizer = tiny_chat_model(seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_chat(tmp_path_factory.mktemp("tiny-sft"), seed=0)

@@ -11,7 +11,7 @@ import torch
 from games import VowelGame
 from regym.rl.config import RLConfig
 from regym.rl.train import read_jsonl, train
-from tiny_chat import tiny_chat_model
+from tiny_chat import save_tiny_chat
 
 torch.set_num_threads(1)
 ENV_ID = "regym-test/Vowels-v0"
@@ -30,11 +30,7 @@ def config_for(folder, out, **overrides) -> RLConfig:
 @pytest.fixture(scope="module")
 def other_checkpoint(tmp_path_factory):
     """A tiny model with the SFT fixture's tokenizer and other weights."""
-    folder = tmp_path_factory.mktemp("other")
-    model, tokenizer = tiny_chat_model(seed=7)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_chat(tmp_path_factory.mktemp("other"), seed=7)
 
 
 def test_without_eval_at_start_the_first_evaluation_is_at_eval_every(tiny_sft, tmp_path):

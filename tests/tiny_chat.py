@@ -53,3 +53,11 @@ def tiny_chat_model(seed: int = 0, layers: int = 2, hidden: int = 64):
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=None, tie_word_embeddings=True)
     model = LlamaForCausalLM(config).eval()
     return model, tokenizer
+
+
+def save_tiny_chat(folder, seed: int = 0):
+    """``tiny_chat_model(seed)`` and its tokenizer saved as a Hugging Face folder; returns the folder."""
+    model, tokenizer = tiny_chat_model(seed=seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -20,7 +20,6 @@ from regym.lab.stats import (
     bootstrap_mean,
     bootstrap_normalised_gain,
     bootstrap_paired_difference,
-    format_ci,
     format_interval,
     mean_ci,
 )
@@ -332,4 +331,4 @@ def _starts_markdown(starts: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["verdict", "verdict_table", "write_lab_report", "format_ci"]
+__all__ = ["verdict", "verdict_table", "write_lab_report"]
