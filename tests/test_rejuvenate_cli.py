@@ -91,8 +91,8 @@ def _stages(stderr: str) -> dict[str, dict[str, object]]:
     (["--calib", "CALIB", "--reset-frac", "0.02", "--top-n", "8"], {  # one model at a time, then one streamed pass
         "checking base and SFT weights (tensors)": 42, "loading the base model": 1,
         "base token entropies (calibration examples)": 3, "loading the SFT model": 1,
-        "attribution 1/2: entropy gaps (calibration examples)": 3, "attribution 2/2: target tokens": 8,
-        "fusing tensors": 21}),
+        "attribution 1/3: entropy gaps (calibration examples)": 3, "attribution 2/3: reset effects (target tokens)": 8,
+        "attribution 3/3: logit reconstruction check (examples)": None, "fusing tensors": 21}),
     (["--criterion", "shrink_perturb"], {
         "checking base and SFT weights (tensors)": 42, "loading base and SFT models": 2, "fusing tensors": 21,
         "shrink & perturb toward the base (tensors)": 21, "checking the result (tensors)": 21, "saving OUT": 1}),
@@ -110,7 +110,7 @@ def test_every_stage_reports_its_known_total_on_stderr(checkpoints, tmp_path, ca
     for name, stage in stages.items():
         step, counts = max(1, stage["total"] // 10), stage["counts"]
         assert stage["done"] and all(b - a >= step for a, b in zip([0, *counts], counts, strict=False)), name
-        if name != "attribution 2/2: target tokens":  # the others advance one unit at a time: a line per tenth
+        if name != "attribution 2/3: reset effects (target tokens)":  # the others advance a unit at a time: a line per tenth
             assert counts == list(range(step, stage["total"], step)), name
         assert stage["total"] > 0 and expected[name.replace(str(out), "OUT")] in (None, stage["total"]), name
     assert "started" not in printed.out and f"wrote {out}" in printed.out

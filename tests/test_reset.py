@@ -14,10 +14,15 @@ from regym.models.testing import (
     tiny_tokenizer,
 )
 from regym.rejuvenation import encode_calibration, rejuvenate, reset_neurons, select_units
-from regym.rejuvenation.attribution import attribute_example, attribution_scores, entropy_targets
+from regym.rejuvenation.attribution import (
+    attribute_example,
+    attribution_scores,
+    entropy_targets,
+    logit_attribution_scores,
+)
 from regym.rejuvenation.blocks import find_structure
 from regym.rejuvenation.criteria import shrink_perturb
-from regym.rejuvenation.reset import ResetPlan, UnitGroup
+from regym.rejuvenation.reset import ResetPlan, UnitGroup, plan_from_target_scores
 
 TEXTS = [
     "the red key is in the box and the box is on the table",
@@ -150,17 +155,99 @@ def test_entropy_targets_rank_by_entropy_gap(pair, calib):
         assert calib[target.example].loss_mask[0, target.position + 1]
 
 
-@pytest.mark.parametrize("criterion", ["attribution", "drift", "random"])
+@pytest.mark.parametrize("criterion", ["attribution", "logit_attribution", "drift", "random"])
 def test_select_units_picks_the_requested_fraction(pair, calib, criterion):
     plan = select_units(*pair, calib, criterion=criterion, fraction=0.02)
     assert plan.selected == round(0.02 * plan.total_units) and plan.total_units == 2 * (64 * 2 + 32 * 2 + 128 * 3)
-    if criterion == "attribution":
+    if "attribution" in criterion:
         assert plan.diagnostics["reconstruction_max_rel_error"] < RECONSTRUCTION_RTOL
 
 
-def test_attribution_scores_are_global_and_in_logit_units(pair, calib):
-    scores = attribution_scores(*pair, calib, top_n=4)
+def test_logit_attribution_scores_are_one_global_list(pair, calib):
+    scores = logit_attribution_scores(*pair, calib, top_n=4)
     assert len(scores.targets) == 4 and set(scores.scores) == {name for name, *_ in find_structure(pair[1]).units()}
+
+
+def _single_unit_resets(base, sft, calib, targets, units):
+    """The measured change of every target's log p when each (module, axis, index) alone goes back to base."""
+    modules, base_modules = dict(sft.named_modules()), dict(base.named_modules())
+
+    def log_probs():
+        with torch.no_grad():
+            return torch.stack([torch.log_softmax(sft(input_ids=calib[t.example].input_ids).logits[0, t.position], -1)
+                                [t.token] for t in targets])
+    clean, changes = log_probs(), []
+    for name, axis, index in units:
+        weight, anchor = modules[name].weight, base_modules[name].weight
+        saved = weight.detach().clone()
+        with torch.no_grad():
+            if axis == "row":
+                weight[index] = anchor[index]
+            else:
+                weight[:, index] = anchor[:, index]
+        changes.append(log_probs() - clean)
+        with torch.no_grad():
+            weight.copy_(saved)
+    return torch.stack(changes)  # (units, targets)
+
+
+@pytest.mark.parametrize("builder", [tiny_llama, tiny_qwen2])
+def test_reset_effects_equal_a_single_unit_reset_to_first_order(builder, calib):
+    """Small SFT moves: the estimate is the measured change of each target's log p, for every unit type."""
+    base = builder(seed=0)
+    sft = perturbed_copy(base, 0.03, seed=1)
+    result = attribution_scores(base, sft, calib, top_n=6)
+    units = [(name, axis, index) for name, _, _, axis, count in find_structure(sft).units() for index in (0, count - 1)]
+    measured = _single_unit_resets(base, sft, calib, result.targets, units)
+    predicted = torch.stack([result.effects[name][:, index] for name, _, index in units])
+    assert measured.abs().max() > 1e-4  # the resets do change the targets
+    torch.testing.assert_close(predicted, measured, rtol=0.05, atol=0.03 * float(measured.abs().max()))
+
+
+def _spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    rank = lambda v: torch.argsort(torch.argsort(v)).float()  # noqa: E731
+    return float(torch.corrcoef(torch.stack([rank(x), rank(y)]))[0, 1])
+
+
+def test_reset_effects_rank_large_sft_moves_as_single_unit_resets_do(calib):
+    """At SFT-sized moves (0.3 of each weight's spread), the estimate still ranks the units as their real resets."""
+    base = tiny_llama(seed=0)
+    sft = perturbed_copy(base, 0.3, seed=1)
+    result = attribution_scores(base, sft, calib, top_n=6)
+    generator = torch.Generator().manual_seed(0)
+    units = [(name, axis, int(index)) for name, _, _, axis, count in find_structure(sft).units()
+             for index in torch.randperm(count, generator=generator)[:6]]
+    measured = _single_unit_resets(base, sft, calib, result.targets, units).mean(1)
+    predicted = torch.stack([result.effects[name][:, index] for name, _, index in units]).mean(1)
+    # The same estimator aimed at the wrong move (to zero, as gradient × activation estimates) must fail.
+    zero = dict(base.named_parameters())
+    zeroing = attribution_scores(base, sft, calib, top_n=6, base_tensor=lambda name: torch.zeros_like(zero[name]))
+    wrong = torch.stack([zeroing.effects[name][:, index] for name, _, index in units]).mean(1)
+    assert _spearman(predicted, measured) >= 0.8  # measured: 0.9997
+    assert _spearman(wrong, measured) < 0.5  # measured: 0.26
+
+
+def test_reset_effects_in_module_groups_equal_one_pass(pair, calib):
+    whole = attribution_scores(*pair, calib, top_n=5)
+    grouped = attribution_scores(*pair, calib, top_n=5, max_delta_bytes=20_000)
+    for name, effect in whole.effects.items():
+        torch.testing.assert_close(grouped.effects[name], effect, rtol=1e-4, atol=1e-6)
+
+
+def test_union_selection_gives_every_target_its_best_units():
+    units = [("a", 0, "k", "row", 4), ("b", 1, "down", "column", 4)]
+    # Target 0 is on a scale 1000x larger than target 1: a global list would take only its units.
+    scores = {"a": torch.tensor([[900.0, 800.0, 700.0, -1.0], [0.0, 0.0, 0.1, 0.0]]),
+              "b": torch.tensor([[600.0, 0.0, 0.0, 0.0], [0.3, 0.2, 0.0, -5.0]])}
+    plan = plan_from_target_scores(units, scores, 4 / 8, "attribution")
+    chosen = {(g.module, i) for g in plan.groups for i in g.indices}
+    # Round 1: a0 (target 0), b0 (target 1); round 2: a1, b1.
+    assert chosen == {("a", 0), ("b", 0), ("a", 1), ("b", 1)} and plan.diagnostics["rounds"] == 2
+    # A budget that cuts a round keeps its highest score; units that do not support a target are never taken.
+    plan = plan_from_target_scores(units, scores, 3 / 8, "attribution")
+    assert {(g.module, i) for g in plan.groups for i in g.indices} == {("a", 0), ("b", 0), ("a", 1)}
+    plan = plan_from_target_scores(units, scores, 1.0, "attribution")
+    assert plan.selected == 5 and plan.diagnostics["selected_below_budget"] == 3  # a0 a1 a2 b0 b1
 
 
 def test_drift_criterion_finds_the_moved_units():

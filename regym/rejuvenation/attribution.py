@@ -1,20 +1,24 @@
-"""Attribution-guided unit scores (step 2a-c of Algorithm 1, Liu et al., arXiv 2606.09932).
+"""Attribution-guided unit scores (step 2 of Algorithm 1, Liu et al., arXiv 2606.09932).
 
 1. Targets: teacher-forced on the calibration set, the top-N scored positions by
    |H_sft(t) − H_base(t)|, the per-token entropy gap between the over-SFT model and the base.
    The target token is the reference next token (the one SFT was trained to predict).
-2. Writers, exactly: with the final RMSNorm's per-position factor frozen, the target logit is
-   linear in the residual stream, ``logit = v · h_L + b_U[y]`` with ``v = W_U[y] ⊙ g / rms(h_L)``,
-   and ``h_L = h_0 + Σ_layers (attn_out + mlp_out)``. Each writer's output splits per input
-   column: ``o_proj`` per attention unit, ``down_proj`` per MLP neuron, contribution
-   ``a_j · (v · W[:, j])``. Gemma 2/3 norms on a writer's output are frozen the same way.
-   The sum over all pieces (+ embedding and bias terms) must give back the logit; the error
-   is measured and reported (float32: about 1e-5 relative, tested at 1e-4).
-3. Readers, first order: for q/k/v/gate/up output rows, gradient × activation of the target
-   logit, summed over positions (q and k are hooked at the Linear output, before RoPE).
+2. Scores (``attribution_scores``, the default ``attribution`` criterion): for every unit and
+   target, the first-order change of the target token's log-probability when the unit moves to
+   its base value (``reset_effects``). A unit's support for a target is minus that change: how
+   much its SFT deviation holds the target up. Units are then chosen per target token and
+   united (``reset.plan_from_target_scores``).
+3. Check: the exact writer decomposition. With the final RMSNorm's per-position factor frozen,
+   the target logit is linear in the residual stream, ``logit = v · h_L + b_U[y]`` with
+   ``v = W_U[y] ⊙ g / rms(h_L)``, and ``h_L = h_0 + Σ_layers (attn_out + mlp_out)``. Each writer's
+   output splits per input column (``o_proj`` per attention unit, ``down_proj`` per MLP neuron),
+   contribution ``a_j · (v · W[:, j])``; Gemma 2/3 norms on a writer's output are frozen the same
+   way. The pieces must sum back to the logit; the error is reported (float32: about 1e-5 relative).
 
-Scores are a ranking signal, not a causal claim. Both kinds are in logit units, so one global
-ranking over all units is meaningful: a unit's score is its mean |contribution| over targets.
+``logit_attribution_scores`` (criterion ``logit_attribution``) is the paper's text taken
+literally: writers' exact contributions and readers' gradient × activation summed over positions,
+ranked in one global list. It mixes two scales (docs/rejuvenation.md measures how much) and is kept
+for reproducing that reading only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch import nn
 from regym.rejuvenation.blocks import READERS, WRITERS, Structure, find_structure
 from regym.rejuvenation.calibration import CalibrationExample
 from regym.rejuvenation.diagnostics import next_token_stats
+from regym.rejuvenation.reset_effects import BaseTensor, TargetPositions, base_tensors_of, reset_effects
 from regym.rejuvenation.stages import Stages, silent
 
 
@@ -184,6 +189,8 @@ def attribute_example(model: nn.Module, example: CalibrationExample, positions: 
 
 @dataclass
 class AttributionScores:
+    """The legacy (``logit_attribution``) scores: one global ranking signal per unit."""
+
     scores: dict[str, torch.Tensor]  # module name -> (units,) mean |contribution| over targets
     targets: list[Target]
     reconstruction_max_abs_error: float
@@ -199,10 +206,10 @@ class AttributionScores:
         }
 
 
-def attribution_scores(base: nn.Module | None, sft: nn.Module, examples: Sequence[CalibrationExample],
-                       top_n: int = 64, stages: Stages = silent,
-                       base_entropies: Sequence[torch.Tensor] | None = None) -> AttributionScores:
-    """Per-unit scores (on the CPU) on the SFT model for the top-``top_n`` entropy-gap targets.
+def logit_attribution_scores(base: nn.Module | None, sft: nn.Module, examples: Sequence[CalibrationExample],
+                             top_n: int = 64, stages: Stages = silent,
+                             base_entropies: Sequence[torch.Tensor] | None = None) -> AttributionScores:
+    """The paper read literally: per-unit mean |logit contribution| over the top-``top_n`` entropy-gap targets.
 
     Two stages of ``stages``: entropy gaps (a unit per calibration example), then attribution
     (a unit per target token). ``base_entropies``: see ``entropy_targets``.
@@ -229,3 +236,78 @@ def attribution_scores(base: nn.Module | None, sft: nn.Module, examples: Sequenc
             stage.advance(len(chosen))
     scores = {name: (total / len(targets)).cpu() for name, total in totals.items()}
     return AttributionScores(scores, targets, max_abs, max_rel)
+
+
+@dataclass
+class ResetEffectScores:
+    """Per target token, each unit's first-order effect of a reset to base on log p(target)."""
+
+    effects: dict[str, torch.Tensor]  # module name -> (n_targets, units) Δ log p, targets in ``targets`` order
+    targets: list[Target]
+    reconstruction_max_abs_error: float
+    reconstruction_max_rel_error: float
+
+    @property
+    def support(self) -> dict[str, torch.Tensor]:
+        """How much each unit's SFT value holds each target up: minus its reset's effect."""
+        return {name: -effect for name, effect in self.effects.items()}
+
+    def diagnostics(self) -> dict[str, float]:
+        gaps = [t.entropy_gap for t in self.targets]
+        predicted = sum(effect.sum(1) for effect in self.effects.values())
+        return {
+            "targets": len(self.targets),
+            "mean_entropy_gap": sum(gaps) / max(len(gaps), 1),
+            "estimator": "first-order change of log p(target) for a reset to base",
+            "reconstruction_max_abs_error": self.reconstruction_max_abs_error,
+            "reconstruction_max_rel_error": self.reconstruction_max_rel_error,
+            "mean_abs_effect_all_units": float(predicted.abs().mean()) if len(self.targets) else 0.0,
+        }
+
+
+def group_targets(targets: Sequence[Target]) -> tuple[list[Target], list[TargetPositions]]:
+    """Targets reordered example by example (positions ascending), and the same as per-example lists."""
+    ordered = sorted(targets, key=lambda target: (target.example, target.position))
+    grouped: dict[int, TargetPositions] = {}
+    for target in ordered:
+        entry = grouped.setdefault(target.example, TargetPositions(target.example, [], []))
+        entry.positions.append(target.position)
+        entry.tokens.append(target.token)
+    return ordered, list(grouped.values())
+
+
+def attribution_scores(base: nn.Module | None, sft: nn.Module, examples: Sequence[CalibrationExample],
+                       top_n: int = 64, stages: Stages = silent,
+                       base_entropies: Sequence[torch.Tensor] | None = None,
+                       base_tensor: BaseTensor | None = None,
+                       max_delta_bytes: int | None = None) -> ResetEffectScores:
+    """Each unit's reset effect on each of the top-``top_n`` entropy-gap targets, on the SFT model (on the CPU).
+
+    Of the base it needs the token entropies (``base_entropies`` or ``base``) and the projection
+    weights (``base_tensor`` or ``base``). Three stages of ``stages``: entropy gaps (a unit per
+    calibration example), reset effects (a unit per target) and the writer reconstruction check
+    (a unit per example with targets). ``max_delta_bytes``: see ``reset_effects``.
+    """
+    if base_tensor is None:
+        if base is None:
+            raise ValueError("attribution needs the base model or a reader of its weights")
+        base_tensor = base_tensors_of(base)
+    structure = find_structure(sft)
+    with stages("attribution 1/3: entropy gaps (calibration examples)", len(examples)) as stage:
+        targets = entropy_targets(base, sft, examples, top_n, advance=stage.advance, base_entropies=base_entropies)
+    if not targets:
+        raise ValueError("the calibration set has no scored tokens to attribute")
+    ordered, grouped = group_targets(targets)
+    with stages("attribution 2/3: reset effects (target tokens)", len(ordered)) as stage:
+        effects = reset_effects(sft, examples, grouped, base_tensor, structure, max_delta_bytes,
+                                advance=stage.advance)
+    max_abs = max_rel = 0.0
+    with stages("attribution 3/3: logit reconstruction check (examples)", len(grouped)) as stage:
+        for chosen in grouped:
+            result = attribute_example(sft, examples[chosen.example], chosen.positions, chosen.tokens, structure,
+                                       readers=False)
+            error = (result.reconstructed - result.logit).abs()
+            max_abs = max(max_abs, float(error.max()))
+            max_rel = max(max_rel, float((error / result.logit.abs().clamp_min(1e-6)).max()))
+            stage.advance()
+    return ResetEffectScores(effects, ordered, max_abs, max_rel)

@@ -1,6 +1,10 @@
 """Which units to reset: the paper's attribution criterion and the alternatives regym offers.
 
-- ``attribution`` (default): Liu et al., arXiv 2606.09932, Algorithm 1 step 2 (see ``attribution.py``).
+- ``attribution`` (default): Liu et al., arXiv 2606.09932, Algorithm 1 step 2, scored as the
+  first-order effect of each unit's reset on each target token's log-probability and chosen as
+  the union over target tokens (see ``attribution.py``, ``reset_effects.py``).
+- ``logit_attribution``: the paper's text read literally (writers' exact logit contributions,
+  readers' gradient × activation, one global ranking); it mixes two scales, kept for comparison.
 - ``redo``: ReDo dormancy, Sokar et al., ICML 2023: MLP neurons whose score
   E|h_i| / mean_j E|h_j| ≤ τ (τ = 0.025); a neuron's gate/up rows and down column are reset
   together, lowest scores first, at most ``fraction`` of the model's units. SiLU-gated LLM
@@ -20,28 +24,31 @@ from torch import nn
 
 from regym.rejuvenation.blocks import Structure, find_structure
 from regym.rejuvenation.calibration import CalibrationExample
-from regym.rejuvenation.reset import ResetPlan, UnitGroup, plan_from_scores
+from regym.rejuvenation.reset import ResetPlan, UnitGroup, plan_from_scores, plan_from_target_scores
+from regym.rejuvenation.reset_effects import BaseTensor, base_tensors_of
 from regym.rejuvenation.stages import Stages, silent
 
-CRITERIA = ("attribution", "redo", "drift", "random", "shrink_perturb", "none")
-NEEDS_CALIBRATION = ("attribution", "redo")
+CRITERIA = ("attribution", "logit_attribution", "redo", "drift", "random", "shrink_perturb", "none")
+NEEDS_CALIBRATION = ("attribution", "logit_attribution", "redo")
 
 
 def select_units(base_model: nn.Module | None, sft_model: nn.Module,
                  calib: Sequence[CalibrationExample] | None = None, criterion: str = "attribution",
                  fraction: float = 0.01, *, top_n_targets: int = 64, tau: float = 0.025, seed: int = 0,
                  stages: Stages = silent, base_entropies: Sequence[torch.Tensor] | None = None,
-                 base_weight: Callable[[str], torch.Tensor] | None = None) -> ResetPlan:
+                 base_tensor: BaseTensor | None = None, max_delta_bytes: int | None = None) -> ResetPlan:
     """A ``ResetPlan``: the top ``fraction`` of all q/k/v/o/gate/up/down units under ``criterion``.
 
     Scoring is reported through ``stages``: per calibration example and target token
     (attribution), per calibration example (redo), per projection matrix (drift, random).
-    Of the base, attribution needs only its token entropies and drift only its projection
-    weights: ``base_entropies`` (``attribution.token_entropies``) and ``base_weight(module_name)``
-    stand in for ``base_model`` (then None), so a checkpoint-sized caller never holds two models.
+    Of the base, attribution needs only its token entropies and projection weights, drift only its
+    projection weights: ``base_entropies`` (``attribution.token_entropies``) and ``base_tensor(name)``
+    (a reader by parameter name) stand in for ``base_model`` (then None), so a checkpoint-sized caller
+    never holds two models. ``max_delta_bytes``: see ``reset_effects.reset_effects``.
     """
     if criterion not in CRITERIA or criterion in ("shrink_perturb", "none"):
-        raise ValueError(f"unknown unit criterion {criterion!r}; choose from attribution, redo, drift, random")
+        raise ValueError(f"unknown unit criterion {criterion!r}; choose from "
+                         "attribution, logit_attribution, redo, drift, random")
     if criterion in NEEDS_CALIBRATION and not calib:
         raise ValueError(f"criterion {criterion!r} needs a calibration set")
     structure = find_structure(sft_model)
@@ -49,12 +56,19 @@ def select_units(base_model: nn.Module | None, sft_model: nn.Module,
     if criterion == "attribution":
         from regym.rejuvenation.attribution import attribution_scores
 
-        result = attribution_scores(base_model, sft_model, calib, top_n=top_n_targets, stages=stages,
-                                    base_entropies=base_entropies)
+        effects = attribution_scores(base_model, sft_model, calib, top_n=top_n_targets, stages=stages,
+                                     base_entropies=base_entropies, base_tensor=base_tensor,
+                                     max_delta_bytes=max_delta_bytes)
+        return plan_from_target_scores(units, effects.support, fraction, criterion, effects.diagnostics())
+    if criterion == "logit_attribution":
+        from regym.rejuvenation.attribution import logit_attribution_scores
+
+        result = logit_attribution_scores(base_model, sft_model, calib, top_n=top_n_targets, stages=stages,
+                                          base_entropies=base_entropies)
         return plan_from_scores(units, result.scores, fraction, criterion, result.diagnostics())
     if criterion == "drift":
         with stages("scoring units by drift (matrices)", len(units)) as stage:
-            scores = drift_scores(base_model, sft_model, structure, advance=stage.advance, base_weight=base_weight)
+            scores = drift_scores(base_model, sft_model, structure, advance=stage.advance, base_tensor=base_tensor)
         return plan_from_scores(units, scores, fraction, criterion)
     if criterion == "random":
         generator = torch.Generator().manual_seed(seed)
@@ -70,24 +84,21 @@ def select_units(base_model: nn.Module | None, sft_model: nn.Module,
 
 def drift_scores(base_model: nn.Module | None, sft_model: nn.Module, structure: Structure,
                  advance: Callable[[int], object] | None = None,
-                 base_weight: Callable[[str], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 base_tensor: BaseTensor | None = None) -> dict[str, torch.Tensor]:
     """Per unit ‖θ_sft − θ_base‖ / ‖θ_base‖ over the unit's row (readers) or column (writers), on the CPU.
 
-    ``base_weight(module_name)`` (e.g. read from the base checkpoint) replaces ``base_model``.
+    ``base_tensor(parameter_name)`` (e.g. read from the base checkpoint) replaces ``base_model``.
     ``advance(1)`` is called after each projection matrix.
     """
-    if base_weight is None:
+    if base_tensor is None:
         if base_model is None:
-            raise ValueError("drift needs the base model or a base_weight reader")
-        base_modules = dict(base_model.named_modules())
-
-        def base_weight(name: str) -> torch.Tensor:
-            return base_modules[name].weight.detach()
+            raise ValueError("drift needs the base model or a base_tensor reader")
+        base_tensor = base_tensors_of(base_model)
     sft_modules = dict(sft_model.named_modules())
     scores = {}
     for name, _, _, axis, _ in structure.units():
         weight = sft_modules[name].weight.detach().float().cpu()
-        anchor = base_weight(name).float().cpu()
+        anchor = base_tensor(f"{name}.weight").float().cpu()
         dim = 0 if axis == "column" else 1
         delta = (weight - anchor).norm(dim=dim)
         scores[name] = delta / anchor.norm(dim=dim).clamp_min(1e-12)

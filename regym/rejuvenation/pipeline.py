@@ -258,7 +258,7 @@ def _plan_units(base: Path, sft: Path, base_tensors: Mapping[str, TensorInfo], c
 
     calib = encode_calibration(AutoTokenizer.from_pretrained(sft), calib_texts) if calib_texts else None
     base_entropies = None
-    if criterion == "attribution":
+    if criterion in ("attribution", "logit_attribution"):
         with stages("loading the base model", 1) as stage:
             base_model, _ = load_causal_lm(base, dtype, device)
             stage.advance()
@@ -270,12 +270,16 @@ def _plan_units(base: Path, sft: Path, base_tensors: Mapping[str, TensorInfo], c
         sft_model, _ = load_causal_lm(sft, dtype, device)
         stage.advance()
     with ShardReader() as reader:
-        def base_weight(module: str) -> torch.Tensor:
-            info = base_tensors[f"{module}.weight"]
-            return reader.rows(info, 0, info.shape[0])
+        def base_tensor(name: str) -> torch.Tensor | None:
+            info = base_tensors.get(name)
+            return None if info is None else reader.rows(info, 0, info.shape[0])
 
+        # Attribution holds base − SFT of some projections beside the SFT model: a quarter of the
+        # checkpoint at a time keeps the peak near one model (scored in groups, one forward each).
+        budget = sum(info.nbytes for info in base_tensors.values()) // 4
         plan = select_units(None, sft_model, calib, criterion, fraction, top_n_targets=top_n_targets, seed=seed,
-                            stages=stages, base_entropies=base_entropies, base_weight=base_weight)
+                            stages=stages, base_entropies=base_entropies, base_tensor=base_tensor,
+                            max_delta_bytes=budget)
     del sft_model
     release_memory(device)
     return plan

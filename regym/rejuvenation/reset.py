@@ -90,6 +90,64 @@ def plan_from_scores(units: list[tuple[str, int, str, str, int]], scores: dict[s
     return ResetPlan(criterion, fraction, groups, total, dict(diagnostics or {}))
 
 
+def plan_from_target_scores(units: list[tuple[str, int, str, str, int]], scores: dict[str, torch.Tensor],
+                            fraction: float, criterion: str, diagnostics: dict | None = None) -> ResetPlan:
+    """The union over target tokens of each token's top-scoring units, filled up to ``fraction`` of all units.
+
+    ``scores[module]`` is (n_targets, units): how strongly each unit supports each target token
+    (Algorithm 1, step 2d of Liu et al., arXiv 2606.09932: "the union over tokens of the top-scoring
+    units"). Units are taken in rounds: round r adds every target's r-th best unit, so each target
+    keeps an equal share and no single token's scale decides the set. A round that would pass the
+    budget is cut by score (highest first; ties by target order, then unit position). Only units with
+    a positive score are taken: a round with none left ends the selection below the budget, and the
+    diagnostics say so. A unit's recorded score is its best over the targets.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"reset fraction must be in [0, 1], got {fraction}")
+    total = sum(count for *_, count in units)
+    flat = torch.cat([scores[name].float().cpu() for name, *_ in units], dim=1)  # (n_targets, total)
+    if flat.shape[1] != total:
+        raise ValueError("scores do not cover every unit")
+    budget = round(fraction * total)
+    selected = torch.zeros(total, dtype=torch.bool)
+    rounds = 0
+    if budget and flat.shape[0]:
+        depth = min(budget, total)
+        ranked_scores, ranked = torch.sort(flat, dim=1, descending=True, stable=True)
+        ranked_scores, ranked = ranked_scores[:, :depth], ranked[:, :depth]
+        taken = 0
+        for rounds in range(1, depth + 1):
+            column = rounds - 1
+            fresh: dict[int, tuple[float, int]] = {}  # unit -> (score, target), first target wins a tie
+            supported = False  # some target still has a unit with a positive score at this depth
+            for target in range(flat.shape[0]):
+                unit, value = int(ranked[target, column]), float(ranked_scores[target, column])
+                supported = supported or value > 0
+                if value > 0 and not selected[unit] and unit not in fresh:
+                    fresh[unit] = (value, target)
+            if not supported:
+                rounds -= 1
+                break
+            if taken + len(fresh) > budget:
+                order = sorted(fresh, key=lambda unit: (-fresh[unit][0], fresh[unit][1], unit))
+                fresh = {unit: fresh[unit] for unit in order[:budget - taken]}
+            selected[list(fresh)] = True
+            taken += len(fresh)
+            if taken >= budget:
+                break
+    best = flat.max(0).values if flat.shape[0] else torch.zeros(total)
+    groups, start = [], 0
+    for name, layer, role, axis, count in units:
+        mask = selected[start:start + count]
+        groups.append(UnitGroup(name, layer, role, axis, torch.nonzero(mask).flatten().tolist(),
+                                best[start:start + count][mask].tolist(), count))
+        start += count
+    found = dict(diagnostics or {})
+    found.update({"selection": "union over target tokens", "rounds": rounds,
+                  "budget": budget, "selected_below_budget": int(budget - int(selected.sum()))})
+    return ResetPlan(criterion, fraction, groups, total, found)
+
+
 def move_toward_base(current: torch.Tensor, base: torch.Tensor, axis: str, index: torch.Tensor,
                      strength: float) -> None:
     """In place: rows (``axis="row"``) or columns ``index`` of ``current`` ← ω·base + (1 − ω)·current."""
