@@ -128,8 +128,11 @@ def test_micro_lab_runs_every_stage_and_resumes(tmp_path, one_thread):
     lines = log.getvalue().splitlines()
     lab = tmp_path / "lab"
     report = (lab / "report.md").read_text()
-    for section in ("## Verdict", "## Verdict table", "## The SFT ladder", "## Arm starts", "## RL curves"):
+    for section in ("## Verdict", "## Verdict table", "## The SFT ladder", "## Arm starts", "### What the resets did",
+                    "## RL curves"):
         assert section in report
+    assert "**over-sft+fusion+reset** (attribution)" in report and "| layer band |" in report
+    assert "Target tokens' entropy (nats): base" in report
     assert {(run["arm"], run["seed"]) for run in data["runs"]} == \
         {(arm, seed) for arm in ARMS for seed in range(2 if arm in PRIMARY else 1)}
     for name in ("ladder.png", "rl_curves.png", "verdict.png"):

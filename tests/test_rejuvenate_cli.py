@@ -51,6 +51,11 @@ def test_rejuvenate_cli_prints_what_it_reset(checkpoints, tmp_path, capsys):
     summary = json.loads((out / "rejuvenation.json").read_text())
     assert summary["units_reset"] == 23 and sum(summary["per_role"].values()) == 23
     assert summary["diagnostics"]["reconstruction_max_rel_error"] < 1e-4
+    # Said where the units are and what the reset did to the target tokens.
+    assert "by layer band:" in printed and "target tokens' entropy (nats): base" in printed
+    assert sum(sum(row.values()) for row in summary["per_band"].values()) == 23
+    assert set(summary["target_entropy"]) == {"base", "sft", "fused", "rejuvenated"}
+    assert summary["target_entropy"]["rejuvenated"] != summary["target_entropy"]["sft"]
     assert (out / "tokenizer.json").is_file() and (out / "config.json").is_file()
     fused = _weights(out)
     base_w, sft_w = _weights(base), _weights(sft)
@@ -92,7 +97,8 @@ def _stages(stderr: str) -> dict[str, dict[str, object]]:
         "checking base and SFT weights (tensors)": 42, "loading the base model": 1,
         "base token entropies (calibration examples)": 3, "loading the SFT model": 1,
         "attribution 1/3: entropy gaps (calibration examples)": 3, "attribution 2/3: reset effects (target tokens)": 8,
-        "attribution 3/3: logit reconstruction check (examples)": None, "fusing tensors": 21}),
+        "attribution 3/3: logit reconstruction check (examples)": None, "fusing tensors": 21,
+        "target tokens' entropy of the result (models)": 1}),
     (["--criterion", "shrink_perturb"], {
         "checking base and SFT weights (tensors)": 42, "loading base and SFT models": 2, "fusing tensors": 21,
         "shrink & perturb toward the base (tensors)": 21, "checking the result (tensors)": 21, "saving OUT": 1}),
@@ -194,3 +200,14 @@ def test_smollm2_over_sft_loses_entropy_and_rejuvenation_restores_it(tmp_path):
     entropy = {label: token_statistics(load_causal_lm(path)[0], calib)["entropy"]
                for label, path in (("base", base_dir), ("sft", sft_dir), ("rejuvenated", out))}
     assert entropy["sft"] < entropy["base"] and entropy["rejuvenated"] > entropy["sft"]
+
+
+def test_rejuvenate_with_env_reports_the_start_success_before_and_after(checkpoints, tmp_path, capsys):
+    base, sft, calib = checkpoints
+    out = tmp_path / "out"
+    code = rejuvenate.main(["--base", str(base), "--sft", str(sft), "--out", str(out), "--calib", str(calib),
+                            "--reset-frac", "0.02", "--top-n", "8", "--env", "math", "--episodes", "2"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    line = next(line for line in printed.splitlines() if line.startswith("greedy success on math"))
+    assert "(2 episodes): SFT 0.000 -> rejuvenated 0.000" in line  # random tiny models answer nothing right

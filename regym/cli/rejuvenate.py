@@ -54,6 +54,10 @@ class RejuvenateArgs:
     """Where units are scored: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ..."""
     dtype: str = "auto"
     """Dtype units are scored in: auto (bfloat16 on CUDA, the checkpoint's own on CPU), float32, bfloat16, float16."""
+    env: str | None = None
+    """Also play --episodes greedy in-distribution episodes of this env with the SFT model and the result."""
+    episodes: int = 32
+    """Episodes per model for --env."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +84,32 @@ def main(argv: list[str] | None = None) -> int:
         if bars:
             transformers_logging.enable_progress_bar()
     print(summary.describe())
+    if args.env:
+        before, after = start_success(args.sft, args.out, args.env, args.episodes)
+        print(f"greedy success on {args.env} in-distribution ({args.episodes} episodes): "
+              f"SFT {before:.3f} -> rejuvenated {after:.3f}")
+        if after < 0.5 * before:
+            print(f"warning: the rejuvenated start keeps less than half of the SFT's success ({before:.3f} -> {after:.3f})")
     print(json.dumps({"units_reset": summary.units_reset, "seconds": round(summary.seconds, 2)}))
     return 0
+
+
+def start_success(sft: str, out: str, env: str, episodes: int) -> tuple[float, float]:
+    """Greedy in-distribution success of the SFT checkpoint and of the rejuvenated one (one model at a time)."""
+    from regym.envs import resolve_env_id
+    from regym.eval.plasticity import greedy_success
+    from regym.rejuvenation import load_causal_lm
+    from regym.rl.config import RLConfig, env_rl_defaults
+
+    env_id = resolve_env_id(env)
+    defaults = env_rl_defaults(env_id)
+    rates = []
+    for folder in (sft, out):
+        model, tokenizer = load_causal_lm(folder)
+        rates.append(greedy_success(model, tokenizer, env_id, episodes, max_turns=defaults.get("max_turns"),
+                                    max_new_tokens=int(defaults.get("max_new_tokens", RLConfig.max_new_tokens))))
+        del model
+    return rates[0], rates[1]
 
 
 if __name__ == "__main__":

@@ -315,12 +315,53 @@ def write_lab_report(data: dict[str, Any], out: Path) -> dict[str, Path]:
         f"{matching['target_entropy']:.3f} at T = {matching['temperature']:.2f} (tried: "
         + ", ".join(f"T {t:.2f} → {e:.3f}" for t, e in matching["tried"]) + ").",
         _starts_markdown(matching["starts"]),
+        *resets_markdown(data, table),
         "## RL curves",
         "![curves](rl_curves.png)",
     ]
     markdown = out / "report.md"
     markdown.write_text("\n\n".join(sections) + "\n")
     return {"markdown": markdown, **paths}
+
+
+RESET_ARMS = ("over-sft+fusion+reset", "over-sft+fusion+random-reset")
+
+
+def resets_markdown(data: dict[str, Any], table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """What each reset did: units by type and layer band, target tokens' entropy, the start's ID success.
+
+    A reset that costs more than half of over-SFT's pre-RL ID success, or that moves neither the
+    start's success nor the target tokens' entropy beyond fusion alone, is named in one line.
+    """
+    lines = []
+    for arm in RESET_ARMS:
+        summary_file = Path(data["arms"].get(arm, {}).get("start", "")) / "rejuvenation.json"
+        if arm not in data["arms"] or not summary_file.is_file():
+            continue
+        summary = json.loads(summary_file.read_text())
+        bands = summary.get("per_band", {})
+        roles = [role for role in ("q", "k", "v", "o", "gate", "up", "down") if role in summary.get("per_role", {})]
+        lines.append(f"**{arm}** ({summary['criterion']}): {summary['units_reset']} of {summary['total_units']} units.")
+        if bands and roles:
+            lines.append("\n".join(["| layer band | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles),
+                                     *(f"| {band} | " + " | ".join(str(counts.get(role, 0)) for role in roles) + " |"
+                                       for band, counts in bands.items())]))
+        entropy = summary.get("target_entropy", {})
+        if entropy:
+            lines.append("Target tokens' entropy (nats): " + ", ".join(f"{k} {v:.3f}" for k, v in entropy.items()) + ".")
+        pre = {name: table[name][ID]["pre"]["mean"] for name in (arm, "over-sft", "over-sft+fusion")
+               if name in table and ID in table[name]}
+        if arm in pre and "over-sft" in pre:
+            lines.append(f"Greedy ID success before RL: over-SFT {pre['over-sft']:.3f}, this start {pre[arm]:.3f}.")
+            if pre[arm] < 0.5 * pre["over-sft"]:
+                lines.append(f"**This reset costs more than half of the start's success** "
+                             f"({pre['over-sft']:.3f} → {pre[arm]:.3f}).")
+        fused = entropy.get("fused")
+        if ("over-sft+fusion" in pre and arm in pre and pre[arm] == pre["over-sft+fusion"] and fused is not None
+                and abs(entropy.get("rejuvenated", fused) - fused) < 0.01):
+            lines.append("**This reset changed nothing measurable** beyond fusion alone (same ID success, target "
+                         "entropy within 0.01 nats).")
+    return (["### What the resets did", *lines] if lines else [])
 
 
 def _starts_markdown(starts: dict[str, dict[str, float]]) -> str:

@@ -14,6 +14,26 @@ from regym.checkpoints import save_model
 from regym.paths import cache_dir
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHECKPOINT_NAME = "smollm2-135m-instruct-v2"
+"""The exported folder's name; v2 carries ``TRAINING_CHAT_TEMPLATE`` (v1 had the GGUF's own template)."""
+
+TRAINING_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+"""SmolLM2-Instruct's chat template with TRL's ``{% generation %}`` markers around each assistant reply.
+
+It renders exactly the text of the GGUF's template (tested), and marks the reply and its
+``<|im_end|>`` as what SFT trains (TRL's ``assistant_only_loss``), which the original cannot.
+"""
 
 
 def smollm2_gguf_path() -> Path:
@@ -33,7 +53,8 @@ def load_smollm2(dtype=None):
     """``(model, tokenizer)`` for SmolLM2-135M-Instruct, float32 unless ``dtype`` says otherwise.
 
     The quantisation config GGUF loading attaches is removed, so the model saves as an
-    ordinary HF checkpoint with ``save_pretrained``.
+    ordinary HF checkpoint with ``save_pretrained``. The tokenizer keeps the GGUF's chat template;
+    ``smollm2_checkpoint`` exports ``TRAINING_CHAT_TEMPLATE`` (the same text, with SFT markers).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -50,12 +71,14 @@ def load_smollm2(dtype=None):
 def smollm2_checkpoint(folder: str | Path | None = None) -> Path:
     """An HF folder (safetensors + config + tokenizer) of SmolLM2-135M-Instruct, exported once.
 
-    Default location: ``cache_dir("models", "smollm2-135m-instruct")``. Written by
+    Default location: ``cache_dir("models", CHECKPOINT_NAME)``. Written by
     ``regym.checkpoints.save_model`` (a temp folder, then one rename), so a crash never
     leaves a half checkpoint behind, and a folder without ``config.json`` is replaced whole.
+    Its tokenizer carries ``TRAINING_CHAT_TEMPLATE``, so TRL's SFT trains it as it is.
     """
-    folder = Path(folder) if folder is not None else cache_dir("models") / "smollm2-135m-instruct"
+    folder = Path(folder) if folder is not None else cache_dir("models") / CHECKPOINT_NAME
     if (folder / "config.json").is_file():
         return folder
     model, tokenizer = load_smollm2()
+    tokenizer.chat_template = TRAINING_CHAT_TEMPLATE
     return save_model(model, folder, tokenizer=tokenizer)

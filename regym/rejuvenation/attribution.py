@@ -42,6 +42,7 @@ class Target:
     position: int  # prediction position t; the target token sits at t + 1
     token: int
     entropy_gap: float  # H_sft(t) − H_base(t)
+    sft_entropy: float = float("nan")  # H_sft(t), nats
 
 
 def token_entropies(model: nn.Module, examples: Sequence[CalibrationExample],
@@ -80,7 +81,8 @@ def entropy_targets(base: nn.Module | None, sft: nn.Module, examples: Sequence[C
         gap = sft_stats["entropy"] - base_entropies[index]
         for position in torch.nonzero(sft_stats["mask"]).flatten().tolist():
             token = int(example.input_ids[0, position + 1])
-            candidates.append(Target(index, position, token, float(gap[position])))
+            candidates.append(Target(index, position, token, float(gap[position]),
+                                     float(sft_stats["entropy"][position])))
         if advance is not None:
             advance(1)
     candidates.sort(key=lambda target: -abs(target.entropy_gap))
@@ -258,6 +260,7 @@ class ResetEffectScores:
         return {
             "targets": len(self.targets),
             "mean_entropy_gap": sum(gaps) / max(len(gaps), 1),
+            "target_entropy_sft": sum(t.sft_entropy for t in self.targets) / max(len(self.targets), 1),
             "estimator": "first-order change of log p(target) for a reset to base",
             "reconstruction_max_abs_error": self.reconstruction_max_abs_error,
             "reconstruction_max_rel_error": self.reconstruction_max_rel_error,

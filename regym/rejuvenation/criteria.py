@@ -59,7 +59,9 @@ def select_units(base_model: nn.Module | None, sft_model: nn.Module,
         effects = attribution_scores(base_model, sft_model, calib, top_n=top_n_targets, stages=stages,
                                      base_entropies=base_entropies, base_tensor=base_tensor,
                                      max_delta_bytes=max_delta_bytes)
-        return plan_from_target_scores(units, effects.support, fraction, criterion, effects.diagnostics())
+        plan = plan_from_target_scores(units, effects.support, fraction, criterion, effects.diagnostics())
+        plan.targets = [(target.example, target.position) for target in effects.targets]
+        return plan
     if criterion == "logit_attribution":
         from regym.rejuvenation.attribution import logit_attribution_scores
 

@@ -37,7 +37,8 @@ from regym.rejuvenation.checkpoint import (
     tensor_index,
 )
 from regym.rejuvenation.criteria import CRITERIA, NEEDS_CALIBRATION, select_units, shrink_perturb
-from regym.rejuvenation.fusion import fuse, fuse_checkpoints
+from regym.rejuvenation.diagnostics import next_token_stats
+from regym.rejuvenation.fusion import fuse, fuse_checkpoints, fuse_tensor
 from regym.rejuvenation.reset import ResetPlan, StreamingReset, reset_neurons
 from regym.rejuvenation.stages import Stages, silent
 
@@ -57,6 +58,8 @@ class RejuvenationSummary:
     total_units: int = 0
     per_layer: dict[str, dict[str, int]] = field(default_factory=dict)  # "layer 3" -> {"k": 2, ...}
     per_role: dict[str, int] = field(default_factory=dict)
+    per_band: dict[str, dict[str, int]] = field(default_factory=dict)  # "early"/"middle"/"late" -> {"k": 2, ...}
+    target_entropy: dict[str, float] = field(default_factory=dict)  # mean over target tokens: base, sft, rejuvenated
     diagnostics: dict[str, object] = field(default_factory=dict)
     seconds: float = 0.0
     output: str | None = None
@@ -76,8 +79,16 @@ class RejuvenationSummary:
                          f"strength {self.reset_strength}")
             if self.per_role:
                 lines.append("  per module type: " + ", ".join(f"{k}={v}" for k, v in self.per_role.items()))
+            if self.per_band:
+                roles = [role for role in ROLES if role in self.per_role]
+                lines.append("  by layer band: " + "".join(f"{role:>6}" for role in roles))
+                for band, counts in self.per_band.items():
+                    lines.append(f"  {band:>13}: " + "".join(f"{counts.get(role, 0):>6}" for role in roles))
             for layer, counts in self.per_layer.items():
                 lines.append(f"  {layer}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+            if self.target_entropy:
+                lines.append("  target tokens' entropy (nats): " + ", ".join(
+                    f"{name} {value:.3f}" for name, value in self.target_entropy.items()))
             for key, value in self.diagnostics.items():
                 lines.append(f"  {key}: {value}")
         lines += [f"warning: {w}" for w in self.warnings]
@@ -90,6 +101,10 @@ def _summarise(summary: RejuvenationSummary, plan: ResetPlan) -> None:
     summary.units_reset = plan.selected
     summary.total_units = plan.total_units
     summary.diagnostics.update(plan.diagnostics)
+    summary.per_band = plan.counts_by_band(max((group.layer for group in plan.groups), default=0) + 1)
+    if "target_entropy_sft" in plan.diagnostics:
+        sft = float(plan.diagnostics["target_entropy_sft"])
+        summary.target_entropy = {"base": sft - float(plan.diagnostics["mean_entropy_gap"]), "sft": sft}
     for (layer, role), count in sorted(plan.counts().items(), key=lambda item: (item[0][0], ROLES.index(item[0][1]))):
         if count:
             summary.per_layer.setdefault(f"layer {layer}", {})[role] = count
@@ -119,8 +134,13 @@ def rejuvenate(base: nn.Module, sft: nn.Module, alpha: float = 0.5, reset_fracti
     elif criterion != "none" and reset_fraction > 0:
         plan = select_units(base, sft, calib, criterion, reset_fraction, top_n_targets=top_n_targets, seed=seed,
                             stages=stages)
+        fused_entropy = target_entropy(model, calib, plan.targets) if plan.targets else None
         reset_neurons(model, base, plan, reset_strength, stages=stages)
         _summarise(summary, plan)
+        if plan.targets:
+            summary.target_entropy["rejuvenated"] = target_entropy(model, calib, plan.targets)
+            summary.target_entropy["fused"] = fused_entropy
+            _name_the_reset(summary)
     summary.seconds = time.perf_counter() - start
     return model, summary
 
@@ -235,8 +255,8 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
         return _shrink_perturb_checkpoint(base, sft, out, alpha, seed, stored, finish, stages)
     where = scoring_device(device)
     precision = scoring_dtype(dtype, where, stored)
-    plan = _plan_units(base, sft, checkpoints["base"].tensors, criterion, reset_fraction, calib_texts,
-                       top_n_targets, seed, where, precision, stages)
+    plan, calib = _plan_units(base, sft, checkpoints["base"].tensors, criterion, reset_fraction, calib_texts,
+                              top_n_targets, seed, where, precision, stages)
     summary = RejuvenationSummary(alpha, reset_fraction, reset_strength, criterion)
     _summarise(summary, plan)
     summary.diagnostics["scored_on"] = f"{where.type} {DTYPE_NAMES.get(precision, precision)}"
@@ -247,13 +267,71 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
                               "(its files name weights differently from the loaded model), so units cannot be reset")
     fuse_checkpoints(base, sft, out, alpha, overwrite=overwrite, stages=stages,
                      extra_files=lambda folder: finish(folder, summary), fuse_block=reset)
+    if plan.targets:
+        with stages("target tokens' entropy of the result (models)", 1) as stage:
+            model, _ = load_causal_lm(out, precision, where)
+            summary.target_entropy["rejuvenated"] = target_entropy(model, calib, plan.targets)
+            undo_reset(model, plan, alpha, checkpoints["base"].tensors, stored)
+            summary.target_entropy["fused"] = target_entropy(model, calib, plan.targets)
+            del model
+            release_memory(where)
+            stage.advance()
+        _name_the_reset(summary)
+        temporary = out / f".{SUMMARY_FILE}.tmp"
+        temporary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        temporary.replace(out / SUMMARY_FILE)
     return summary
+
+
+def undo_reset(model: nn.Module, plan: ResetPlan, alpha: float, base_tensors: Mapping[str, TensorInfo],
+               sft_tensors: Mapping[str, TensorInfo]) -> None:
+    """Give the planned units of a rejuvenated ``model`` their fused values back: the fusion-only model.
+
+    Reads the planned matrices from both checkpoints one at a time, so that what the reset alone did
+    can be measured without a second streamed fusion.
+    """
+    modules = dict(model.named_modules())
+    with ShardReader() as reader, torch.no_grad():
+        for group in plan.groups:
+            if not group.indices:
+                continue
+            linear = modules[group.module]
+            index = torch.tensor(group.indices)
+            for kind, tensor in (("weight", linear.weight), ("bias", linear.bias)):
+                if tensor is None or (kind == "bias" and group.axis == "column"):
+                    continue
+                base_info, sft_info = base_tensors[f"{group.module}.{kind}"], sft_tensors[f"{group.module}.{kind}"]
+                fused = fuse_tensor(reader.rows(base_info, 0, base_info.shape[0]),
+                                    reader.rows(sft_info, 0, sft_info.shape[0]), alpha).to(tensor.device, tensor.dtype)
+                if group.axis == "row":
+                    tensor[index] = fused[index]
+                else:
+                    tensor[:, index] = fused[:, index]
+
+
+def _name_the_reset(summary: RejuvenationSummary) -> None:
+    """One line when the reset itself moved the target tokens' entropy by less than 0.01 nats."""
+    entropy = summary.target_entropy
+    if "fused" in entropy and "rejuvenated" in entropy and abs(entropy["rejuvenated"] - entropy["fused"]) < 0.01:
+        summary.warnings.append(f"the reset changed nothing measurable: the target tokens' entropy is "
+                                f"{entropy['rejuvenated']:.3f} nats after it and {entropy['fused']:.3f} with fusion alone")
+
+
+def target_entropy(model: nn.Module, calib: Sequence[CalibrationExample], targets: Sequence[tuple[int, int]]) -> float:
+    """Mean teacher-forced next-token entropy (nats) of ``model`` at the (example, position) targets."""
+    by_example: dict[int, list[int]] = {}
+    for example, position in targets:
+        by_example.setdefault(example, []).append(position)
+    total = 0.0
+    for example, positions in by_example.items():
+        total += float(next_token_stats(model, calib[example])["entropy"][positions].sum())
+    return total / max(len(targets), 1)
 
 
 def _plan_units(base: Path, sft: Path, base_tensors: Mapping[str, TensorInfo], criterion: str, fraction: float,
                 calib_texts: list | None, top_n_targets: int, seed: int, device: torch.device, dtype: torch.dtype,
-                stages: Stages) -> ResetPlan:
-    """The units to reset, holding at most one model at a time: the base only for attribution's entropies."""
+                stages: Stages) -> tuple[ResetPlan, list[CalibrationExample] | None]:
+    """The units to reset (and the encoded calibration), holding at most one model at a time."""
     from transformers import AutoTokenizer
 
     calib = encode_calibration(AutoTokenizer.from_pretrained(sft), calib_texts) if calib_texts else None
@@ -282,7 +360,7 @@ def _plan_units(base: Path, sft: Path, base_tensors: Mapping[str, TensorInfo], c
                             max_delta_bytes=budget)
     del sft_model
     release_memory(device)
-    return plan
+    return plan, calib
 
 
 def _shrink_perturb_checkpoint(base: Path, sft: Path, out: Path, alpha: float, seed: int,

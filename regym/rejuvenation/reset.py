@@ -23,6 +23,13 @@ from torch import nn
 from regym.rejuvenation.fusion import fuse_tensor
 from regym.rejuvenation.stages import Stages, silent
 
+LAYER_BANDS = ("early", "middle", "late")
+
+
+def layer_band(layer: int, layers: int) -> str:
+    """Which third of the decoder a layer sits in: early, middle or late."""
+    return LAYER_BANDS[min(2, 3 * layer // max(layers, 1))]
+
 
 @dataclass
 class UnitGroup:
@@ -46,6 +53,16 @@ class ResetPlan:
     groups: list[UnitGroup]
     total_units: int
     diagnostics: dict[str, object] = field(default_factory=dict)
+    targets: list[tuple[int, int]] = field(default_factory=list)  # (example, position) scored, for attribution
+
+    def counts_by_band(self, layers: int) -> dict[str, dict[str, int]]:
+        """Selected units per layer band (early/middle/late thirds of the ``layers``) and type."""
+        found: dict[str, dict[str, int]] = {band: {} for band in LAYER_BANDS}
+        for group in self.groups:
+            if group.indices:
+                row = found[layer_band(group.layer, layers)]
+                row[group.role] = row.get(group.role, 0) + len(group.indices)
+        return found
 
     @property
     def selected(self) -> int:
