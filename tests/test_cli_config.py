@@ -226,12 +226,12 @@ def test_collect_demos_expert_is_the_expert_agent():
 
 def test_rl_train_flags_win_over_the_yaml_file(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"group_size": 8, "loss_type": "dapo", "dense_reward": False, "epsilon_high": 0.28,
+    path.write_text(yaml.safe_dump({"num_generations": 8, "loss_type": "dapo", "dense_reward": False, "epsilon_high": 0.28,
                                     "eval_splits": ["in_distribution"]}))
-    argv = ["--config", str(path), "--group-size", "6", "--dense-reward", "--env-kwargs", '{"num_tasks": 4}',
+    argv = ["--config", str(path), "--num-generations", "6", "--dense-reward", "--env-kwargs", '{"num_tasks": 4}',
             "--eval-splits", "out_of_distribution", "in_distribution", "--preset", "smollm2", "--no-use-cpu"]
     config = load_config(*parse_overrides(RLConfig, argv, prog="rl-train", choices=rl_train.CHOICES))
-    assert (config.group_size, config.loss_type, config.dense_reward, config.epsilon_high) == (6, "dapo", True, 0.28)
+    assert (config.num_generations, config.loss_type, config.dense_reward, config.epsilon_high) == (6, "dapo", True, 0.28)
     assert config.env_kwargs == {"num_tasks": 4} and config.eval_splits == ["out_of_distribution", "in_distribution"]
     assert (config.model, config.learning_rate, config.use_cpu) == ("smollm2", 1e-6, False)  # the preset's
 

@@ -33,9 +33,11 @@ LADDER_ROWS = [
     ("sampled_success", "sampled success", "{:.3f}"), ("greedy_success", "greedy success", "{:.3f}"),
     ("onpolicy_entropy", "on-policy entropy (nats)", "{:.3f}"), ("onpolicy_top1_prob", "on-policy top-1 probability", "{:.3f}"),
     ("zero_signal_groups", "GRPO groups without signal", "{:.2f}"), ("drift", "drift ‖Δ‖/‖θ_base‖", "{:.3f}"),
-    ("onpolicy_loss", "on-policy NLL", "{:.3f}"), ("onpolicy_hessian", "on-policy λ_max", "{:.3g}"),
+    ("onpolicy_loss", "on-policy NLL", "{:.3f}"),
+    ("onpolicy_hessian_max_abs_eigenvalue", "on-policy Hessian eigenvalue, largest magnitude (signed)", "{:.3g}"),
     ("onpolicy_adaptive_sharpness", "on-policy adaptive sharpness", "{:.3g}"),
-    ("heldout_loss", "held-out loss", "{:.3f}"), ("heldout_hessian", "held-out λ_max", "{:.3g}"),
+    ("heldout_loss", "held-out loss", "{:.3f}"),
+    ("heldout_hessian_max_abs_eigenvalue", "held-out Hessian eigenvalue, largest magnitude (signed)", "{:.3g}"),
     ("heldout_adaptive_sharpness", "held-out adaptive sharpness", "{:.3g}"),
 ]
 
@@ -141,10 +143,15 @@ def ladder_markdown(data: dict[str, Any]) -> str:
     lines = ["| | " + " | ".join(label + names.get(label, "") for label in labels) + " |",
              "|---|" + "---|" * len(labels)]
     for key, title, pattern in LADDER_ROWS:
-        values = [data["diagnostics"][label].get(key) for label in labels]
+        rows = [data["diagnostics"][label] for label in labels]
+        values = [row.get(key) for row in rows]
         if all(value is None for value in values):
             continue
-        lines.append(f"| {title} | " + " | ".join("—" if v is None else pattern.format(v) for v in values) + " |")
+        converged = [row.get(key.replace("max_abs_eigenvalue", "converged"), True) for row in rows]
+        lines.append(f"| {title} | " + " | ".join("—" if v is None else pattern.format(v) + ("" if ok else "*")
+                                                  for v, ok in zip(values, converged, strict=True)) + " |")
+    if any(row.get(key) is False for row in data["diagnostics"].values() for key in row if key.endswith("converged")):
+        lines.append("\n\\* power iteration had not converged (its last step moved the estimate by more than 1 %).")
     return "\n".join(lines)
 
 
