@@ -159,11 +159,12 @@ def parse_overrides(cls: type, argv: Sequence[str] | None = None, *, prog: str, 
 
 
 def load_file_and_flags(cls: type[T], config_file: str | None, overrides: Mapping[str, Any], *, prog: str,
-                        renamed: Mapping[str, str] | None = None) -> T:
+                        renamed: Mapping[str, str] | None = None, ignore: Sequence[str] = ()) -> T:
     """``cls`` from a YAML (or JSON) file of fields with the flags given over it (defaults < file < flags).
 
     A missing or malformed file, an unknown key or a value the class refuses is a ``UsageError``.
-    A run's saved ``config.json`` is such a file, so ``--config RUN/config.json`` repeats a run.
+    A run's saved ``config.json`` is such a file, so ``--config RUN/config.json`` repeats a run; the keys
+    of ``ignore`` are what such a file records besides the fields (rl-eval's ``identity``).
     """
     import yaml
 
@@ -177,7 +178,8 @@ def load_file_and_flags(cls: type[T], config_file: str | None, overrides: Mappin
             raise UsageError(f"--config {config_file} is not valid YAML: {one_line(error)}") from None
         if not isinstance(loaded, dict | None):
             raise UsageError(f"--config {config_file}: a config file must be a mapping of field: value")
-        from_file = rename_fields(loaded or {}, renamed or {}, prog=prog)
+        from_file = {key: value for key, value in rename_fields(loaded or {}, renamed or {}, prog=prog).items()
+                     if key not in ignore}
     known = {field.name for field in dataclasses.fields(cls) if field.init}
     unknown = sorted(set(from_file) - known)
     if unknown:

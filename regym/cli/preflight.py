@@ -95,3 +95,9 @@ def number_in(value: float, low: float, high: float, flag: str) -> None:
     """``low <= value <= high``."""
     if not low <= value <= high:
         raise UsageError(f"{flag} {value}: must be in [{low:g}, {high:g}]")
+
+
+def port(value: int, flag: str = "--port") -> None:
+    """A TCP port to bind: 0 (pick a free one) to 65535."""
+    if not 0 <= value <= 65535:
+        raise UsageError(f"{flag} {value}: a TCP port is 0 (pick a free one) to 65535")

@@ -251,6 +251,11 @@ def check_inputs(config: EvalConfig) -> None:
     from regym.eval.run_dir import same_run
 
     if config.leaderboard_only:
+        from regym.eval.leaderboard import find_runs
+
+        if not find_runs(config.output_dir):
+            raise UsageError(f"no runs with metrics.json under --output-dir {config.output_dir}: evaluate one first "
+                             "(rl-eval --agent random), or point --output-dir at your runs")
         return
     try:
         entries = suite_of(config)
@@ -336,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     config_file, overrides = parse_overrides(EvalConfig, argv, prog="rl-eval", description=__doc__,
                                              legacy={old: str for old in RENAMED})
     try:
-        config = load_file_and_flags(EvalConfig, config_file, overrides, prog="rl-eval", renamed=RENAMED)
+        config = load_file_and_flags(EvalConfig, config_file, overrides, prog="rl-eval", renamed=RENAMED,
+                                     ignore=("identity",))
         check_inputs(config)
     except UsageError as error:
         report_error("rl-eval", error)
@@ -371,12 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 # Baselines follow the latest task set: replace a stale baseline run rather than refuse.
                 print_metrics(console, evaluate_config(baseline_config, console=console, overwrite=True))
     out = Path(config.leaderboard_dir or config.output_dir)
-    runs = find_runs(config.output_dir)
-    if not runs:
-        report_error("rl-eval", f"no runs with metrics.json under --output-dir {config.output_dir}: evaluate "
-                                "one first (rl-eval --agent random), or point --output-dir at your runs")
-        return 2
-    paths = write_leaderboard(runs, out)
+    paths = write_leaderboard(find_runs(config.output_dir), out)
     print(Path(paths["md"]).read_text(encoding="utf-8"))
     console.print("leaderboard: " + ", ".join(str(path) for path in paths.values()), markup=False)
     return 0
