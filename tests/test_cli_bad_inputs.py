@@ -105,6 +105,7 @@ def test_rl_train_bad_inputs(argv, mentions, paths, capsys):
 RL_EVAL = [
     (["--agent", "random", "--suite", "nonsense"], "unknown suite 'nonsense'"),
     (["--agent", "random", "--envs", "nonsense"], "unknown env 'nonsense'"),
+    (["--agent", "random", "--suite", "math-near"], "has no 'near_out_of_distribution' split"),
     (["--model", "does-not-exist"], "no such folder"),
     (["--model", "@corrupt"], "not valid JSON"),
     (["--model", "@model", "--gguf-file", "model.gguf"], "--gguf-file model.gguf is not in"),

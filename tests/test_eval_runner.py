@@ -108,6 +108,18 @@ def test_suites_cover_every_registered_env_and_split():
     assert (COUNT_ID, "in_distribution") in expected
 
 
+def test_splits_that_all_leaves_out_are_suites_by_name():
+    """`all` plays ID and OOD; TextWorld's near-OOD and ALFWorld's valid_unseen are played when named."""
+    splits = {(entry.env_id, entry.split) for entry in suite_entries("all")}
+    assert ("regym/TextWorld-v0", "near_out_of_distribution") not in splits
+    assert ("regym/ALFWorld-v0", "valid_unseen") not in splits
+    assert [(e.env_id, e.split) for e in suite_entries("textworld-near")] == [("regym/TextWorld-v0",
+                                                                                "near_out_of_distribution")]
+    assert [(e.env_id, e.split) for e in suite_entries("alfworld-valid_unseen")] == [("regym/ALFWorld-v0",
+                                                                                       "valid_unseen")]
+    assert suite_entries("regym/ALFWorld-v0-ood")[0].split == "out_of_distribution"
+
+
 def test_task_sets_are_fixed_by_seed():
     first, second = count_plan(), count_plan()
     assert first == second and len(first) == 2 * 4 * 3

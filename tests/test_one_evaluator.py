@@ -72,7 +72,7 @@ def rl_eval_config(folder, runs_dir, config: RLConfig, **overrides):
     values = dict(model=str(folder), suite=ENV_ID, task_seed=seeds.RL_EVAL_FIRST, num_tasks=config.eval_episodes,
                   k=1, temperature=config.eval_temperature, max_new_tokens=config.max_new_tokens,
                   max_turns=config.max_turns, num_envs=config.num_envs, seed=seeds.RL_EVAL_FIRST, device="cpu",
-                  runs_dir=str(runs_dir), baselines=False)
+                  output_dir=str(runs_dir), baselines=False)
     return EvalConfig(**{**values, **overrides})
 
 

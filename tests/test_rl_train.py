@@ -136,8 +136,11 @@ def test_cli_rejuvenate_starts_from_the_fused_model_with_the_sft_model_as_kl_ref
               "--eval-every", "0", "--save-steps", "0", "--report-to", "none", "--no-progress", "--use-cpu"]
     flags = ["--base", str(base), "--rejuvenate", "--alpha", "0.5", "--reset-fraction", "0"]
     assert main([*common, *flags, "--output-dir", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "rl-train config" in printed and "num_generations" in printed and "learning_rate" in printed
+    printed = capsys.readouterr()
+    (line,) = [line for line in printed.err.splitlines() if line.startswith("rl-train: ")]  # once, compactly
+    assert "num_generations=4" in line and "rejuvenate=True" in line and "learning_rate" not in line
+    assert "learning_rate" in (out / "config.yaml").read_text()  # the whole config is in the run folder
+    assert "| in_distribution |" not in printed.out and "no evaluation in this run" in printed.out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["init"] == str(out / "rejuvenated") and summary["sft"] == str(tiny_sft)
     from safetensors.torch import load_file

@@ -300,10 +300,18 @@ def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None 
 
 
 def run_folder(config: EvalConfig) -> Path:
-    """``<runs-dir>/<run-name>``; the run name defaults to ``<model-name>--<suite>`` (``--tasks<seed>`` added
-    for a ``task_seed`` other than the suites')."""
-    tasks = "" if config.task_seed is None else f"--tasks{config.task_seed}"
-    return Path(config.output_dir) / (config.run_name or safe_name(f"{display_name(config)}--{config.suite}{tasks}"))
+    """``<output-dir>/<run-name>``; the run name defaults to ``<model-name>--<suite>``, with ``--tasks<seed>``
+    for a ``task_seed`` other than the suites', ``--turns<N>`` for ``max_turns`` and ``--kw<hash>`` for
+    ``env_kwargs``: baselines played under other settings get folders of their own instead of replacing
+    the ones other rows are compared with."""
+    import hashlib
+    import json
+
+    suffix = "" if config.task_seed is None else f"--tasks{config.task_seed}"
+    suffix += "" if config.max_turns is None else f"--turns{config.max_turns}"
+    if config.env_kwargs:
+        suffix += "--kw" + hashlib.sha1(json.dumps(config.env_kwargs, sort_keys=True).encode()).hexdigest()[:6]
+    return Path(config.output_dir) / (config.run_name or safe_name(f"{display_name(config)}--{config.suite}{suffix}"))
 
 
 def _count_logged(run_dir: Path) -> int:
