@@ -404,7 +404,7 @@ def test_rl_train_and_rl_eval_on_a_server_play_what_they_play_locally(server, tm
     scores = {}
     for where, urls in (("local", {}), ("remote", {"math": server})):
         result = evaluate_config(EvalConfig(agent="expert", suite="math", num_tasks=3, k=1, num_envs=2, workers=1,
-                                            env_urls=urls, runs_dir=str(tmp_path / f"runs-{where}")))
+                                            env_urls=urls, output_dir=str(tmp_path / f"runs-{where}")))
         scores[where] = [cell.to_dict() for cell in result.metrics]
     assert scores["remote"] == scores["local"] and scores["local"][0]["success_rate"] > 0
     assert len(remote_resets) == 20 + 2 * 3  # the suite "math" has both splits

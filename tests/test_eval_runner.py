@@ -222,7 +222,7 @@ def run_cli(argv, **kwargs):
 def test_killed_run_resumes_to_the_uninterrupted_numbers(tmp_path):
     """SIGKILL halfway through, rerun: finished episodes are not replayed, numbers match."""
     argv = ["--agent", "random", "--suite", "all", "--envs", COUNT_ID, "--num-tasks", "6", "--k", "2",
-            "--num-envs", "2", "--runs-dir", str(tmp_path / "runs"),
+            "--num-envs", "2", "--output-dir", str(tmp_path / "runs"), "--run-name", "random--all",
             "--env-kwargs", '{"step_delay": 0.01}']  # slow steps, so the kill lands mid-run
     log_path = tmp_path / "runs" / "random--all" / TRAJECTORIES
     total = 2 * 6 * 2
@@ -265,14 +265,14 @@ def test_llm_policy_counts_tokens_adds_baselines_and_resumes_exactly(tmp_path):
     tokenizer.save_pretrained(tmp_path / "tiny")
     argv = ["--model", str(tmp_path / "tiny"), "--suite", COUNT_ID, "--num-tasks", "2", "--k", "2",
             "--max-new-tokens", "6", "--max-turns", "2", "--num-envs", "3", "--device", "cpu",
-            "--reproducible-sampling", "--runs-dir", str(tmp_path / "runs")]
+            "--reproducible-sampling", "--output-dir", str(tmp_path / "runs")]
     assert main(argv) == 0
-    run = tmp_path / "runs" / "tiny--regym-EvalCount-v0"
+    run = tmp_path / "runs" / "tiny--regym-EvalCount-v0--turns2"  # the folder names its non-default settings
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["agent"] == "llm" and all(cell["tokens_generated"] > 0 for cell in metrics["cells"])
     assert all(cell["episodes"] == 4 for cell in metrics["cells"])
-    assert {p.name for p in (tmp_path / "runs").iterdir()} >= {"random--regym-EvalCount-v0",
-                                                               "expert--regym-EvalCount-v0", "leaderboard.html"}
+    assert {p.name for p in (tmp_path / "runs").iterdir()} >= {"random--regym-EvalCount-v0--turns2",  # same settings
+                                                               "expert--regym-EvalCount-v0--turns2", "leaderboard.html"}
     full = {r["key"]: r["trajectory"] for r in read_log(run / TRAJECTORIES)}
     lines = (run / TRAJECTORIES).read_text().splitlines(keepends=True)
     (run / TRAJECTORIES).write_text("".join(lines[:3]))  # as if killed after three episodes

@@ -184,11 +184,15 @@ def _pyplot():
 
 def figure_title(data: dict[str, Any]) -> str:
     """What a lab figure's data is: the env, the pipeline seed and preset, and the regym version that ran it."""
-    from regym import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        running = f"regym {version('regym')}"
+    except PackageNotFoundError:
+        running = "regym (not installed)"
     config = data.get("config", {})
     return (f"handoff lab: {data.get('env', '?')}, {config.get('preset', '?')} preset, pipeline seed "
-            f"{config.get('pipeline_seed', '?')} ({data.get('regym_version') or f'regym {__version__}'})")
+            f"{config.get('pipeline_seed', '?')} ({data.get('regym_version') or running})")
 
 
 def plot_ladder(data: dict[str, Any], out: Path) -> Path:
