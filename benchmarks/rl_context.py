@@ -76,9 +76,9 @@ def run(context: str, args: argparse.Namespace) -> dict:
     trl_bridge.RegymGRPOTrainer._play = timed_play
     out = args.out / f"run-{context}"
     overrides = {"env": "alfworld", "model": str(args.out / "model"), "output_dir": str(out), "context": context,
-                 "max_turns": args.turns, "max_steps": args.steps, "group_size": args.group,
+                 "max_turns": args.turns, "max_steps": args.steps, "num_generations": args.group,
                  "tasks_per_step": args.tasks, "num_envs": args.tasks * args.group, "num_tasks": 16,
-                 "env_kwargs": {"num_tasks": 16}, "eval_every": 0, "save_every": 0, "tensorboard": False,
+                 "env_kwargs": {"num_tasks": 16}, "eval_every": 0, "save_steps": 0, "report_to": [],
                  "progress": False, "use_cpu": True}
     if context == "full":
         overrides["max_episode_tokens"] = args.positions

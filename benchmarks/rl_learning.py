@@ -9,6 +9,10 @@ run. Writes the curves to a PNG.
     python benchmarks/rl_learning.py [--seeds 0 1 2] [--env textworld] [--rejuvenate] [--out runs/rl_learning]
 
 Seeds run one after another (each takes the default budget: about 12 minutes on 2 cores).
+``--replot`` redraws a figure from the per-seed table a doc records, without training:
+
+    python benchmarks/rl_learning.py --replot docs/rl.md --section "On the default CPU pipeline" \
+        --data-version "tiny pipeline version 2" --figure docs/rl_tiny_textworld_learning_curves.png
 """
 
 from __future__ import annotations
@@ -34,6 +38,23 @@ def run_seed(env: str, seed: int, out: Path, rejuvenate: bool, overrides: dict) 
     return summary
 
 
+def curves_from_doc(doc: Path, section: str) -> dict[int, list[tuple[int, float]]]:
+    """The per-seed ID success of the first Markdown table after the line starting with ``section``
+    (this script's printed table: ``| seed | step 0 | step 10 | ... | gain | ...``)."""
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(section))
+    header_at = next(i for i in range(start, len(lines)) if lines[i].startswith("| seed | step"))
+    header = [cell.strip() for cell in lines[header_at].strip("|").split("|")]
+    steps = [(column, int(name.split()[1])) for column, name in enumerate(header) if name.startswith("step ")]
+    curves = {}
+    for line in lines[header_at + 2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if not line.startswith("|") or not cells[0].isdigit():
+            break
+        curves[int(cells[0])] = [(step, float(cells[column])) for column, step in steps]
+    return curves
+
+
 def plot(curves: dict[int, list[tuple[int, float]]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -45,11 +66,11 @@ def plot(curves: dict[int, list[tuple[int, float]]], path: Path, title: str) -> 
         axis.plot(*zip(*points, strict=True), marker="o", alpha=0.8, label=f"seed {seed}")
     steps = sorted({step for points in curves.values() for step, _ in points})
     means = [sum(dict(points).get(step, 0.0) for points in curves.values()) / len(curves) for step in steps]
-    axis.plot(steps, means, color="black", linewidth=2.5, label="mean")
+    axis.plot(steps, means, color="black", linewidth=2.5, label="mean over seeds")
     axis.set_xlabel("RL step")
     axis.set_ylabel("in-distribution success (sampled, T=1)")
     axis.set_ylim(0, 1)
-    axis.set_title(title)
+    axis.set_title(title, fontsize=10, wrap=True)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
@@ -67,7 +88,17 @@ def main() -> None:
     parser.add_argument("--out", default="runs/rl_learning")
     parser.add_argument("--set", type=json.loads, default={}, metavar="JSON",
                         help="config overrides, e.g. '{\"max_steps\": 20}' (default: none, the shipped defaults)")
+    parser.add_argument("--replot", type=Path, metavar="DOC.md", help="redraw from a doc's table; no training")
+    parser.add_argument("--section", help="with --replot: the line that starts the table's section")
+    parser.add_argument("--data-version", default="", help="with --replot: what the numbers were measured on")
+    parser.add_argument("--figure", type=Path, help="with --replot: the PNG to write")
     args = parser.parse_args()
+    if args.replot is not None:
+        curves = curves_from_doc(args.replot, args.section)
+        plot(curves, args.figure, f"{args.env}: ID success during RL from SFT, {len(curves)} seeds\n"
+                                  f"{args.data_version} ({args.replot}, the table of \"{args.section}\")")
+        print(f"curves: {args.figure}")
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     split = "in_distribution"

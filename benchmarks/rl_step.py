@@ -125,9 +125,9 @@ def regym_step(args, kv_cache: bool) -> tuple[tuple[float, float], float, float]
     from regym.rl.rollout import play_groups
     from regym.rl.trl_bridge import RegymGRPOTrainer, env_reward, grpo_config, task_dataset
 
-    config = RLConfig(env="echo", group_size=args.group, tasks_per_step=args.tasks, num_envs=args.envs,
+    config = RLConfig(env="echo", num_generations=args.group, tasks_per_step=args.tasks, num_envs=args.envs,
                       max_turns=args.turns, max_new_tokens=args.tokens, max_episode_tokens=4096, beta=0.0,
-                      max_steps=args.steps + 1, save_every=0, eval_every=0, use_cpu=True)
+                      max_steps=args.steps + 1, save_steps=0, eval_every=0, use_cpu=True)
     EchoGame = echo_game_class(args.turns)
 
     model, tokenizer = build_model(args.hidden, args.layers)
@@ -173,7 +173,7 @@ def trl_step(args) -> tuple[float, float]:
     from regym.rl.config import RLConfig
     from regym.rollout import env_id_of
 
-    config = RLConfig(env="echo", group_size=args.group, tasks_per_step=args.tasks, use_cpu=True)
+    config = RLConfig(env="echo", num_generations=args.group, tasks_per_step=args.tasks, use_cpu=True)
     model, tokenizer = build_model(args.hidden, args.layers)
     NeverStop(model, stop_token_ids_for(tokenizer))
     # The very first prompt regym's episodes get (system prompt + first observation), so that the two

@@ -8,8 +8,12 @@ a pipe (CI logs, ``nohup``), one plain line per tenth of the stage, so logs stay
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 
@@ -75,3 +79,51 @@ class StageProgress:
 def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+_QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
+@contextlib.contextmanager
+def library_progress_bars_off(models: bool = True) -> Iterator[None]:
+    """Inside the block, the libraries' own bars stay silent: transformers' "Loading weights" and
+    "Writing model shards", its GGUF de-quantising, the Hub's and datasets' bars.
+
+    A command shows its own stages (``StageProgress``); a loader's bar in between says nothing
+    the stage does not, and on a pipe it is hundreds of lines. ``models``: the command loads models,
+    so transformers is imported here (a second or two) to switch its bars off; otherwise only the
+    environment variables that the Hub and datasets read on import are set. The switches of
+    libraries already imported are restored on exit.
+    """
+    restore: list[Callable[[], object]] = []
+    if models:
+        import transformers.modeling_gguf_pytorch_utils as gguf
+        import transformers.utils.logging as transformers_logging
+
+        if transformers_logging.is_progress_bar_enabled():
+            transformers_logging.disable_progress_bar()
+            restore.append(transformers_logging.enable_progress_bar)
+        if hasattr(gguf, "tqdm"):  # the GGUF loader calls tqdm directly, past transformers' switch
+            original = gguf.tqdm
+            gguf.tqdm = functools.partial(original, disable=True)
+            restore.append(lambda: setattr(gguf, "tqdm", original))
+    hub = sys.modules.get("huggingface_hub.utils")
+    if hub is not None and not hub.are_progress_bars_disabled():
+        hub.disable_progress_bars()
+        restore.append(hub.enable_progress_bars)
+    datasets = sys.modules.get("datasets")
+    if datasets is not None and datasets.is_progress_bar_enabled():
+        datasets.disable_progress_bars()
+        restore.append(datasets.enable_progress_bars)
+    saved_env = {name: os.environ.get(name) for name in _QUIET_ENV}
+    os.environ.update(_QUIET_ENV)
+    try:
+        yield
+    finally:
+        for undo in reversed(restore):
+            undo()
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -143,6 +143,7 @@ def assert_refused(code: int, stderr: str, prog: str, mentions: str) -> None:
     assert "Traceback" not in stderr
     *progress, error = lines
     assert error.startswith(f"{prog}: error: "), stderr
+    progress = [line for line in progress if not re.match(rf"{re.escape(prog)}: \w+=", line)]  # the config line
     assert all(re.fullmatch(r".+: (started \(\d+ to do\)|\d+/\d+, .+ left|done in .+|failed after .+)", line)
                for line in progress), stderr
     assert mentions in error, error

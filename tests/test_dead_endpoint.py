@@ -108,7 +108,7 @@ def count_game():
 
 def eval_argv(url: str, runs: Path, *extra: str) -> list[str]:
     return ["--openai-base-url", url, "--model-name", "served", "--suite", COUNT_ID, "--num-tasks", "2", "--k", "2",
-            "--max-turns", "1", "--num-envs", "1", "--no-baselines", "--runs-dir", str(runs), *FAST, *extra]
+            "--max-turns", "1", "--num-envs", "1", "--no-baselines", "--output-dir", str(runs), *FAST, *extra]
 
 
 def last_line(stderr: str) -> str:
@@ -127,7 +127,7 @@ def test_silent_endpoint_stops_with_one_line_in_bounded_time(silent_url, tmp_pat
     elapsed = time.monotonic() - start
     assert done.returncode == 1, done.stderr
     line = last_line(done.stderr)
-    log = tmp_path / "runs" / "served--regym-EvalCount-v0" / TRAJECTORIES
+    log = tmp_path / "runs" / "served--regym-EvalCount-v0--turns1" / TRAJECTORIES
     assert line == (f"rl-eval: error: endpoint {silent_url} did not answer after 2 tries (timeout 0.5 s each); "
                     f"0 finished episodes are kept in {log}: rerun the same command to resume")
     assert elapsed < 60  # two 0.5 s tries and one backoff, plus start-up; not 2 x 120 s
@@ -160,7 +160,7 @@ def test_rerun_after_the_endpoint_recovers_resumes(count_game, chat_server, tmp_
 
     server = chat_server(answers=3)
     argv = eval_argv(server.url, tmp_path / "runs")
-    log = tmp_path / "runs" / "served--regym-EvalCount-v0" / TRAJECTORIES
+    log = tmp_path / "runs" / "served--regym-EvalCount-v0--turns1" / TRAJECTORIES
     assert main(argv) == 1
     assert f"3 finished episodes are kept in {log}: rerun" in last_line(capsys.readouterr().err)
     before = read_log(log)

@@ -15,7 +15,7 @@ from regym.rejuvenation import encode_calibration
 from regym.rejuvenation.diagnostics import (
     calibration_loss,
     dormant_fraction,
-    hessian_top_eigenvalue,
+    hessian_max_abs_eigenvalue,
     layer_drift,
     next_token_stats,
     perturbation_sharpness,
@@ -106,8 +106,11 @@ def test_hessian_eigenvalue_by_power_iteration_matches_dense_hessian(calib):
     dense = torch.autograd.functional.hessian(scalar, target.detach().reshape(-1))
     eigenvalues = torch.linalg.eigvalsh(dense)
     expected = float(eigenvalues[eigenvalues.abs().argmax()])
-    got = hessian_top_eigenvalue(Only(), example, iterations=100)
-    assert got == pytest.approx(expected, rel=2e-2)
+    got = hessian_max_abs_eigenvalue(Only(), example, iterations=100)
+    assert got.value == pytest.approx(expected, rel=2e-2)  # signed: the eigenvalue of largest magnitude
+    assert got.converged and got.relative_change <= 0.01 and got.iterations == 100
+    early = hessian_max_abs_eigenvalue(Only(), example, iterations=1)
+    assert not early.converged and early.relative_change == float("inf")  # one step cannot show convergence
 
 
 def test_perturbation_sharpness_is_deterministic_and_restores_weights(calib, overtrained):
@@ -148,6 +151,12 @@ def test_report_writes_json_markdown_and_plots(calib, tmp_path):
     assert all(path.stat().st_size > 0 for path in paths.values())
     table = markdown(report)
     assert "| token entropy (nats) |" in table and "| layer 1 |" in table
+    for label in ("base", "sft"):  # the signed largest-magnitude eigenvalue, never called "top", and its flag
+        metrics = report["models"][label]["metrics"]
+        assert isinstance(metrics["hessian_converged"], bool) and "hessian_top_eigenvalue" not in metrics
+    assert "| Hessian eigenvalue, largest magnitude (signed) |" in table and "top Hessian" not in table
+    assert ("(not converged)" in table) == (not all(report["models"][label]["metrics"]["hessian_converged"]
+                                                    for label in ("base", "sft")))
     assert report["models"]["base"]["metrics"]["drift_relative"] == 0.0
     assert report["models"]["sft"]["metrics"]["drift_relative"] > 0.0
 

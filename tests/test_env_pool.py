@@ -143,8 +143,8 @@ def test_rl_train_on_env_workers_plays_the_in_process_rollouts(tmp_path, one_thr
     for env_workers in (0, 2):
         out = tmp_path / f"workers-{env_workers}"
         train(RLConfig(env="math", model=str(tmp_path / "model"), output_dir=str(out), env_workers=env_workers,
-                       group_size=2, tasks_per_step=2, num_envs=4, num_tasks=4, max_turns=2, max_new_tokens=6,
-                       max_episode_tokens=256, max_steps=2, eval_every=0, save_every=0, tensorboard=False,
+                       num_generations=2, tasks_per_step=2, num_envs=4, num_tasks=4, max_turns=2, max_new_tokens=6,
+                       max_episode_tokens=256, max_steps=2, eval_every=0, save_steps=0, report_to=[],
                        progress=False, use_cpu=True))
         logs[env_workers] = (out / "rollouts.jsonl").read_text().splitlines()
     assert len(logs[0]) == 2 * 2 * 2 and logs[2] == logs[0]

@@ -390,10 +390,10 @@ def test_rl_train_and_rl_eval_on_a_server_play_what_they_play_locally(server, tm
     logs = {}
     for where, url in (("local", None), ("remote", server)):
         out = tmp_path / f"train-{where}"
-        train(RLConfig(env="math", model=str(tmp_path / "model"), output_dir=str(out), env_url=url, group_size=2,
+        train(RLConfig(env="math", model=str(tmp_path / "model"), output_dir=str(out), env_url=url, num_generations=2,
                        tasks_per_step=2, num_envs=2, num_tasks=4, max_turns=2, max_new_tokens=6,
-                       max_episode_tokens=256, max_steps=1, eval_every=1, eval_episodes=4, save_every=0,
-                       tensorboard=False, progress=False, use_cpu=True))
+                       max_episode_tokens=256, max_steps=1, eval_every=1, eval_episodes=4, save_steps=0,
+                       report_to=[], progress=False, use_cpu=True))
         evals = [{split: cells for split, cells in row.items() if isinstance(cells, dict)}
                  for row in map(json.loads, (out / "eval.jsonl").read_text().splitlines())]
         logs[where] = ((out / "rollouts.jsonl").read_text().splitlines(), evals)
@@ -404,7 +404,7 @@ def test_rl_train_and_rl_eval_on_a_server_play_what_they_play_locally(server, tm
     scores = {}
     for where, urls in (("local", {}), ("remote", {"math": server})):
         result = evaluate_config(EvalConfig(agent="expert", suite="math", num_tasks=3, k=1, num_envs=2, workers=1,
-                                            env_urls=urls, runs_dir=str(tmp_path / f"runs-{where}")))
+                                            env_urls=urls, output_dir=str(tmp_path / f"runs-{where}")))
         scores[where] = [cell.to_dict() for cell in result.metrics]
     assert scores["remote"] == scores["local"] and scores["local"][0]["success_rate"] > 0
     assert len(remote_resets) == 20 + 2 * 3  # the suite "math" has both splits

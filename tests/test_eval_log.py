@@ -99,7 +99,7 @@ def test_rl_eval_reports_a_corrupt_log_in_one_line(count_game, tmp_path, capsys)
     from regym.cli.rl_eval import main
 
     argv = ["--agent", "random", "--suite", COUNT_ID, "--num-tasks", "2", "--k", "1", "--no-baselines",
-            "--runs-dir", str(tmp_path / "runs")]
+            "--output-dir", str(tmp_path / "runs")]
     assert main(argv) == 0
     path = tmp_path / "runs" / "random--regym-EvalCount-v0" / TRAJECTORIES
     lines = path.read_text().splitlines(keepends=True)

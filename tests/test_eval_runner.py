@@ -108,6 +108,18 @@ def test_suites_cover_every_registered_env_and_split():
     assert (COUNT_ID, "in_distribution") in expected
 
 
+def test_splits_that_all_leaves_out_are_suites_by_name():
+    """`all` plays ID and OOD; TextWorld's near-OOD and ALFWorld's valid_unseen are played when named."""
+    splits = {(entry.env_id, entry.split) for entry in suite_entries("all")}
+    assert ("regym/TextWorld-v0", "near_out_of_distribution") not in splits
+    assert ("regym/ALFWorld-v0", "valid_unseen") not in splits
+    assert [(e.env_id, e.split) for e in suite_entries("textworld-near")] == [("regym/TextWorld-v0",
+                                                                                "near_out_of_distribution")]
+    assert [(e.env_id, e.split) for e in suite_entries("alfworld-valid_unseen")] == [("regym/ALFWorld-v0",
+                                                                                       "valid_unseen")]
+    assert suite_entries("regym/ALFWorld-v0-ood")[0].split == "out_of_distribution"
+
+
 def test_task_sets_are_fixed_by_seed():
     first, second = count_plan(), count_plan()
     assert first == second and len(first) == 2 * 4 * 3
@@ -210,7 +222,7 @@ def run_cli(argv, **kwargs):
 def test_killed_run_resumes_to_the_uninterrupted_numbers(tmp_path):
     """SIGKILL halfway through, rerun: finished episodes are not replayed, numbers match."""
     argv = ["--agent", "random", "--suite", "all", "--envs", COUNT_ID, "--num-tasks", "6", "--k", "2",
-            "--num-envs", "2", "--runs-dir", str(tmp_path / "runs"),
+            "--num-envs", "2", "--output-dir", str(tmp_path / "runs"), "--run-name", "random--all",
             "--env-kwargs", '{"step_delay": 0.01}']  # slow steps, so the kill lands mid-run
     log_path = tmp_path / "runs" / "random--all" / TRAJECTORIES
     total = 2 * 6 * 2
@@ -253,14 +265,14 @@ def test_llm_policy_counts_tokens_adds_baselines_and_resumes_exactly(tmp_path):
     tokenizer.save_pretrained(tmp_path / "tiny")
     argv = ["--model", str(tmp_path / "tiny"), "--suite", COUNT_ID, "--num-tasks", "2", "--k", "2",
             "--max-new-tokens", "6", "--max-turns", "2", "--num-envs", "3", "--device", "cpu",
-            "--reproducible-sampling", "--runs-dir", str(tmp_path / "runs")]
+            "--reproducible-sampling", "--output-dir", str(tmp_path / "runs")]
     assert main(argv) == 0
-    run = tmp_path / "runs" / "tiny--regym-EvalCount-v0"
+    run = tmp_path / "runs" / "tiny--regym-EvalCount-v0--turns2"  # the folder names its non-default settings
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["agent"] == "llm" and all(cell["tokens_generated"] > 0 for cell in metrics["cells"])
     assert all(cell["episodes"] == 4 for cell in metrics["cells"])
-    assert {p.name for p in (tmp_path / "runs").iterdir()} >= {"random--regym-EvalCount-v0",
-                                                               "expert--regym-EvalCount-v0", "leaderboard.html"}
+    assert {p.name for p in (tmp_path / "runs").iterdir()} >= {"random--regym-EvalCount-v0--turns2",  # same settings
+                                                               "expert--regym-EvalCount-v0--turns2", "leaderboard.html"}
     full = {r["key"]: r["trajectory"] for r in read_log(run / TRAJECTORIES)}
     lines = (run / TRAJECTORIES).read_text().splitlines(keepends=True)
     (run / TRAJECTORIES).write_text("".join(lines[:3]))  # as if killed after three episodes

@@ -120,7 +120,7 @@ def test_micro_lab_runs_every_stage_and_resumes(tmp_path, one_thread):
         tiny=dict(vocab_size=512, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_length=512,
                   corpus_random_episodes=12, corpus_expert_episodes=6, task_pool=None, pretrain_steps=30,
                   pretrain_batch_size=4, pretrain_block_size=64, sft_batch_size=4, corpus_envs=(PICK_GAME,)),
-        rl=dict(max_steps=2, eval_every=1, group_size=2, tasks_per_step=2, num_envs=4, max_turns=3,
+        rl=dict(max_steps=2, eval_every=1, num_generations=2, tasks_per_step=2, num_envs=4, max_turns=3,
                 max_new_tokens=6, max_episode_tokens=256, calibration_episodes=2),
     )
     log = io.StringIO()

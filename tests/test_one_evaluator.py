@@ -60,9 +60,9 @@ def checkpoint(tmp_path_factory):
 
 def rl_config(folder, out) -> RLConfig:
     """One RL step: the step-0 evaluation plays the checkpoint as saved."""
-    return RLConfig(env=ENV_ID, model=str(folder), output_dir=str(out), group_size=2, tasks_per_step=1, num_envs=4,
+    return RLConfig(env=ENV_ID, model=str(folder), output_dir=str(out), num_generations=2, tasks_per_step=1, num_envs=4,
                     num_tasks=4, max_turns=2, max_new_tokens=6, max_episode_tokens=256, max_steps=1,
-                    eval_every=100, eval_episodes=8, save_every=0, tensorboard=False, progress=False, use_cpu=True)
+                    eval_every=100, eval_episodes=8, save_steps=0, report_to=[], progress=False, use_cpu=True)
 
 
 def rl_eval_config(folder, runs_dir, config: RLConfig, **overrides):
@@ -72,7 +72,7 @@ def rl_eval_config(folder, runs_dir, config: RLConfig, **overrides):
     values = dict(model=str(folder), suite=ENV_ID, task_seed=seeds.RL_EVAL_FIRST, num_tasks=config.eval_episodes,
                   k=1, temperature=config.eval_temperature, max_new_tokens=config.max_new_tokens,
                   max_turns=config.max_turns, num_envs=config.num_envs, seed=seeds.RL_EVAL_FIRST, device="cpu",
-                  runs_dir=str(runs_dir), baselines=False)
+                  output_dir=str(runs_dir), baselines=False)
     return EvalConfig(**{**values, **overrides})
 
 

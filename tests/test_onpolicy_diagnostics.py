@@ -26,7 +26,7 @@ from regym.rejuvenation import encode_calibration
 from regym.rejuvenation.diagnostics import (
     adaptive_sharpness,
     calibration_loss,
-    hessian_top_eigenvalue,
+    hessian_max_abs_eigenvalue,
     token_statistics,
 )
 from regym.trajectory import Trajectory, Turn
@@ -88,8 +88,10 @@ def test_on_policy_metrics_match_their_episodes(run, policy):
     metrics = on_policy_metrics(model, tokenizer, VOWELS, SETTINGS, heldout=heldout)
     assert set(metrics) == {
         "sampled_success", "zero_signal_groups", "onpolicy_entropy", "onpolicy_top1_prob", "onpolicy_loss",
-        "onpolicy_tokens", "onpolicy_hessian", "onpolicy_perturbation_sharpness", "onpolicy_adaptive_sharpness",
-        "heldout_loss", "heldout_entropy", "heldout_hessian", "heldout_adaptive_sharpness"}
+        "onpolicy_tokens", "onpolicy_hessian_max_abs_eigenvalue", "onpolicy_hessian_converged",
+        "onpolicy_hessian_relative_change", "onpolicy_perturbation_sharpness", "onpolicy_adaptive_sharpness",
+        "heldout_loss", "heldout_entropy", "heldout_hessian_max_abs_eigenvalue", "heldout_hessian_converged",
+        "heldout_hessian_relative_change", "heldout_adaptive_sharpness"}
     assert all(math.isfinite(value) for value in metrics.values())
     groups = defaultdict(set)
     for record in run.records:  # the same seeds play the same episodes
@@ -118,7 +120,7 @@ def test_a_deterministic_policy_has_no_learning_signal(policy):
     metrics = on_policy_metrics(sharp, tokenizer, VOWELS, settings)
     assert metrics["zero_signal_groups"] == 1.0
     assert metrics["onpolicy_entropy"] < 1e-3 and metrics["onpolicy_top1_prob"] > 0.999
-    assert "onpolicy_hessian" not in metrics and "onpolicy_perturbation_sharpness" not in metrics
+    assert "onpolicy_hessian_max_abs_eigenvalue" not in metrics and "onpolicy_perturbation_sharpness" not in metrics
     assert greedy_success(sharp, tokenizer, VOWELS, 3, max_new_tokens=6) == metrics["sampled_success"]
 
 
@@ -153,5 +155,5 @@ def test_adaptive_sharpness_ignores_function_preserving_rescaling():
         assert float(calibration_loss(rescaled, calib)) == pytest.approx(float(calibration_loss(model, calib)),
                                                                          rel=1e-6)
     assert adaptive_sharpness(rescaled, calib, radius=0.2) == pytest.approx(asam, rel=1e-4)
-    hessian, moved = (hessian_top_eigenvalue(m, calib, iterations=8) for m in (model, rescaled))
+    hessian, moved = (hessian_max_abs_eigenvalue(m, calib, iterations=8).value for m in (model, rescaled))
     assert abs(moved - hessian) > 0.2 * abs(hessian)

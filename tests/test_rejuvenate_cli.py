@@ -76,6 +76,8 @@ def _stages(stderr: str) -> dict[str, dict[str, object]]:
     """Per stage, in order: its announced total, the counts of its progress lines, whether it finished."""
     stages: dict[str, dict[str, object]] = {}
     for line in stderr.splitlines():
+        if line.startswith("rejuvenate: base="):  # the config line, printed once before the stages
+            continue
         if started := re.fullmatch(r"(.+): started \((\d+) to do\)", line):
             stages[started[1]] = {"total": int(started[2]), "counts": [], "done": False}
         elif step := re.fullmatch(r"(.+): (\d+)/(\d+), .*about .+ left", line):

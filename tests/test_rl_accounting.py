@@ -21,7 +21,7 @@ def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 def test_every_step_logs_its_time_tokens_memory_and_update_size(tiny_sft, tmp_path):
-    config = config_for(tiny_sft, tmp_path, max_steps=2, save_every=1)
+    config = config_for(tiny_sft, tmp_path, max_steps=2, save_steps=1)
     summary = train(config)
     metrics = read_jsonl(tmp_path / "metrics.jsonl")
     assert [row["step"] for row in metrics] == [1, 2]
@@ -47,10 +47,10 @@ def test_every_step_logs_its_time_tokens_memory_and_update_size(tiny_sft, tmp_pa
 
 
 def test_a_zero_learning_rate_moves_nothing_and_the_norm_can_be_switched_off(tiny_sft, tmp_path):
-    train(config_for(tiny_sft, tmp_path / "frozen", max_steps=1, save_every=0, learning_rate=0.0))
+    train(config_for(tiny_sft, tmp_path / "frozen", max_steps=1, save_steps=0, learning_rate=0.0))
     row = read_jsonl(tmp_path / "frozen" / "metrics.jsonl")[0]
     assert row["update_norm"] == 0.0 and row["update_ratio"] == 0.0 and row["grad_norm"] > 0
-    train(config_for(tiny_sft, tmp_path / "off", max_steps=1, save_every=0, log_update_norm=False))
+    train(config_for(tiny_sft, tmp_path / "off", max_steps=1, save_steps=0, log_update_norm=False))
     row = read_jsonl(tmp_path / "off" / "metrics.jsonl")[0]
     assert "update_norm" not in row and row["time/step_s"] > 0
 
@@ -103,7 +103,7 @@ def test_overlap_seconds_counts_only_the_part_inside_the_window():
 
 
 def test_window_context_counts_the_tokens_of_its_turn_rows(tiny_sft, tmp_path):
-    config = config_for(tiny_sft, tmp_path, max_steps=1, save_every=0, context="window", history_turns=1)
+    config = config_for(tiny_sft, tmp_path, max_steps=1, save_steps=0, context="window", history_turns=1)
     train(config)
     row = read_jsonl(tmp_path / "metrics.jsonl")[0]
     turns = sum(len(episode["turns"]) for episode in read_jsonl(tmp_path / "rollouts.jsonl"))

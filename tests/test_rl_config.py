@@ -81,11 +81,10 @@ def test_context_flags_parse_and_the_printed_table_marks_env_defaults(capsys, mo
     assert (config.context, config.history_turns, config.max_turns) == ("full", 3, 30)
     with pytest.raises(SystemExit):
         parse_overrides(RLConfig, ["--context", "summary"], prog="rl-train", choices=rl_train.CHOICES)
-    monkeypatch.setenv("COLUMNS", "200")
-    rl_train.print_config(config, sources)
-    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") > 3}
-    assert "env (alfworld)" in rows["max_turns"] and "30" in rows["max_turns"]
-    assert "flag" in rows["context"] and "default" in rows["learning_rate"]
+    line = rl_train.config_line(config, sources)
+    assert "\n" not in line and "max_turns=30 [env alfworld]" in line
+    assert " context=full " in line and " history_turns=3 " in line  # flags, unmarked (full is also the default)
+    assert "learning_rate" not in line and " env=alfworld " in line and "config.yaml" in line
 
 
 def test_a_checkpoint_preset_sets_token_limits_and_keeps_the_envs_turns_and_context(tmp_path):

@@ -45,10 +45,10 @@ def free_port() -> int:
 
 
 def run_config(model: Path, out: Path) -> dict:
-    return dict(env=ENV_ID, model=str(model), output_dir=str(out), group_size=GROUP, tasks_per_step=TASKS,
+    return dict(env=ENV_ID, model=str(model), output_dir=str(out), num_generations=GROUP, tasks_per_step=TASKS,
                 num_envs=GROUP, num_tasks=8, max_turns=2, max_new_tokens=6, max_episode_tokens=256,
                 learning_rate=LEARNING_RATE, beta=0.02, max_steps=1, eval_every=1, eval_episodes=2,
-                eval_splits=["in_distribution"], save_every=0, tensorboard=False, progress=False, use_cpu=True)
+                eval_splits=["in_distribution"], save_steps=0, report_to=[], progress=False, use_cpu=True)
 
 
 def launch_two_processes(spec: Path) -> None:
@@ -115,7 +115,7 @@ def test_two_processes_take_the_same_step_as_one(tmp_path, monkeypatch):
 
 
 def test_groups_are_never_split_across_processes():
-    config = RLConfig(tasks_per_step=6, group_size=4)
+    config = RLConfig(tasks_per_step=6, num_generations=4)
     assert [episodes_per_process(config, processes) for processes in (1, 2, 3, 6)] == [24, 12, 8, 4]
     for processes in (4, 5, 12):
         with pytest.raises(ValueError, match="multiple of the number of training processes"):

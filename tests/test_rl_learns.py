@@ -15,7 +15,7 @@ from regym.rl.train import read_jsonl, train
 @pytest.mark.slow
 def test_default_rl_raises_in_distribution_success_from_the_sft_start(tmp_path):
     summary = train(with_tiny_pipeline(load_config(None, {"env": "textworld", "seed": 0, "output_dir": str(tmp_path),
-                                                          "progress": False, "tensorboard": False})))
+                                                          "progress": False, "report_to": []})))
     evals = [row["in_distribution"]["success_rate"] for row in read_jsonl(tmp_path / "eval.jsonl")]
     assert len(evals) == 5  # steps 0, 10, 20, 30, 40
     before = summary["before"]["in_distribution"]["success_rate"]
@@ -36,7 +36,7 @@ def test_alfworld_embedded_default_raises_in_distribution_success(tmp_path):
     from regym.rl.config import resolve_config
 
     config, sources = resolve_config(None, {"env": "alfworld", "seed": 0, "rejuvenate": True,
-                                            "output_dir": str(tmp_path), "progress": False, "tensorboard": False})
+                                            "output_dir": str(tmp_path), "progress": False, "report_to": []})
     summary = train(with_tiny_pipeline(config, sources))
     evals = [row["in_distribution"]["success_rate"] for row in read_jsonl(tmp_path / "eval.jsonl")]
     assert len(evals) == 4  # steps 0, 8, 16, 24: the embedded default's budget

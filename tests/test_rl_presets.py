@@ -76,7 +76,7 @@ def test_a_preset_reaches_trl_and_trains_its_family_on_cpu(preset, checkpoints, 
 
     args = grpo_config(config, tmp_path / "trl", use_cpu=True)  # CPU only here: TRL refuses bf16 without a GPU
     assert (args.learning_rate, args.num_generations, args.per_device_train_batch_size) == \
-        (values["learning_rate"], values["group_size"], values["group_size"] * values["tasks_per_step"])
+        (values["learning_rate"], values["num_generations"], values["num_generations"] * values["tasks_per_step"])
     assert (args.bf16, args.gradient_checkpointing, args.max_completion_length) == \
         (True, True, values["max_episode_tokens"])
     assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization) == \
@@ -86,9 +86,9 @@ def test_a_preset_reaches_trl_and_trains_its_family_on_cpu(preset, checkpoints, 
 
     # One step with the preset's learning rate, token limits and gradient checkpointing; HF generation on the
     # CPU in float32, and a batch of one group of two episodes so it takes seconds.
-    step = dataclasses.replace(config, generation="hf", use_cpu=True, bf16=False, tasks_per_step=1, group_size=2,
-                               num_envs=2, num_tasks=2, max_turns=2, max_steps=1, eval_every=0, save_every=0,
-                               tensorboard=False, progress=False)
+    step = dataclasses.replace(config, generation="hf", use_cpu=True, bf16=False, tasks_per_step=1, num_generations=2,
+                               num_envs=2, num_tasks=2, max_turns=2, max_steps=1, eval_every=0, save_steps=0,
+                               report_to=[], progress=False)
     summary = train(step)
     assert summary["steps"] == 1
     [metrics] = read_jsonl(tmp_path / "run" / "metrics.jsonl")

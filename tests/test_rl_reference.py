@@ -20,9 +20,9 @@ if ENV_ID not in gym.registry:
 
 
 def config_for(folder, out, **overrides) -> RLConfig:
-    values = dict(env=ENV_ID, model=str(folder), output_dir=str(out), group_size=2, tasks_per_step=1, num_envs=2,
+    values = dict(env=ENV_ID, model=str(folder), output_dir=str(out), num_generations=2, tasks_per_step=1, num_envs=2,
                   num_tasks=4, max_turns=2, max_new_tokens=4, max_episode_tokens=128, beta=0.02, max_steps=1,
-                  eval_every=0, save_every=0, tensorboard=False, progress=False, use_cpu=True)
+                  eval_every=0, save_steps=0, report_to=[], progress=False, use_cpu=True)
     values.update(overrides)
     return RLConfig(**values)
 

@@ -43,9 +43,9 @@ if EXPERT_ENV_ID not in gym.registry:
 
 
 def config_for(folder, out, **overrides):
-    values = dict(env=ENV_ID, model=str(folder), output_dir=str(out), group_size=4, tasks_per_step=2, num_envs=4,
+    values = dict(env=ENV_ID, model=str(folder), output_dir=str(out), num_generations=4, tasks_per_step=2, num_envs=4,
                   num_tasks=8, max_turns=2, max_new_tokens=6, max_episode_tokens=256, learning_rate=2e-2,
-                  beta=0.02, max_steps=14, eval_every=0, save_every=7, tensorboard=False, progress=False,
+                  beta=0.02, max_steps=14, eval_every=0, save_steps=7, report_to=[], progress=False,
                   use_cpu=True)
     values.update(overrides)
     return RLConfig(**values)
@@ -71,9 +71,9 @@ def test_grpo_on_trl_raises_the_reward(tiny_sft, tmp_path, estimator, loss_type)
 
 
 def test_resume_after_a_crash_continues_with_the_same_steps_and_logs(tiny_sft, tmp_path):
-    reference = train(config_for(tiny_sft, tmp_path / "straight", max_steps=6, save_every=2, eval_every=3,
+    reference = train(config_for(tiny_sft, tmp_path / "straight", max_steps=6, save_steps=2, eval_every=3,
                                  eval_episodes=4))
-    crashed = config_for(tiny_sft, tmp_path / "crashed", max_steps=6, save_every=2, eval_every=3, eval_episodes=4)
+    crashed = config_for(tiny_sft, tmp_path / "crashed", max_steps=6, save_steps=2, eval_every=3, eval_episodes=4)
 
     class Crash(Exception):
         pass
@@ -113,8 +113,8 @@ def test_resume_after_a_crash_continues_with_the_same_steps_and_logs(tiny_sft, t
 def test_config_yaml_and_flags(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("group_size: 4\nloss_type: dapo\nepsilon_high: 0.28\n")
-    config = load_config(path, {"group_size": 6, "seed": None})
-    assert (config.group_size, config.loss_type, config.epsilon_high) == (6, "dapo", 0.28)
+    config = load_config(path, {"num_generations": 6, "seed": None})
+    assert (config.num_generations, config.loss_type, config.epsilon_high) == (6, "dapo", 0.28)
     with pytest.raises(ValueError, match="unknown config fields"):
         load_config(None, {"gruop_size": 4})
     with pytest.raises(ValueError, match="loss_type"):
@@ -131,13 +131,16 @@ def test_cli_rejuvenate_starts_from_the_fused_model_with_the_sft_model_as_kl_ref
     model.save_pretrained(base)
     tokenizer.save_pretrained(base)
     out = tmp_path / "run"
-    common = ["--env", ENV_ID, "--model", str(tiny_sft), "--max-steps", "2", "--group-size", "4",
+    common = ["--env", ENV_ID, "--model", str(tiny_sft), "--max-steps", "2", "--num-generations", "4",
               "--tasks-per-step", "1", "--num-envs", "2", "--max-turns", "2", "--max-new-tokens", "4",
-              "--eval-every", "0", "--save-every", "0", "--no-tensorboard", "--no-progress", "--use-cpu"]
+              "--eval-every", "0", "--save-steps", "0", "--report-to", "none", "--no-progress", "--use-cpu"]
     flags = ["--base", str(base), "--rejuvenate", "--alpha", "0.5", "--reset-fraction", "0"]
     assert main([*common, *flags, "--output-dir", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "rl-train config" in printed and "group_size" in printed and "learning_rate" in printed
+    printed = capsys.readouterr()
+    (line,) = [line for line in printed.err.splitlines() if line.startswith("rl-train: ")]  # once, compactly
+    assert "num_generations=4" in line and "rejuvenate=True" in line and "learning_rate" not in line
+    assert "learning_rate" in (out / "config.yaml").read_text()  # the whole config is in the run folder
+    assert "| in_distribution |" not in printed.out and "no evaluation in this run" in printed.out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["init"] == str(out / "rejuvenated") and summary["sft"] == str(tiny_sft)
     from safetensors.torch import load_file
@@ -192,7 +195,7 @@ def test_reset_fallback_criterion_is_opt_in_and_recorded(tiny_sft, tmp_path):
     model.save_pretrained(base)
     tokenizer.save_pretrained(base)
     settings = dict(env=ENV_ID, rejuvenate=True, base=str(base), reset_fraction=0.02, calibration_episodes=2,
-                    max_steps=1, save_every=0)
+                    max_steps=1, save_steps=0)
     with pytest.raises(ValueError, match=r"no expert.*--reset-fallback-criterion drift"):
         train(config_for(tiny_sft, tmp_path / "strict", **settings))
     assert not (tmp_path / "strict" / "rejuvenated").exists()

@@ -115,10 +115,10 @@ def test_two_colocated_vllm_steps_whose_log_probs_agree_with_the_trainer(tmp_pat
     out = tmp_path / "run"
     code = rl_train.main(["--env", ENV_ID, "--model", str(folder), "--output-dir", str(out),
                           "--generation", "vllm", "--vllm-mode", "colocate", "--vllm-gpu-memory-utilization", "0.2",
-                          "--max-steps", "2", "--group-size", "4", "--tasks-per-step", "2", "--num-envs", "8",
+                          "--max-steps", "2", "--num-generations", "4", "--tasks-per-step", "2", "--num-envs", "8",
                           "--num-tasks", "4", "--max-turns", "3", "--max-new-tokens", "8",
-                          "--max-episode-tokens", "256", "--eval-every", "0", "--save-every", "0",
-                          "--no-tensorboard", "--no-progress"])
+                          "--max-episode-tokens", "256", "--eval-every", "0", "--save-steps", "0",
+                          "--report-to", "none", "--no-progress"])
     assert code == 0
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [row["step"] for row in metrics] == [1, 2]

@@ -217,9 +217,9 @@ def test_one_window_training_step_runs_through_trl_on_one_row_per_turn_and_chang
 
     monkeypatch.setattr(trl_bridge.RegymGRPOTrainer, "_score_window_rows", spy)
     config = RLConfig(env=ENV_ID, model=str(tiny_sft), output_dir=str(tmp_path), context="window", history_turns=1,
-                      group_size=2, tasks_per_step=2, num_envs=4, num_tasks=2, max_turns=5, max_new_tokens=4,
-                      max_episode_tokens=256, learning_rate=1e-2, beta=0.02, max_steps=1, eval_every=0, save_every=0,
-                      tensorboard=False, progress=False, use_cpu=True, advantage_estimator=estimator,
+                      num_generations=2, tasks_per_step=2, num_envs=4, num_tasks=2, max_turns=5, max_new_tokens=4,
+                      max_episode_tokens=256, learning_rate=1e-2, beta=0.02, max_steps=1, eval_every=0, save_steps=0,
+                      report_to=[], progress=False, use_cpu=True, advantage_estimator=estimator,
                       loss_type=loss_type)
     summary = train(config)
     rollouts = read_jsonl(tmp_path / "rollouts.jsonl")
@@ -244,8 +244,8 @@ def test_the_loss_over_row_chunks_has_the_value_and_gradient_of_the_loss_over_al
     from regym.rl.trl_bridge import RegymGRPOTrainer, env_reward, grpo_config, task_dataset, task_prompt
 
     config = RLConfig(env=ENV_ID, model=str(tiny_sft), output_dir=str(tmp_path), context="window", history_turns=1,
-                      group_size=2, tasks_per_step=2, num_envs=4, num_tasks=2, max_turns=5, max_new_tokens=4,
-                      max_episode_tokens=256, beta=0.02, loss_type=loss_type, use_cpu=True, tensorboard=False,
+                      num_generations=2, tasks_per_step=2, num_envs=4, num_tasks=2, max_turns=5, max_new_tokens=4,
+                      max_episode_tokens=256, beta=0.02, loss_type=loss_type, use_cpu=True, report_to=[],
                       progress=False)
     model = AutoModelForCausalLM.from_pretrained(tiny_sft)
     trainer = RegymGRPOTrainer(model, args=grpo_config(config, tmp_path, use_cpu=True), regym_config=config,

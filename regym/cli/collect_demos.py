@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from regym.configs import parse, report_error
+from regym.configs import describe_config, parse, report_error
 
 
 @dataclass
@@ -62,10 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         report_error("regym collect-demos", error)
         return 2
+    print(f"regym collect-demos: {describe_config(args, always=('env', 'agent', 'episodes', 'split'))}",
+          file=sys.stderr, flush=True)
+    from regym.progress import library_progress_bars_off
+
     try:
-        dataset = collect_demos(env_id, agent=args.agent, episodes=args.episodes, split=split, seed=args.seed,
-                                out_dir=args.out, max_turns=args.max_turns, task_pool=args.task_pool,
-                                only_successes=args.only_successes, num_envs=args.num_envs, progress=True)
+        with library_progress_bars_off(models=False):  # datasets' "Saving the dataset" bar; ours shows the episodes
+            dataset = collect_demos(env_id, agent=args.agent, episodes=args.episodes, split=split, seed=args.seed,
+                                    out_dir=args.out, max_turns=args.max_turns, task_pool=args.task_pool,
+                                    only_successes=args.only_successes, num_envs=args.num_envs, progress=True)
     except RuntimeError as error:
         report_error("regym collect-demos", error)
         return 1

@@ -14,12 +14,11 @@ Settings: defaults < preset (and the tiny RL budget under rl) < --config file < 
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from regym.cli.main import dispatch
-from regym.configs import parse_overrides, report_error
+from regym.configs import describe_config, parse_overrides, report_error
 from regym.lab.handoff import PRESETS, HandoffConfig, load_handoff_config, run_handoff
 
 EXPERIMENTS = {"handoff": ("regym.cli.lab:handoff", "over-SFT vs rejuvenation under identical RL budgets")}
@@ -49,8 +48,12 @@ def handoff(argv: list[str] | None = None) -> int:
         return 2
     if rl_steps is not None:
         config.rl.update(max_steps=rl_steps, eval_every=max(1, rl_steps // 2))
-    print(json.dumps(asdict(config), indent=2))
-    data = run_handoff(config)
+    print(f"regym lab handoff: {describe_config(config, always=('env', 'preset', 'out'))}", file=sys.stderr,
+          flush=True)
+    from regym.progress import library_progress_bars_off
+
+    with library_progress_bars_off():
+        data = run_handoff(config)
     print(open(data["report"]["markdown"]).read())
     return 0
 

@@ -40,7 +40,8 @@ def dispatch(prog: str, commands: Mapping[str, tuple[str, str]], argv: Sequence[
         return 0
     name, rest = argv[0], argv[1:]
     if name not in commands:
-        print(f"{prog}: error: unknown command {name!r}\n\n{usage(prog, commands)}", file=sys.stderr)
+        print(f"{prog}: error: unknown command {name!r}; commands: {', '.join(commands)} "
+              f"(`{prog} --help` says what each does)", file=sys.stderr)
         return 2
     module, function = commands[name][0].split(":")
     return int(getattr(importlib.import_module(module), function)(rest) or 0)

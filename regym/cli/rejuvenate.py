@@ -18,10 +18,11 @@ import sys
 from dataclasses import dataclass
 from functools import partial
 
-from regym.configs import parse, report_error
-from regym.progress import StageProgress
-from regym.rejuvenation.criteria import CRITERIA
-from regym.rejuvenation.pipeline import DTYPE_BY_NAME
+from regym.cli import preflight
+from regym.configs import UsageError, describe_config, parse, report_error
+from regym.progress import StageProgress, library_progress_bars_off
+from regym.rejuvenation.criteria import CRITERIA, NEEDS_CALIBRATION
+from regym.rejuvenation.pipeline import DTYPE_BY_NAME, missing_calibration
 
 
 @dataclass
@@ -29,17 +30,17 @@ class RejuvenateArgs:
     """Fuse an SFT checkpoint with its base and reset a fraction of its units toward the base."""
 
     base: str
-    """Base (pre-SFT) checkpoint folder, or "smollm2"."""
+    """Base (pre-SFT) checkpoint folder, or "smollm2" (the packaged SmolLM2-135M-Instruct)."""
     sft: str
-    """SFT checkpoint folder (config and tokenizer are copied from it)."""
+    """SFT checkpoint folder, or "smollm2" (config and tokenizer are copied from it)."""
     out: str
     """Output folder (written atomically)."""
     alpha: float = 0.5
     """Fusion weight of the SFT model, in [0, 1]: θ = α·θ_sft + (1−α)·θ_base."""
     reset_fraction: float = 0.01
-    """Fraction ρ of units to reset (0: fusion only)."""
+    """Fraction ρ of units to reset, in [0, 1] (0: fusion only)."""
     reset_strength: float = 1.0
-    """ω: unit ← ω·base + (1−ω)·fused."""
+    """ω, in [0, 1]: unit ← ω·base + (1−ω)·fused."""
     criterion: str = "attribution"
     """How units are chosen."""
     calib: str | None = None
@@ -60,29 +61,54 @@ class RejuvenateArgs:
     """Episodes per model for --env."""
 
 
+def check_inputs(args: RejuvenateArgs) -> None:
+    """Everything a user can get wrong, checked before any weight is read; a ``UsageError`` names the fix."""
+    preflight.model_folder(args.base, "--base")
+    preflight.model_folder(args.sft, "--sft")
+    if preflight.PACKAGED not in (args.base, args.sft):  # (the packaged model is exported on first use: later)
+        from regym.rejuvenation.checkpoint import check_checkpoints
+
+        try:  # headers and configs only: two different models are refused before anything else
+            check_checkpoints({"base": args.base, "SFT": args.sft}, weights=False)
+        except ValueError as error:
+            raise UsageError(error) from None
+    for flag, value in (("--alpha", args.alpha), ("--reset-fraction", args.reset_fraction),
+                        ("--reset-strength", args.reset_strength)):
+        preflight.number_in(value, 0.0, 1.0, flag)
+    if args.top_n < 1:
+        raise UsageError(f"--top-n {args.top_n}: must be >= 1")
+    if args.calib is not None:
+        preflight.existing_file(args.calib, "--calib")
+    elif args.criterion in NEEDS_CALIBRATION and args.reset_fraction > 0:
+        raise UsageError(missing_calibration(args.criterion))
+    preflight.new_output(args.out, "--out", overwrite=args.overwrite)
+    preflight.torch_device(args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(RejuvenateArgs, argv, prog="rejuvenate", description=__doc__,
                  aliases={"reset_fraction": "--reset-frac"}, choices={"criterion": CRITERIA, "dtype": ("auto", *DTYPE_BY_NAME)})
-    from transformers.utils import logging as transformers_logging
-
-    from regym.rejuvenation import load_calibration_file, rejuvenate_checkpoint
-
-    bars = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()  # loading and saving are stages of their own below
     try:
-        calib = load_calibration_file(args.calib) if args.calib else None
-        summary = rejuvenate_checkpoint(
-            args.base, args.sft, args.out, alpha=args.alpha, reset_fraction=args.reset_fraction,
-            reset_strength=args.reset_strength, criterion=args.criterion, calib_texts=calib,
-            overwrite=args.overwrite, top_n_targets=args.top_n, seed=args.seed, device=args.device, dtype=args.dtype,
-            stages=partial(StageProgress, stream=sys.stderr),
-        )
-    except (OSError, ValueError) as error:  # CheckpointError, a bad --calib, an existing --out, unreadable files
+        check_inputs(args)
+    except UsageError as error:
         report_error("rejuvenate", error)
         return 2
-    finally:
-        if bars:
-            transformers_logging.enable_progress_bar()
+    print(f"rejuvenate: {describe_config(args, always=('alpha', 'reset_fraction', 'criterion'))} "
+          f"(recorded in {args.out}/rejuvenation.json)", file=sys.stderr, flush=True)
+    from regym.rejuvenation import load_calibration_file, rejuvenate_checkpoint
+
+    try:
+        with library_progress_bars_off():  # loading and saving are stages of their own below
+            calib = load_calibration_file(args.calib) if args.calib else None
+            summary = rejuvenate_checkpoint(
+                args.base, args.sft, args.out, alpha=args.alpha, reset_fraction=args.reset_fraction,
+                reset_strength=args.reset_strength, criterion=args.criterion, calib_texts=calib,
+                overwrite=args.overwrite, top_n_targets=args.top_n, seed=args.seed, device=args.device,
+                dtype=args.dtype, stages=partial(StageProgress, stream=sys.stderr),
+            )
+    except (OSError, ValueError) as error:  # CheckpointError (a fault found reading the weights), a bad --calib line
+        report_error("rejuvenate", error)
+        return 2
     print(summary.describe())
     if args.env:
         before, after = start_success(args.sft, args.out, args.env, args.episodes)

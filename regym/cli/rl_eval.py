@@ -7,12 +7,15 @@ Examples::
     rl-eval --model checkpoints/step-500 --suite agentic-ood --k 8 --num-envs 16
     rl-eval --model rl-runs/final --suite textworld --task-seed 10000 --num-tasks 64 --k 1 --seed 10000
     rl-eval --openai-base-url http://127.0.0.1:8000/v1 --model-name Qwen2.5-7B --suite all
+    rl-eval --config runs/smollm2--all/config.json --k 4     # a saved run's settings, one flag changed
     rl-eval --leaderboard-only
 
-Each run writes ``<runs-dir>/<run-name>/{config.json, trajectories.jsonl, metrics.json,
+Each run writes ``<output-dir>/<run-name>/{config.json, trajectories.jsonl, metrics.json,
 metrics.md}``; rerunning the same command resumes a killed run. The random and expert
 baselines are evaluated on the same tasks (unless ``--no-baselines``), and every run
-under ``--runs-dir`` is merged into ``leaderboard.{json,md,html}`` in ``--out``.
+under ``--output-dir`` is merged into ``leaderboard.{json,md,html}`` (in ``--leaderboard-dir``,
+default ``--output-dir``). ``--config FILE`` (YAML, or a run's config.json) sets fields; flags win.
+``--runs-dir`` and ``--out`` are the old names of ``--output-dir`` and ``--leaderboard-dir``.
 
 The fourth example plays ``rl-train``'s evaluation tasks with its sampling seed; with
 that run's ``--temperature``, ``--max-new-tokens``, ``--max-turns``, ``--num-envs`` and
@@ -21,15 +24,18 @@ that run's ``--temperature``, ``--max-new-tokens``, ``--max-turns``, ``--num-env
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from regym.configs import parse, report_error
+from regym.cli import preflight
+from regym.configs import UsageError, describe_config, load_file_and_flags, parse_overrides, report_error
+
+RENAMED = {"runs_dir": "output_dir", "out": "leaderboard_dir"}
+"""Old field names (flags and config keys still accepted, with a warning) → rl-train's names."""
 
 
 @dataclass
@@ -40,7 +46,8 @@ class EvalConfig:
     agent: Literal["expert", "random"] | None = None
     """A scripted agent."""
     model: str | None = None
-    """A Hugging Face checkpoint folder, played with the local transformers policy."""
+    """A Hugging Face checkpoint folder (or "smollm2", the packaged SmolLM2-135M-Instruct), played with the local
+    transformers policy."""
     vllm: str | None = None
     """A checkpoint played with vLLM."""
     openai_base_url: str | None = None
@@ -52,7 +59,8 @@ class EvalConfig:
 
     # Tasks
     suite: str = "all"
-    """"agentic-id", "agentic-ood", "all", or <env>, <env>-id, <env>-ood."""
+    """"agentic-id", "agentic-ood", "all", or <env>, <env>-id, <env>-near, <env>-ood (docs/eval.md lists what each
+    plays)."""
     envs: list[str] = field(default_factory=list)
     """Keep only these envs of the suite (ids or short names; "a,b" is read as "a b")."""
     num_tasks: int | None = None
@@ -111,12 +119,12 @@ class EvalConfig:
     # Outputs
     ci: Literal["wilson", "bootstrap"] = "wilson"
     """95 % interval of the success rate: "wilson" (episodes) or "bootstrap" (tasks)."""
-    runs_dir: str = "runs"
-    """Folder of run folders; every run under it goes on the leaderboard."""
+    output_dir: str = "runs"
+    """Folder of run folders; every run under it goes on the leaderboard (formerly ``runs_dir``)."""
     run_name: str | None = None
-    """Name of the run's folder under runs_dir; None: <model-name>--<suite>."""
-    out: str | None = None
-    """Folder of leaderboard.{json,md,html}; None: runs_dir."""
+    """Name of the run's folder under output_dir; None: <model-name>--<suite>."""
+    leaderboard_dir: str | None = None
+    """Folder of leaderboard.{json,md,html}; None: output_dir (formerly ``out``)."""
     baselines: bool = True
     """Also evaluate the random and expert agents on the same tasks (cheap; resumed if present)."""
     overwrite: bool = False
@@ -144,6 +152,8 @@ def display_name(config: EvalConfig) -> str:
         return config.model_name
     if config.agent:
         return config.agent
+    if config.model == preflight.PACKAGED:
+        return preflight.PACKAGED
     return Path(str(config.model or config.vllm)).resolve().name
 
 
@@ -176,7 +186,12 @@ def build_agent(config: EvalConfig):
         from regym.agents.hf_policy import HFPolicy
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        policy = HFPolicy.from_pretrained(config.model, device=device, gguf_file=config.gguf_file, name=name,
+        folder = config.model
+        if folder == preflight.PACKAGED and config.gguf_file is None:
+            from regym.models import smollm2_checkpoint
+
+            folder = str(smollm2_checkpoint())  # exported once from the packaged GGUF, then cached
+        policy = HFPolicy.from_pretrained(folder, device=device, gguf_file=config.gguf_file, name=name,
                                           reuse_prefixes=True, **sampling)
     elif config.vllm:
         from regym.agents.vllm_policy import VLLMPolicy
@@ -223,13 +238,48 @@ def run_identity(config: EvalConfig, entries) -> dict[str, Any]:
     return identity
 
 
+def suite_of(config: EvalConfig):
+    """The suite's (env, split) entries, resolved against the env registry (a ``ValueError`` names a bad one)."""
+    from regym.eval.suites import suite_entries
+
+    return suite_entries(config.suite, envs=config.envs or None, num_tasks=config.num_tasks,
+                         task_seed=config.task_seed)
+
+
+def check_inputs(config: EvalConfig) -> None:
+    """What can be checked before any env or model loads; a ``UsageError`` names the fix."""
+    from regym.eval.run_dir import same_run
+
+    if config.leaderboard_only:
+        from regym.eval.leaderboard import find_runs
+
+        if not find_runs(config.output_dir):
+            raise UsageError(f"no runs with metrics.json under --output-dir {config.output_dir}: evaluate one first "
+                             "(rl-eval --agent random), or point --output-dir at your runs")
+        return
+    try:
+        entries = suite_of(config)
+    except (KeyError, ValueError) as error:
+        raise UsageError(f"--suite {config.suite}" + (f" --envs {' '.join(config.envs)}" if config.envs else "")
+                         + f": {error}") from None
+    for flag, value in (("--model", config.model), ("--vllm", config.vllm)):
+        if value is not None:
+            preflight.model_folder(value, flag, gguf_file=config.gguf_file if flag == "--model" else None)
+    if config.gguf_file and not config.model:
+        raise UsageError("--gguf-file names a file inside --model: give --model FOLDER too")
+    for env in config.env_urls:
+        preflight.env_name(env, "--env-urls")
+    try:
+        same_run(run_folder(config), run_identity(config, entries), config.overwrite)
+    except ValueError as error:
+        raise UsageError(error) from None
+
+
 def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None = None):
     """Resolve the suite, play what is missing, write the run's metrics; returns the RunResult."""
     from regym.eval.runner import evaluate, plan_episodes, prepare_run_dir
-    from regym.eval.suites import suite_entries
 
-    entries = suite_entries(config.suite, envs=config.envs or None, num_tasks=config.num_tasks,
-                            task_seed=config.task_seed)
+    entries = suite_of(config)
     episodes = plan_episodes(entries, config.k)
     run_dir = run_folder(config)
     run_name = run_dir.name
@@ -250,10 +300,18 @@ def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None 
 
 
 def run_folder(config: EvalConfig) -> Path:
-    """``<runs-dir>/<run-name>``; the run name defaults to ``<model-name>--<suite>`` (``--tasks<seed>`` added
-    for a ``task_seed`` other than the suites')."""
-    tasks = "" if config.task_seed is None else f"--tasks{config.task_seed}"
-    return Path(config.runs_dir) / (config.run_name or safe_name(f"{display_name(config)}--{config.suite}{tasks}"))
+    """``<output-dir>/<run-name>``; the run name defaults to ``<model-name>--<suite>``, with ``--tasks<seed>``
+    for a ``task_seed`` other than the suites', ``--turns<N>`` for ``max_turns`` and ``--kw<hash>`` for
+    ``env_kwargs``: baselines played under other settings get folders of their own instead of replacing
+    the ones other rows are compared with."""
+    import hashlib
+    import json
+
+    suffix = "" if config.task_seed is None else f"--tasks{config.task_seed}"
+    suffix += "" if config.max_turns is None else f"--turns{config.max_turns}"
+    if config.env_kwargs:
+        suffix += "--kw" + hashlib.sha1(json.dumps(config.env_kwargs, sort_keys=True).encode()).hexdigest()[:6]
+    return Path(config.output_dir) / (config.run_name or safe_name(f"{display_name(config)}--{config.suite}{suffix}"))
 
 
 def _count_logged(run_dir: Path) -> int:
@@ -281,20 +339,36 @@ def print_metrics(console, result) -> None:
     console.print(table)
 
 
+def config_line(config: EvalConfig) -> str:
+    """The resolved config in one line (what is not at its default); the whole of it is the run's config.json."""
+    where = "" if config.leaderboard_only else f" (every field: {run_folder(config) / 'config.json'})"
+    return f"rl-eval: {describe_config(config, always=('suite', 'k', 'output_dir'))}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    config_file, overrides = parse_overrides(EvalConfig, argv, prog="rl-eval", description=__doc__,
+                                             legacy={old: str for old in RENAMED})
+    try:
+        config = load_file_and_flags(EvalConfig, config_file, overrides, prog="rl-eval", renamed=RENAMED,
+                                     ignore=("identity",))
+        check_inputs(config)
+    except UsageError as error:
+        report_error("rl-eval", error)
+        return 2
     from rich.console import Console
 
     from regym.agents.openai_policy import EndpointError
     from regym.eval.leaderboard import find_runs, write_leaderboard
     from regym.eval.runner import TRAJECTORIES
+    from regym.progress import library_progress_bars_off
     from regym.trajectory import CorruptLogError
 
-    config = parse(EvalConfig, argv, prog="rl-eval", description=__doc__)
+    print(config_line(config), file=sys.stderr, flush=True)
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     if not config.leaderboard_only:
-        console.print_json(json.dumps(asdict(config)))
         try:
-            result = evaluate_config(config, console=console)
+            with library_progress_bars_off(models=not config.agent):
+                result = evaluate_config(config, console=console)
         except EndpointError as error:
             log = run_folder(config) / TRAJECTORIES
             report_error("rl-eval", f"{error}; {_count_logged(log.parent)} finished episodes are kept in {log}: "
@@ -306,16 +380,12 @@ def main(argv: list[str] | None = None) -> int:
         print_metrics(console, result)
         if config.baselines and not config.agent:
             for baseline in ("random", "expert"):
-                baseline_config = EvalConfig(**{**asdict(config), "agent": baseline, "model": None, "vllm": None,
-                                                "openai_base_url": None, "model_name": None, "run_name": None})
+                baseline_config = replace(config, agent=baseline, model=None, vllm=None, openai_base_url=None,
+                                          model_name=None, gguf_file=None, run_name=None)
                 # Baselines follow the latest task set: replace a stale baseline run rather than refuse.
                 print_metrics(console, evaluate_config(baseline_config, console=console, overwrite=True))
-    out = Path(config.out or config.runs_dir)
-    runs = find_runs(config.runs_dir)
-    if not runs:
-        console.print(f"[red]no runs with metrics.json under {config.runs_dir}[/]")
-        return 1
-    paths = write_leaderboard(runs, out)
+    out = Path(config.leaderboard_dir or config.output_dir)
+    paths = write_leaderboard(find_runs(config.output_dir), out)
     print(Path(paths["md"]).read_text(encoding="utf-8"))
     console.print("leaderboard: " + ", ".join(str(path) for path in paths.values()), markup=False)
     return 0

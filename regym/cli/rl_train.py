@@ -17,15 +17,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+from pathlib import Path
 
 import yaml
 
-from regym.configs import parse_overrides, report_error
+from regym.cli import preflight
+from regym.configs import UsageError, describe_config, parse_overrides, report_error
 from regym.rl.config import (
     CONTEXTS,
     ESTIMATORS,
     GENERATIONS,
     IMPORTANCE_SAMPLING,
+    LEGACY_FLAGS,
     LOSS_TYPES,
     PRESETS,
     VLLM_MODES,
@@ -35,25 +38,47 @@ from regym.rl.config import (
 
 CHOICES = {"preset": sorted(PRESETS), "loss_type": LOSS_TYPES, "advantage_estimator": ESTIMATORS,
            "context": CONTEXTS, "generation": GENERATIONS, "vllm_mode": VLLM_MODES,
-           "vllm_importance_sampling": IMPORTANCE_SAMPLING}
+           "vllm_importance_sampling": IMPORTANCE_SAMPLING, "scale_rewards": ("group", "batch", "none"),
+           "reward": ("env", "success"), "prompt_style": ("plain", "react")}
+ALWAYS_SHOWN = ("env", "preset", "model", "output_dir", "max_steps")
+"""Fields the config line shows even at their defaults: what a run is, and where it goes."""
 
 
-def print_config(config: RLConfig, sources: dict[str, str] | None = None) -> None:
-    """The resolved config, one row per field, with where its value came from (``resolve_config``'s sources,
-    or "tiny pipeline" for what ``with_tiny_pipeline`` filled in); values not from the defaults in bold."""
-    from rich.console import Console
-    from rich.table import Table
+def config_line(config: RLConfig, sources: dict[str, str] | None = None) -> str:
+    """The resolved config in one line: what differs from the defaults, with where it came from
+    (env, preset, file, tiny pipeline; flags unmarked). The whole config is ``OUTPUT_DIR/config.yaml``."""
+    shown = dataclasses.replace(config, model=config.model or "(tiny pipeline, built on first use)")
+    labels = {name: f"env {config.env}" if source == "env" else f"preset {config.preset}" if source == "preset"
+              else source for name, source in (sources or {}).items()}
+    return (f"rl-train: {describe_config(shown, sources=labels, always=ALWAYS_SHOWN)} "
+            f"(every field: {Path(config.output_dir) / 'config.yaml'})")
 
-    sources = sources or {}
-    table = Table(title="rl-train config", show_lines=False)
-    table.add_column("field")
-    table.add_column("value")
-    table.add_column("from")
-    for field in dataclasses.fields(RLConfig):
-        source = sources.get(field.name, "default")
-        label = f"env ({config.env})" if source == "env" else f"preset ({config.preset})" if source == "preset" else source
-        table.add_row(field.name, repr(getattr(config, field.name)), label, style="" if source == "default" else "bold")
-    Console().print(table)
+
+def check_inputs(config: RLConfig) -> None:
+    """What can be checked before the tiny pipeline builds or a model loads; a ``UsageError`` names the fix."""
+    preflight.env_name(config.env)
+    if config.rejuvenate and config.model is not None and config.base is None:
+        raise UsageError("--rejuvenate with --model needs --base BASE: the checkpoint your SFT model was trained "
+                         "from, which rejuvenation fuses it with (\"smollm2\" names the packaged SmolLM2)")
+    for flag, value in (("--model", config.model), ("--base", config.base), ("--reference", config.reference)):
+        if value is not None:
+            preflight.model_folder(value, flag)
+    from regym.envs.base import normalize_split
+    from regym.rejuvenation.criteria import CRITERIA
+    from regym.rl.checkpoints import list_checkpoints
+
+    for flag, value in (("--reset-criterion", config.reset_criterion),
+                        ("--reset-fallback-criterion", config.reset_fallback_criterion)):
+        if value is not None and value not in CRITERIA:
+            raise UsageError(f"{flag} {value!r}: choose one of {', '.join(CRITERIA)}")
+    for split in config.eval_splits:
+        try:
+            normalize_split(split)
+        except ValueError as error:
+            raise UsageError(f"--eval-splits: {error}") from None
+    if not config.resume and list_checkpoints(Path(config.output_dir)):
+        raise UsageError(f"--output-dir {config.output_dir} already holds checkpoints: pass --resume to continue "
+                         "that run, or another --output-dir")
 
 
 @contextlib.contextmanager
@@ -75,35 +100,47 @@ def main_process_first(config: RLConfig):
 
 
 def main(argv: list[str] | None = None) -> int:
-    config_file, overrides = parse_overrides(RLConfig, argv, prog="rl-train", description=__doc__, choices=CHOICES)
+    config_file, overrides = parse_overrides(RLConfig, argv, prog="rl-train", description=__doc__, choices=CHOICES,
+                                             legacy=LEGACY_FLAGS)
     try:
         config, sources = resolve_config(config_file, overrides)
-    except (OSError, ValueError, yaml.YAMLError) as error:  # a missing or malformed --config, a bad value
-        report_error("rl-train", error)
-        return 2
-    from regym.rl.vllm_rollout import check_generation_backend
+        check_inputs(config)
+        from regym.rl.vllm_rollout import check_generation_backend
 
-    try:
         check_generation_backend(config)  # before the tiny pipeline builds or any model loads
-    except RuntimeError as error:
+    except (OSError, ValueError, RuntimeError, yaml.YAMLError) as error:  # a bad --config, value, path or backend
         report_error("rl-train", error)
         return 2
-    from regym.recipes.tiny import with_tiny_pipeline
+    from regym.progress import library_progress_bars_off
     from regym.rl.train import summary_table, train
 
-    given = config
-    with main_process_first(config) as is_main:  # under `accelerate launch`, one process builds the pipeline
-        config = with_tiny_pipeline(config, sources)  # no --model: the tiny pipeline's SFT checkpoint (built once, cached)
-    sources.update({field.name: "tiny pipeline" for field in dataclasses.fields(RLConfig)
-                    if getattr(config, field.name) != getattr(given, field.name)})
-    if is_main:
-        print_config(config, sources)
+    with library_progress_bars_off():
+        from regym.recipes.tiny import with_tiny_pipeline
+        from regym.rl.trl_bridge import process_count
 
-    summary = train(config)
+        is_main = process_count() == 1 or _rank_zero()
+        if is_main:
+            print(config_line(config, sources), file=sys.stderr, flush=True)
+        given = config
+        with main_process_first(config) as is_main:  # under `accelerate launch`, one process builds the pipeline
+            config = with_tiny_pipeline(config, sources)  # no --model: the tiny pipeline's SFT checkpoint (cached)
+        changed = {field.name: getattr(config, field.name) for field in dataclasses.fields(RLConfig)
+                   if getattr(config, field.name) != getattr(given, field.name)}
+        if is_main and changed:
+            print("rl-train: from the tiny pipeline: " + " ".join(f"{name}={value}" for name, value in changed.items()),
+                  file=sys.stderr, flush=True)
+        summary = train(config)
     if is_main:
         print(summary_table(summary))
         print(f"outputs in {config.output_dir} (summary.json, learning_curve.png, final/)")
     return 0
+
+
+def _rank_zero() -> bool:
+    """Whether this is the launcher's first process (``RANK``/``LOCAL_RANK`` unset or 0), before any process group."""
+    import os
+
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from regym.configs import parse, report_error
+from regym.cli import preflight
+from regym.configs import UsageError, parse, report_error
 from regym.envs.service.app import build_app, serve
 from regym.envs.service.environment import ServiceConfig
 
@@ -33,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serving {served} on {url} (sessions at /ws, health at /health; Ctrl-C to stop)", flush=True)
 
     try:
+        preflight.port(args.port)
+        if args.env is not None:
+            preflight.env_name(args.env)
         app = build_app(args)  # with --env, one env is made now: bad --env-kwargs fail here, not per session
-    except (TypeError, ValueError) as error:
+    except (UsageError, TypeError, ValueError) as error:
         report_error("regym serve-env", error)
         return 2
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from regym.configs import parse
+from regym.cli import preflight
+from regym.configs import UsageError, parse, report_error
 from regym.envs.webshop.app import MAX_SESSIONS, MAX_SESSIONS_PER_CLIENT, SESSION_TTL_S, WebShopApp
 from regym.envs.webshop.catalog import CATALOG_SEED
 from regym.envs.webshop.server import MAX_CONNECTIONS, RECEIVE_TIMEOUT_S, WebShopServer
@@ -42,6 +43,15 @@ class ServeWebArgs:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(ServeWebArgs, argv, prog="regym serve-web", description=__doc__)
+    try:
+        preflight.port(args.port)
+        if min(args.max_sessions, args.max_sessions_per_client, args.max_connections) < 1 \
+                or min(args.session_ttl, args.receive_timeout) <= 0:
+            raise UsageError("--max-sessions, --max-sessions-per-client and --max-connections must be >= 1, "
+                             "--session-ttl and --receive-timeout > 0")
+    except UsageError as error:
+        report_error("regym serve-web", error)
+        return 2
 
     app = WebShopApp(
         catalog_seed=args.catalog_seed,

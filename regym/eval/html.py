@@ -35,17 +35,43 @@ def _two_line(column: str) -> str:
     return f'{escape(env)}<br><span class="split">{escape(split)}</span>' if env else escape(column)
 
 
+def _settings(row: dict[str, Any]) -> str:
+    """The row's settings under its name (what differs from the suites' defaults), and a mark when no
+    baseline was run under them."""
+    parts = []
+    if row.get("settings"):
+        parts.append(f'<span class="settings">{escape(row["settings"])}</span>')
+    if not row.get("has_baselines", True):
+        parts.append('<span class="settings unmatched" title="no random or expert run under these settings">'
+                     "no baseline under these settings</span>")
+    return "".join(parts)
+
+
+def _run_links(row: dict[str, Any]) -> str:
+    """Links to the row's runs' trajectories, under the model's name: a column of their own would push the
+    env columns of a full suite past a 1,280-pixel screen."""
+    return "".join(
+        f'<a href="{escape(run["trajectories"])}" title="trajectories of run {escape(run["name"])}">'
+        f'{escape(_breakable(run["name"]))}</a>' + ("" if run["complete"] else " (partial)")
+        for run in row["runs"])
+
+
+def _breakable(name: str) -> str:
+    """A run name that may wrap after its separators (``model--suite``), so the column stays narrow."""
+    return re.sub(r"(--|/|_)", "\\1\u200b", name)
+
+
 def table_html(board: dict[str, Any]) -> str:
     columns = board["columns"]
     head = ['<th data-column="rank">rank</th>', '<th class="model" data-column="model">model</th>',
             '<th data-column="id_average">ID avg</th>', '<th data-column="ood_average">OOD avg</th>']
     head += [f'<th data-column="{escape(column)}">{_two_line(column)}</th>' for column in columns]
-    head.append('<th class="runs" data-column="runs">trajectories</th>')
     body = []
     for row in board["rows"]:
         cells = [
             f'<td data-sort="{row["rank"]}">{row["rank"]}</td>',
-            f'<td class="model">{escape(row["model"])}</td>',
+            f'<td class="model" data-sort="{escape(row["model"])}">{escape(row["model"])}{_settings(row)}'
+            f'<span class="runs">{_run_links(row)}</span></td>',
             f'<td data-sort="{_sort_value(row["id_average"])}">{_percent(row["id_average"])}</td>',
             f'<td data-sort="{_sort_value(row["ood_average"])}">{_percent(row["ood_average"])}</td>',
         ]
@@ -61,12 +87,6 @@ def table_html(board: dict[str, Any]) -> str:
                 f'{_percent(cell["success_rate"])}'
                 f'<span class="ci">[{_percent(cell["ci_low"])}, {_percent(cell["ci_high"])}]</span></td>'
             )
-        links = " ".join(
-            f'<a href="{escape(run["trajectories"])}">{escape(run["name"])}</a>'
-            + ("" if run["complete"] else " (partial)")
-            for run in row["runs"]
-        )
-        cells.append(f'<td class="runs">{links}</td>')
         css = ' class="baseline"' if row["baseline"] else ""
         body.append(f'<tr{css} data-model="{escape(row["model"])}">' + "".join(cells) + "</tr>")
     return (

@@ -1,8 +1,9 @@
 """The pre-RL handoff report: base / SFT / rejuvenated side by side.
 
 Columns: drift from the base (relative ‖Δ‖/‖θ_base‖ and mean-squared difference, also per
-layer), teacher-forced token entropy and mean top-1 probability, SFT loss, sharpness (top
-Hessian eigenvalue; mean loss increase under random perturbations of relative radius r),
+layer), teacher-forced token entropy and mean top-1 probability, SFT loss, sharpness (the
+Hessian's eigenvalue of largest magnitude, signed, with whether power iteration converged; mean
+loss increase under random perturbations of relative radius r),
 dormant MLP-neuron fraction, and, with an env, pass@1, pass@k and the fraction of GRPO
 groups whose rewards vary (a group with identical rewards has zero advantage: METHOD.md).
 Written as JSON (machines), Markdown (people) and PNG (drift per layer, entropy histogram).
@@ -36,13 +37,15 @@ from regym.eval.runner import MemoryLog, evaluate_episodes
 from regym.eval.suites import SuiteEntry
 from regym.rejuvenation.calibration import CalibrationExample, encode_calibration
 from regym.rejuvenation.diagnostics import (
+    HessianEigenvalue,
     adaptive_sharpness,
     dormant_fraction,
-    hessian_top_eigenvalue,
+    hessian_max_abs_eigenvalue,
     layer_drift,
     perturbation_sharpness,
     token_statistics,
 )
+from regym.rejuvenation.stages import Stages, silent
 from regym.rollout import rollout
 from regym.trajectory import Trajectory
 
@@ -51,7 +54,7 @@ from regym.trajectory import Trajectory
 class ReportSettings:
     """Knobs of the report; the defaults are what ``plasticity-report`` uses."""
 
-    hessian_iterations: int = 10  # power-iteration steps for the top Hessian eigenvalue (0: skip)
+    hessian_iterations: int = 10  # power-iteration steps for the Hessian's largest-|λ| eigenvalue (0: skip)
     sharpness_examples: int = 4  # calibration examples used for both sharpness measures
     perturbation_radius: float = 0.01  # r: each tensor moves by r·‖θ‖ in a random direction
     perturbation_samples: int = 5
@@ -152,7 +155,7 @@ class OnPolicySettings:
     sharpness_examples: int = 8
     """Turns (on-policy) or held-out examples that every sharpness measure uses, spread evenly over the set."""
     hessian_iterations: int = 8
-    """Power-iteration steps for the top Hessian eigenvalue (0: skip it)."""
+    """Power-iteration steps for the Hessian's eigenvalue of largest magnitude (0: skip it)."""
     perturbation_radius: float = 0.01
     """Relative radius of the random-perturbation sharpness (each tensor moves by r·‖θ‖)."""
     perturbation_samples: int = 3
@@ -232,7 +235,8 @@ def _sharpness(model: nn.Module, examples: Sequence[CalibrationExample], setting
                perturbation: bool) -> dict[str, float]:
     metrics = {"adaptive_sharpness": adaptive_sharpness(model, examples, settings.adaptive_radius)}
     if settings.hessian_iterations:
-        metrics["hessian"] = hessian_top_eigenvalue(model, examples, settings.hessian_iterations, settings.seed)
+        metrics.update(hessian_metrics(hessian_max_abs_eigenvalue(model, examples, settings.hessian_iterations,
+                                                                  settings.seed)))
     if perturbation and settings.perturbation_samples:
         metrics["perturbation_sharpness"] = perturbation_sharpness(
             model, examples, settings.perturbation_radius, settings.perturbation_samples, settings.seed)
@@ -250,10 +254,12 @@ def on_policy_metrics(model: nn.Module, tokenizer, env_id: str, settings: OnPoli
       (GRPO groups with zero advantage), i.e. 1 − the evaluator's ``varied_reward_tasks``;
     - ``onpolicy_entropy``, ``onpolicy_top1_prob``: of softmax(logits / temperature) at each sampled token,
       ``onpolicy_loss``: their NLL at temperature 1, ``onpolicy_tokens``: how many;
-    - ``onpolicy_hessian``, ``onpolicy_perturbation_sharpness``, ``onpolicy_adaptive_sharpness``: of that NLL
-      (the log-prob term of the RL objective, at temperature 1) on ``settings.sharpness_examples`` turns;
+    - ``onpolicy_hessian_max_abs_eigenvalue`` (signed) and ``onpolicy_hessian_converged`` (``HessianEigenvalue``),
+      ``onpolicy_perturbation_sharpness``, ``onpolicy_adaptive_sharpness``: of that NLL (the log-prob term of
+      the RL objective, at temperature 1) on ``settings.sharpness_examples`` turns;
     - with ``heldout`` (e.g. expert episodes of games SFT never saw): ``heldout_loss``, ``heldout_entropy``
-      (temperature 1), ``heldout_hessian``, ``heldout_adaptive_sharpness``.
+      (temperature 1), ``heldout_hessian_max_abs_eigenvalue``, ``heldout_hessian_converged``,
+      ``heldout_adaptive_sharpness``.
 
     The Hessian keys are absent when ``settings.hessian_iterations`` is 0, the perturbation key when
     ``settings.perturbation_samples`` is 0.
@@ -292,22 +298,38 @@ def greedy_success(model: nn.Module, tokenizer, env_id: str, episodes: int, env_
     return cell.success_rate
 
 
+def hessian_metrics(found: HessianEigenvalue) -> dict[str, object]:
+    """The report's keys for a ``HessianEigenvalue``: the signed value, whether it converged, its last change."""
+    return {"hessian_max_abs_eigenvalue": found.value, "hessian_converged": found.converged,
+            "hessian_relative_change": found.relative_change}
+
+
+def measurement_count(settings: ReportSettings, env_name: str | None) -> int:
+    """How many measurements ``model_metrics`` (and the env's) make of one model: the units of its stage."""
+    return 4 + bool(settings.hessian_iterations) + bool(env_name)
+
+
 def model_metrics(model: nn.Module, base: nn.Module, calib: Sequence[CalibrationExample],
-                  settings: ReportSettings) -> dict[str, object]:
+                  settings: ReportSettings, advance: Callable[..., object] | None = None) -> dict[str, object]:
+    """Every teacher-forced measurement of ``model``; ``advance(1, name)`` after each (for a progress stage)."""
+    advance = advance or (lambda *args: None)
     stats = token_statistics(model, calib)
+    advance(1, "entropy and loss")
     drift = layer_drift(base, model)
-    sharp_calib = list(calib[: settings.sharpness_examples])
     metrics: dict[str, object] = {
         "entropy": stats["entropy"], "top1_prob": stats["top1_prob"], "sft_loss": stats["sft_loss"],
-        "scored_tokens": stats["tokens"],
-        **total_drift(model, base),
-        "perturbation_sharpness": perturbation_sharpness(model, sharp_calib, settings.perturbation_radius,
-                                                         settings.perturbation_samples, settings.seed),
-        "dormant_fraction": dormant_fraction(model, calib, settings.dormant_tau),
-    }
+        "scored_tokens": stats["tokens"], **total_drift(model, base)}
+    advance(1, "drift")
+    sharp_calib = list(calib[: settings.sharpness_examples])
+    metrics["perturbation_sharpness"] = perturbation_sharpness(model, sharp_calib, settings.perturbation_radius,
+                                                               settings.perturbation_samples, settings.seed)
+    advance(1, "perturbation sharpness")
+    metrics["dormant_fraction"] = dormant_fraction(model, calib, settings.dormant_tau)
+    advance(1, "dormant neurons")
     if settings.hessian_iterations:
-        metrics["hessian_top_eigenvalue"] = hessian_top_eigenvalue(model, sharp_calib, settings.hessian_iterations,
-                                                                   settings.seed)
+        metrics.update(hessian_metrics(hessian_max_abs_eigenvalue(model, sharp_calib, settings.hessian_iterations,
+                                                                  settings.seed)))
+        advance(1, "Hessian eigenvalue")
     return {"metrics": metrics, "drift_per_layer": drift, "entropies": stats["entropies"]}
 
 
@@ -326,19 +348,20 @@ def total_drift(model: nn.Module, base: nn.Module) -> dict[str, float]:
 
 def build_report(models: dict[str, tuple[nn.Module, object]], base_label: str,
                  calib: Sequence[CalibrationExample], settings: ReportSettings | None = None,
-                 env_name: str | None = None, progress: Callable[[str], None] | None = None,
+                 env_name: str | None = None, stages: Stages = silent,
                  env_kwargs: dict | None = None) -> dict[str, object]:
-    """Measure every model (label → (model, tokenizer)) against ``models[base_label]``."""
+    """Measure every model (label → (model, tokenizer)) against ``models[base_label]``; each model is one
+    stage of ``stages`` whose units are its measurements (``measurement_count``)."""
     settings = settings or ReportSettings()
     base = models[base_label][0]
     report: dict[str, object] = {"settings": asdict(settings), "env": env_name, "base": base_label,
                                  "calibration_examples": len(calib), "models": {}}
     for label, (model, tokenizer) in models.items():
-        if progress is not None:
-            progress(label)
-        entry = model_metrics(model, base, calib, settings)
-        if env_name:
-            entry["metrics"].update(env_metrics(model, tokenizer, env_name, settings, env_kwargs))
+        with stages(f"measuring {label}", measurement_count(settings, env_name)) as stage:
+            entry = model_metrics(model, base, calib, settings, advance=stage.advance)
+            if env_name:
+                entry["metrics"].update(env_metrics(model, tokenizer, env_name, settings, env_kwargs))
+                stage.advance(1, "pass@k")
         report["models"][label] = entry
     return report
 
@@ -346,7 +369,8 @@ def build_report(models: dict[str, tuple[nn.Module, object]], base_label: str,
 ROWS = [
     ("drift_relative", "drift ‖Δ‖/‖θ_base‖", "{:.4f}"), ("drift_mean_squared", "drift mean-squared difference", "{:.3e}"),
     ("entropy", "token entropy (nats)", "{:.4f}"), ("top1_prob", "mean top-1 probability", "{:.4f}"),
-    ("sft_loss", "SFT loss", "{:.4f}"), ("hessian_top_eigenvalue", "top Hessian eigenvalue", "{:.3f}"),
+    ("sft_loss", "SFT loss", "{:.4f}"),
+    ("hessian_max_abs_eigenvalue", "Hessian eigenvalue, largest magnitude (signed)", "{:.3f}"),
     ("perturbation_sharpness", "loss increase at radius r", "{:.4f}"), ("dormant_fraction", "dormant MLP neurons", "{:.4f}"),
 ]
 
@@ -359,12 +383,16 @@ def markdown(report: dict[str, object]) -> str:
     extra = [k for k in models[labels[0]]["metrics"] if k.startswith("pass@") or k == "nonzero_variance_groups"]
     keys += [(k, k if k != "nonzero_variance_groups" else "GRPO groups with reward variance", "{:.3f}") for k in extra]
     for key, title, fmt in keys:
-        cells = [fmt.format(models[label]["metrics"][key]) if key in models[label]["metrics"] else "–"
-                 for label in labels]
+        cells = [_cell(models[label]["metrics"], key, fmt) for label in labels]
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     lines += ["", f"Calibration: {report['calibration_examples']} examples, "
               f"{models[labels[0]]['metrics']['scored_tokens']} scored tokens; "
-              f"perturbation radius r = {report['settings']['perturbation_radius']}.", ""]
+              f"perturbation radius r = {report['settings']['perturbation_radius']}."]
+    if any("hessian_max_abs_eigenvalue" in models[label]["metrics"] for label in labels):
+        lines.append(f"The Hessian eigenvalue is the one of largest magnitude, with its sign (power iteration, "
+                     f"{report['settings']['hessian_iterations']} steps; negative: the steepest curvature is "
+                     "downward); \"not converged\": its last step moved it by more than 1 %.")
+    lines.append("")
     lines += ["Per-layer relative drift from the base:", "",
               "| group | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     groups = [row["group"] for row in models[labels[0]]["drift_per_layer"]]
@@ -372,6 +400,15 @@ def markdown(report: dict[str, object]) -> str:
         cells = [f"{models[label]['drift_per_layer'][index]['relative_drift']:.4f}" for label in labels]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(metrics: dict[str, object], key: str, fmt: str) -> str:
+    if key not in metrics:
+        return "–"
+    text = fmt.format(metrics[key])
+    if key == "hessian_max_abs_eigenvalue" and not metrics.get("hessian_converged", True):
+        text += " (not converged)"
+    return text
 
 
 def write_report(report: dict[str, object], out_dir: str | Path) -> dict[str, Path]:

@@ -28,19 +28,33 @@ def prepare_run_dir(run_dir: str | Path, config: dict[str, Any], identity: dict[
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
-    if config_path.exists():
-        saved = json.loads(config_path.read_text())
-        if saved.get("identity") != _plain(identity):
-            if not overwrite:
-                raise ValueError(
-                    f"{run_dir} holds a different run (its config.json identity differs); "
-                    "choose another --run-name or pass --overwrite"
-                )
-            for name in (TRAJECTORIES, "metrics.json", "metrics.md"):
-                (run_dir / name).unlink(missing_ok=True)
+    if not same_run(run_dir, identity, overwrite):
+        for name in (TRAJECTORIES, "metrics.json", "metrics.md"):
+            (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(config_path, {**_plain(config), "identity": _plain(identity)})
     return run_dir
+
+
+def same_run(run_dir: str | Path, identity: dict[str, Any], overwrite: bool = False) -> bool:
+    """Whether ``run_dir`` is new or holds this run (its saved identity equals ``identity``), so its episodes
+    may be resumed; False when it holds another run and ``overwrite`` allows replacing it. Otherwise a
+    ``ValueError`` naming the fix; nothing is written either way."""
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.exists():
+        return True
+    try:
+        saved = json.loads(config_path.read_text())
+    except (OSError, ValueError) as error:
+        if overwrite:
+            return False
+        raise ValueError(f"{config_path} is unreadable ({error}); pass --overwrite to replace the run") from None
+    if isinstance(saved, dict) and saved.get("identity") == _plain(identity):
+        return True
+    if overwrite:
+        return False
+    raise ValueError(f"{run_dir} holds a different run (its config.json identity differs); "
+                     "choose another --run-name or pass --overwrite")
 
 
 def write_metrics(run_dir: Path, metrics: Iterable[SplitMetrics], summary: dict[str, Any], complete: bool) -> None:

@@ -80,20 +80,26 @@ def env_splits(env_id: str) -> tuple[str, ...]:
 
 
 def get_suite(name: str) -> Suite:
-    """A suite by name: a named suite, or ``<env>`` (ID and OOD) or ``<env>-<split short name>`` (``-id``,
-    ``-near``, ``-ood``) for one env."""
+    """A suite by name: a named suite, or ``<env>`` (ID and OOD) or ``<env>-<split>`` for one split of one env:
+    ``-id``, ``-near``, ``-ood``, or any split name the env declares (``alfworld-valid_unseen``)."""
     if name in SUITES:
         return SUITES[name]
     base, splits = name, (ID, OOD)
     for split, short in SPLIT_SHORT.items():
         if name.endswith(f"-{short}"):
             base, splits = name[: -len(short) - 1], (split,)
+    if splits == (ID, OOD) and "-" in name:  # a split by its own name, e.g. alfworld-valid_unseen
+        head, tail = name.rsplit("-", 1)
+        try:
+            base, splits = head, (normalize_split(tail),)
+        except ValueError:
+            pass
     try:
         env_id = resolve_env_id(base)
     except ValueError:
         raise ValueError(
             f"unknown suite {name!r}; use one of {sorted(SUITES)} or <env>, "
-            f"{', '.join(f'<env>-{short}' for short in SPLIT_SHORT.values())}"
+            f"{', '.join(f'<env>-{short}' for short in SPLIT_SHORT.values())}, <env>-<split>"
         ) from None
     return Suite(name, f"{env_id}: {', '.join(splits)}", splits, env_names=(env_id,))
 

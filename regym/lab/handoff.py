@@ -51,8 +51,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-TINY_RL = {"max_steps": 16, "eval_every": 16, "progress": False, "tensorboard": False, "save_every": 8,
-           "keep_checkpoints": 1}
+TINY_RL = {"max_steps": 16, "eval_every": 16, "progress": False, "report_to": [], "save_steps": 8,
+           "save_total_limit": 1}
 """The tiny preset's RL budget, identical for every arm (the rest: the env's ``rl-train`` defaults). One
 evaluation, at the end: the start's is the arm's shared pre-RL evaluation, and the curves between are the
 runs' training success per step (metrics.jsonl), so no evaluation episodes are spent mid-run."""
@@ -153,7 +153,13 @@ def load_handoff_config(path: str | Path | None = None, **overrides: Any) -> Han
     if unknown := sorted(set(values) - known):
         raise ValueError(f"unknown lab settings: {unknown}")
     preset = dict(PRESETS[values.get("preset", "tiny")])
-    rl = {**TINY_RL, **preset.pop("rl", {}), **values.pop("rl", {})}
+    from regym.rl.config import edit_reporters, translate_legacy
+
+    rl_file = translate_legacy(values.pop("rl", {}), prog="regym lab handoff")  # old RLConfig names still work
+    switches = rl_file.pop("_report_to_edits", {})
+    rl = {**TINY_RL, **preset.pop("rl", {}), **rl_file}
+    if switches:
+        rl["report_to"] = edit_reporters(rl.get("report_to", []), switches)
     config = HandoffConfig(**{**preset, **values, "rl": rl})
     if not config.quick:
         return config
@@ -256,7 +262,7 @@ def measure_job(config: HandoffConfig, env_id: str, base: dict[str, Any], model:
         options["dense_reward"] = True  # the groups' signal is judged on the reward RL trains on
     return {"kind": "measure", "model": str(model), "base": str(base["base_dir"]), "env_id": env_id,
             "env_kwargs": options, "tasks": tasks or config.diagnostic_tasks,
-            "samples": int(defaults.get("group_size", RLConfig.group_size)), "temperature": temperature,
+            "samples": int(defaults.get("num_generations", RLConfig.num_generations)), "temperature": temperature,
             "max_turns": int(defaults.get("max_turns", RLConfig.max_turns)),
             "max_new_tokens": int(defaults.get("max_new_tokens", RLConfig.max_new_tokens)),
             "greedy_episodes": config.greedy_episodes if greedy else 0,

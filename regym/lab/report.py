@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,11 @@ LADDER_ROWS = [
     ("sampled_success", "sampled success", "{:.3f}"), ("greedy_success", "greedy success", "{:.3f}"),
     ("onpolicy_entropy", "on-policy entropy (nats)", "{:.3f}"), ("onpolicy_top1_prob", "on-policy top-1 probability", "{:.3f}"),
     ("zero_signal_groups", "GRPO groups without signal", "{:.2f}"), ("drift", "drift ‖Δ‖/‖θ_base‖", "{:.3f}"),
-    ("onpolicy_loss", "on-policy NLL", "{:.3f}"), ("onpolicy_hessian", "on-policy λ_max", "{:.3g}"),
+    ("onpolicy_loss", "on-policy NLL", "{:.3f}"),
+    ("onpolicy_hessian_max_abs_eigenvalue", "on-policy Hessian eigenvalue, largest magnitude (signed)", "{:.3g}"),
     ("onpolicy_adaptive_sharpness", "on-policy adaptive sharpness", "{:.3g}"),
-    ("heldout_loss", "held-out loss", "{:.3f}"), ("heldout_hessian", "held-out λ_max", "{:.3g}"),
+    ("heldout_loss", "held-out loss", "{:.3f}"),
+    ("heldout_hessian_max_abs_eigenvalue", "held-out Hessian eigenvalue, largest magnitude (signed)", "{:.3g}"),
     ("heldout_adaptive_sharpness", "held-out adaptive sharpness", "{:.3g}"),
 ]
 
@@ -141,10 +144,15 @@ def ladder_markdown(data: dict[str, Any]) -> str:
     lines = ["| | " + " | ".join(label + names.get(label, "") for label in labels) + " |",
              "|---|" + "---|" * len(labels)]
     for key, title, pattern in LADDER_ROWS:
-        values = [data["diagnostics"][label].get(key) for label in labels]
+        rows = [data["diagnostics"][label] for label in labels]
+        values = [row.get(key) for row in rows]
         if all(value is None for value in values):
             continue
-        lines.append(f"| {title} | " + " | ".join("—" if v is None else pattern.format(v) for v in values) + " |")
+        converged = [row.get(key.replace("max_abs_eigenvalue", "converged"), True) for row in rows]
+        lines.append(f"| {title} | " + " | ".join("—" if v is None else pattern.format(v) + ("" if ok else "*")
+                                                  for v, ok in zip(values, converged, strict=True)) + " |")
+    if any(row.get(key) is False for row in data["diagnostics"].values() for key in row if key.endswith("converged")):
+        lines.append("\n\\* power iteration had not converged (its last step moved the estimate by more than 1 %).")
     return "\n".join(lines)
 
 
@@ -174,26 +182,48 @@ def _pyplot():
     return plt
 
 
+def figure_title(data: dict[str, Any]) -> str:
+    """What a lab figure's data is: the env, the pipeline seed and preset, and the regym version that ran it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        running = f"regym {version('regym')}"
+    except PackageNotFoundError:
+        running = "regym (not installed)"
+    config = data.get("config", {})
+    return (f"handoff lab: {data.get('env', '?')}, {config.get('preset', '?')} preset, pipeline seed "
+            f"{config.get('pipeline_seed', '?')} ({data.get('regym_version') or running})")
+
+
 def plot_ladder(data: dict[str, Any], out: Path) -> Path:
-    """Each ladder diagnostic against SFT epochs (base at 0)."""
+    """Each ladder diagnostic against SFT epochs (base at 0), the moderate and over-SFT marks as dashed lines."""
     plt = _pyplot()
     keys = [row for row in LADDER_ROWS if any(row[0] in data["diagnostics"][label] for label in data["diagnostics"])]
     columns = 4
     rows = math.ceil(len(keys) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows + 0.8), squeeze=False)
     epochs = [0.0, *data["marks"]]
     labels = ["base", *(mark_label(mark) for mark in data["marks"])]
+    marks = ((data["moderate_mark"], "tab:green", "moderate SFT"), (data["over_mark"], "tab:red", "over-SFT"))
     for axis, (key, title, _) in zip(axes.flat, keys, strict=False):
         values = [data["diagnostics"][label].get(key, math.nan) for label in labels]
-        axis.plot(range(len(epochs)), values, marker="o")
+        axis.plot(range(len(epochs)), values, marker="o", color="tab:blue", label="checkpoint")
         axis.set_xticks(range(len(epochs)), [f"{e:g}" for e in epochs])
-        for mark, colour in ((data["moderate_mark"], "tab:green"), (data["over_mark"], "tab:red")):
-            axis.axvline(epochs.index(mark), color=colour, alpha=0.4, linestyle="--")
-        axis.set(title=title, xlabel="SFT epochs")
+        for mark, colour, name in marks:
+            axis.axvline(epochs.index(mark), color=colour, alpha=0.6, linestyle="--",
+                         label=f"{name} ({mark:g} epochs)")
+        if "eigenvalue" in title:
+            axis.axhline(0, color="grey", linewidth=0.8)
+        axis.set(title=textwrap.fill(title, 34), xlabel="SFT epochs (0: base)",
+                 ylabel=title.split(" (")[0].split(",")[0])
+        axis.yaxis.label.set_size(7)
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(keys):]:
         axis.set_visible(False)
-    figure.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="lower center", ncol=3, frameon=False)
+    figure.suptitle(f"SFT ladder diagnostics; {figure_title(data)}")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
     figure.savefig(out, dpi=110)
     plt.close(figure)
     return out
@@ -221,16 +251,17 @@ def _band(axis, curves: dict[int, list[float]], label: str, smooth: int = 1) -> 
         mean, half = mean_ci(window)
         means.append(mean)
         halves.append(0.0 if math.isnan(half) else half)
-    line = axis.plot(steps, means, label=label)[0]
+    line = axis.plot(steps, means, label=label, linewidth=2)[0]
     axis.fill_between(steps, [m - h for m, h in zip(means, halves, strict=True)],
-                      [m + h for m, h in zip(means, halves, strict=True)], color=line.get_color(), alpha=0.15)
+                      [m + h for m, h in zip(means, halves, strict=True)], color=line.get_color(), alpha=0.06,
+                      linewidth=0)
 
 
 def plot_curves(data: dict[str, Any], out: Path) -> Path:
     """Per arm: training success per step (mean ± 95 % CI over seeds, 4-step window), ID eval points,
     gradient norm and update norm per step."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    figure, axes = plt.subplots(1, 3, figsize=(17, 5.2))
     for arm, curves in _per_step(data["runs"], "success_rate").items():
         _band(axes[0], curves, arm, smooth=4)
     for arm, curves in _per_step(data["runs"], "grad_norm").items():
@@ -244,19 +275,23 @@ def plot_curves(data: dict[str, Any], out: Path) -> Path:
                 row = json.loads(line)
                 if ID in row:
                     axes[0].scatter([row["step"]], [row[ID]["success_rate"]], s=8, color="black", alpha=0.3)
-    axes[0].set(title="training success (dots: ID evaluations)", xlabel="RL step", ylabel="success rate")
-    axes[1].set(title="gradient norm (before clipping)", xlabel="RL step", yscale="log")
-    axes[2].set(title="update norm ‖Δθ‖ per step", xlabel="RL step", yscale="log")
+    axes[0].set(title="training success (4-step window; dots: ID evaluations)", xlabel="RL step",
+                ylabel="training success rate", ylim=(0, 1))
+    axes[1].set(title="gradient norm (before clipping)", xlabel="RL step", ylabel="‖g‖ (log scale)", yscale="log")
+    axes[2].set(title="update norm per step", xlabel="RL step", ylabel="‖Δθ‖ (log scale)", yscale="log")
     for axis in axes:
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    figure.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="lower center", ncol=len(names), frameon=False, fontsize=9)
+    figure.suptitle(f"RL per arm: mean over seeds, bands 95 % interval; {figure_title(data)}")
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(out, dpi=110)
     plt.close(figure)
     return out
 
 
-def plot_verdict(table: dict[str, dict[str, dict[str, Any]]], splits: list[str], out: Path) -> Path:
+def plot_verdict(table: dict[str, dict[str, dict[str, Any]]], splits: list[str], out: Path,
+                 data: dict[str, Any] | None = None) -> Path:
     """Pre- and post-RL success per arm and split, with 95 % bootstrap intervals."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4.5), sharey=True, squeeze=False)
@@ -266,11 +301,16 @@ def plot_verdict(table: dict[str, dict[str, dict[str, Any]]], splits: list[str],
             values = [table[arm][split][when] for arm in arms]
             axis.bar([i + offset for i in range(len(arms))], [v["mean"] for v in values], 0.4, label=f"{when}-RL",
                      yerr=[[v["mean"] - v["low"] for v in values], [v["high"] - v["mean"] for v in values]], capsize=2)
+        if all(table[arm][split][when]["high"] == 0 for arm in arms for when in ("pre", "post")):
+            axis.text(0.5, 0.5, "every arm: 0 successes,\nbefore and after RL", transform=axis.transAxes,
+                      ha="center", va="center", fontsize=11, color="#555")
         axis.set_xticks(range(len(arms)), arms, rotation=35, ha="right", fontsize=7)
-        axis.set(title=SHORT.get(split, split))
+        axis.set(title=SHORT.get(split, split), xlabel="arm")
+        axis.set_ylim(0, 1)
         axis.grid(alpha=0.3, axis="y")
-    axes[0][0].set_ylabel("success rate")
+    axes[0][0].set_ylabel("success rate (95 % bootstrap interval)")
     axes[0][0].legend()
+    figure.suptitle(f"success per arm and split; {figure_title(data)}" if data else "success per arm and split")
     figure.tight_layout()
     figure.savefig(out, dpi=110)
     plt.close(figure)
@@ -286,7 +326,7 @@ def write_lab_report(data: dict[str, Any], out: Path) -> dict[str, Path]:
     table = verdict_table(data, splits)
     data["verdict_table"] = table
     paths = {"ladder": plot_ladder(data, out / "ladder.png"), "curves": plot_curves(data, out / "rl_curves.png"),
-             "verdict": plot_verdict(table, splits, out / "verdict.png")}
+             "verdict": plot_verdict(table, splits, out / "verdict.png", data)}
     config = data["config"]
     timings = ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in data["timings_s"].items())
     matching = data["temperature_matching"]

@@ -3,7 +3,9 @@
 These measure the signs of over-SFT listed in METHOD.md (Liu et al., arXiv 2606.09932):
 low teacher-forced entropy, near-zero SFT loss, large drift from the base, and a sharp loss
 landscape. Sharpness is measured two ways because the paper does not say how it measured it:
-the top Hessian eigenvalue (power iteration on Hessian-vector products, Pearlmutter 1994) and
+the Hessian's largest-magnitude eigenvalue, signed (power iteration on Hessian-vector products,
+Pearlmutter 1994: it finds the λ of largest |λ|, which is negative where the loss curves down more
+steeply than it curves up anywhere, so it is not "the top eigenvalue"; see ``HessianEigenvalue``) and
 the mean loss increase under random weight perturbations of a fixed relative radius
 (Keskar et al. 2017, "On large-batch training", Sec. 2.2, in its random-direction form).
 Both change when a function-preserving rescaling moves weight between layers, so a third,
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -122,9 +125,31 @@ def calibration_loss(model: nn.Module, examples: Sequence[CalibrationExample]) -
     return total / max(count, 1)
 
 
-def hessian_top_eigenvalue(model: nn.Module, examples: Sequence[CalibrationExample], iterations: int = 10,
-                           seed: int = 0) -> float:
-    """Largest-magnitude eigenvalue of the calibration-loss Hessian (power iteration on HVPs)."""
+@dataclass(frozen=True)
+class HessianEigenvalue:
+    """What power iteration on the Hessian found: the eigenvalue of largest magnitude, with its sign.
+
+    Power iteration multiplies by H and so converges to the eigenvector of largest |λ|; the Rayleigh
+    quotient vᵀHv then gives that λ signed. A negative value means the steepest curvature is downward
+    (a saddle or a maximum along that direction), not a flat model. When the two ends of the spectrum
+    are near in magnitude, the iteration converges slowly or not at all: ``converged`` says whether the
+    last step moved the estimate by less than ``tolerance`` of its size.
+    """
+
+    value: float
+    """λ of largest |λ| (signed)."""
+    iterations: int
+    """Power-iteration steps run."""
+    relative_change: float
+    """|λ_k − λ_(k−1)| / |λ_k| at the last step (inf after one step)."""
+    converged: bool
+    """relative_change ≤ the tolerance asked for."""
+
+
+def hessian_max_abs_eigenvalue(model: nn.Module, examples: Sequence[CalibrationExample], iterations: int = 10,
+                               seed: int = 0, tolerance: float = 0.01) -> HessianEigenvalue:
+    """The calibration-loss Hessian's eigenvalue of largest magnitude, signed (power iteration on HVPs), and
+    whether the iteration converged (its last relative change ≤ ``tolerance``)."""
     parameters = [p for p in model.parameters() if p.is_floating_point()]
     flags = [p.requires_grad for p in parameters]
     for p in parameters:
@@ -138,15 +163,17 @@ def hessian_top_eigenvalue(model: nn.Module, examples: Sequence[CalibrationExamp
         vector = [torch.randn(p.shape, generator=generator).to(p) for p in parameters]
         norm = torch.sqrt(sum((v * v).sum() for v in vector))
         vector = [v / norm for v in vector]
-        eigenvalue = 0.0
-        for _ in range(iterations):
+        eigenvalue, change = 0.0, math.inf
+        for step in range(1, iterations + 1):
             products = torch.autograd.grad(grads, parameters, grad_outputs=vector, retain_graph=True)
-            eigenvalue = float(sum((h * v).sum() for h, v in zip(products, vector, strict=True)))
+            previous, eigenvalue = eigenvalue, float(sum((h * v).sum() for h, v in zip(products, vector, strict=True)))
+            if step > 1:
+                change = abs(eigenvalue - previous) / max(abs(eigenvalue), 1e-12)
             norm = torch.sqrt(sum((h * h).sum() for h in products))
-            if float(norm) == 0.0:
-                return 0.0
+            if float(norm) == 0.0:  # H v = 0: this direction is flat, and so is the estimate
+                return HessianEigenvalue(0.0, step, 0.0, True)
             vector = [h.detach() / norm for h in products]
-        return eigenvalue
+        return HessianEigenvalue(eigenvalue, iterations, change, change <= tolerance)
     finally:
         for p, flag in zip(parameters, flags, strict=True):
             p.requires_grad_(flag)
@@ -181,7 +208,7 @@ def adaptive_sharpness(model: nn.Module, examples: Sequence[CalibrationExample],
         ε = radius · T² g / ‖T g‖,   sharpness = L(θ + ε) − L(θ),   g = ∇L(θ).
 
     A rescaling that leaves the function unchanged (a neuron's input weights × c, its output
-    weights ÷ c) leaves this unchanged too, so, unlike the Hessian's top eigenvalue, it cannot
+    weights ÷ c) leaves this unchanged too, so, unlike the Hessian's eigenvalues, it cannot
     rise or fall by weight moving between layers. No randomness; the weights are restored exactly.
     """
     parameters = [p for p in model.parameters() if p.is_floating_point()]

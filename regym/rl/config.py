@@ -17,6 +17,14 @@ SOURCES = ("default", "env", "preset", "file", "flag")
 """Where a resolved field's value comes from, lowest priority first."""
 GENERATIONS = ("hf", "vllm")
 VLLM_MODES = ("colocate", "server")
+REPORTERS = ("tensorboard", "wandb")
+"""What ``report_to`` may name (TRL's names)."""
+RENAMED = {"group_size": "num_generations", "save_every": "save_steps", "keep_checkpoints": "save_total_limit"}
+"""Old field names (flags and YAML keys still accepted, with a warning) → TRL's names."""
+LEGACY_SWITCHES = ("tensorboard", "wandb")
+"""Old on/off fields now written as ``report_to`` entries (``--no-tensorboard``, ``wandb: true``)."""
+LEGACY_FLAGS = {**{old: int for old in RENAMED}, **dict.fromkeys(LEGACY_SWITCHES, bool)}
+"""The old flags, hidden from ``--help``, by type."""
 IMPORTANCE_SAMPLING = ("sequence_mask", "sequence_truncate", "token_mask", "token_truncate", "none")
 """TRL's ``vllm_importance_sampling_mode`` values, and "none" (no correction)."""
 
@@ -27,7 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smollm2": {
         "model": "smollm2",
         "learning_rate": 1e-6,
-        "group_size": 8,
+        "num_generations": 8,
         "tasks_per_step": 4,
         "num_envs": 16,
         "max_new_tokens": 48,
@@ -47,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # any GPU run.
 _SMALL_CHECKPOINT = {
     "learning_rate": 1e-6,
-    "group_size": 8,
+    "num_generations": 8,
     "tasks_per_step": 16,
     "num_envs": 64,
     "max_new_tokens": 128,
@@ -122,10 +130,10 @@ class RLConfig:
     # Tasks and episodes
     num_tasks: int = 64
     """Training tasks: reset seeds 0..num_tasks-1 of the in-distribution split."""
-    group_size: int = 4
-    """G: episodes per task in one GRPO group."""
+    num_generations: int = 4
+    """G: episodes per task in one GRPO group (TRL's name; formerly ``group_size``)."""
     tasks_per_step: int = 4
-    """Tasks per optimizer step (the step's batch is tasks_per_step × group_size episodes). Measured on the
+    """Tasks per optimizer step (the step's batch is tasks_per_step × num_generations episodes). Measured on the
     tiny TextWorld pipeline: with 2 tasks × 8 each update followed whichever two games it drew; seed 0 rose
     from 0.31 to 0.59 in 30 steps, seed 1 stayed at 0.45 -> 0.44."""
     num_envs: int = 8
@@ -141,7 +149,9 @@ class RLConfig:
     """Policy turns per episode; the episode is truncated after that. (This and the next four fields default to
     the env family's ``rl_defaults``; these defaults are TextWorld's.)"""
     max_new_tokens: int = 16
-    """Tokens per policy turn."""
+    """Tokens per policy turn (transformers' ``max_new_tokens`` of each reply). Not TRL's
+    ``max_completion_length``: in TRL's multi-turn GRPO that is the whole completion's budget, here
+    ``max_episode_tokens`` (context "full") or this (context "window"), which rl-train passes to TRL."""
     max_episode_tokens: int = 1024
     """Tokens in one training sequence, truncated beyond: with context "full" the episode's whole sequence
     (prompt, turns, env text); with "window" one turn's row (its prompt + reply). Evaluation plays like
@@ -229,14 +239,14 @@ class RLConfig:
     """Sampling temperature at evaluation (0 = greedy)."""
     eval_splits: list[str] = field(default_factory=lambda: ["in_distribution", "out_of_distribution"])
     """Splits evaluated periodically."""
-    save_every: int = 10
-    """Checkpoint every this many steps (atomic HF folders)."""
-    keep_checkpoints: int = 2
-    """Checkpoints kept on disk."""
-    tensorboard: bool = True
-    """Write TensorBoard scalars under output_dir/tensorboard."""
-    wandb: bool = False
-    """Also report to Weights & Biases (needs wandb installed and configured)."""
+    save_steps: int = 10
+    """Checkpoint every this many steps (atomic HF folders; 0: none). TRL's name; formerly ``save_every``."""
+    save_total_limit: int = 2
+    """Checkpoints kept on disk (the newest). TRL's name; formerly ``keep_checkpoints``."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Where metrics go besides metrics.jsonl, as TRL's ``report_to``: "tensorboard" (output_dir/tensorboard),
+    "wandb" (needs wandb installed and configured); "none" or nothing: nowhere else. Formerly the switches
+    ``tensorboard`` and ``wandb``."""
     progress: bool = True
     """Show a rich progress bar."""
     log_update_norm: bool = True
@@ -258,8 +268,14 @@ class RLConfig:
             raise ValueError("scale_rewards must be 'group', 'batch' or 'none'")
         if self.reward not in ("env", "success"):
             raise ValueError("reward must be 'env' or 'success'")
-        if self.group_size < 2:
-            raise ValueError("group_size must be >= 2 (group advantages need at least two episodes)")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be >= 2 (group advantages need at least two episodes)")
+        reporters = [self.report_to] if isinstance(self.report_to, str) else list(self.report_to)
+        self.report_to = [] if reporters in (["none"], []) else reporters
+        if not set(self.report_to) <= set(REPORTERS):
+            raise ValueError(f"report_to takes {REPORTERS} or 'none', not {self.report_to}")
+        if self.save_steps < 0 or self.save_total_limit < 1:
+            raise ValueError("save_steps must be >= 0 (0: no checkpoints) and save_total_limit >= 1")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {self.preset!r}")
         if self.preset in CHECKPOINT_PRESETS and self.model is None:
@@ -289,7 +305,7 @@ class RLConfig:
 
     @property
     def batch_episodes(self) -> int:
-        return self.tasks_per_step * self.group_size
+        return self.tasks_per_step * self.num_generations
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -300,13 +316,57 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return resolve_config(path, overrides)[0]
 
 
+def translate_legacy(values: dict[str, Any], *, flags: bool = False, prog: str = "rl-train") -> dict[str, Any]:
+    """``values`` with the old field names moved to TRL's (``RENAMED``) and the old switches ``tensorboard`` /
+    ``wandb`` turned into one ``report_to`` edit; each old name warns once (``regym.configs.rename_fields``).
+
+    A switch edits the ``report_to`` of the same values when they hold one, else the lower layers' (kept
+    as ``{"_report_to_edits": {name: on}}`` for ``resolve_config``)."""
+    from regym.configs import rename_fields
+
+    out = rename_fields(values, RENAMED, prog=prog, flags=flags)
+    switches = {name: bool(out.pop(name)) for name in LEGACY_SWITCHES if name in out}
+    if switches:
+        spell = "--[no-]" if flags else ""
+        _warn_switches(prog, [spell + name for name in switches], flags)
+        if "report_to" in out:
+            out["report_to"] = edit_reporters(out["report_to"], switches)
+        else:
+            out["_report_to_edits"] = switches
+    return out
+
+
+def edit_reporters(report_to: list[str] | str, switches: dict[str, bool]) -> list[str]:
+    """``report_to`` with each switched-on name added and each switched-off one removed."""
+    reporters = [] if report_to in ("none", ["none"], None) else [report_to] if isinstance(report_to, str) \
+        else list(report_to)
+    for name, on in switches.items():
+        reporters = [r for r in reporters if r != name] + ([name] if on else [])
+    return reporters
+
+
+_WARNED_SWITCHES: set[str] = set()
+
+
+def _warn_switches(prog: str, names: list[str], flags: bool) -> None:
+    import sys
+
+    for name in names:
+        if name not in _WARNED_SWITCHES:
+            _WARNED_SWITCHES.add(name)
+            new = "--report-to" if flags else "report_to"
+            print(f"{prog}: warning: {name} is now {new} (a list: tensorboard, wandb, or none; the old name still "
+                  "works, for now)", file=sys.stderr)
+
+
 def resolve_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None
                    ) -> tuple[RLConfig, dict[str, str]]:
     """The config, and where each field's value came from (one of ``SOURCES``).
 
     Priority, lowest first: the dataclass defaults < the env family's ``rl_defaults`` < the preset
     < the YAML file < explicit overrides (command-line flags; None means "not given"). So an env's
-    episode shape applies unless the user, a file or a preset chose one.
+    episode shape applies unless the user, a file or a preset chose one. Old field names (``RENAMED``,
+    ``LEGACY_SWITCHES``) in the file or the overrides still work, with a warning.
     """
     import yaml
 
@@ -315,8 +375,9 @@ def resolve_config(path: str | Path | None = None, overrides: dict[str, Any] | N
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: a config file must be a mapping of field: value")
-        from_file = loaded
-    from_flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+        from_file = translate_legacy(loaded)
+    from_flags = translate_legacy({k: v for k, v in (overrides or {}).items() if v is not None}, flags=True)
+    edits = [layer.pop("_report_to_edits", {}) for layer in (from_file, from_flags)]
     known = {f.name for f in dataclasses.fields(RLConfig)}
     unknown = sorted((set(from_file) | set(from_flags)) - known)
     if unknown:
@@ -332,6 +393,10 @@ def resolve_config(path: str | Path | None = None, overrides: dict[str, Any] | N
     for source, layer in layers:
         values.update(layer)
         sources.update(dict.fromkeys(layer, source))
+    for source, switches in zip(("file", "flag"), edits, strict=True):
+        if switches:
+            values["report_to"] = edit_reporters(values.get("report_to", RLConfig().report_to), switches)
+            sources["report_to"] = source
     return RLConfig(**values), sources
 
 

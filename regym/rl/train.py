@@ -10,7 +10,7 @@
    and before the first unless ``--no-eval-at-start``; each evaluation's episodes and metrics in the run folder
    ``evals/step-<N>/``), ``rollouts.jsonl`` (every episode's turns), TensorBoard,
    a rich progress bar with reward, success rate, entropy and KL.
-5. Checkpoints every ``save_every`` steps (atomic); ``--resume`` cuts the logs back to
+5. Checkpoints every ``save_steps`` steps (atomic); ``--resume`` cuts the logs back to
    the checkpoint and continues with the same step count.
 6. At the end: the final model (``final/``), ``summary.json`` with the before/after
    success rates, and ``learning_curve.png``.
@@ -303,7 +303,7 @@ class RunLog(TrainerCallback):
         self.config, self.paths, self.main = config, paths, main
         self.trainer = None  # set once the trainer exists
         self.writer = None
-        if config.tensorboard and main:
+        if "tensorboard" in config.report_to and main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(Path(config.output_dir) / "tensorboard"))
@@ -538,10 +538,15 @@ def train(config: RLConfig) -> dict[str, Any]:
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """Before/after success rates as a Markdown table."""
+    """Before/after success rates as a Markdown table; a sentence instead when the run evaluated nothing
+    (``eval_every`` 0), so an empty table never stands for "no change"."""
+    if not summary.get("after"):
+        return (f"no evaluation in this run (--eval-every 0): {summary.get('steps', 0)} RL steps, no before/after "
+                "success rates; training reward per step is in metrics.jsonl, and rl-eval --model FINAL_MODEL "
+                "measures the final model")
     lines = ["| split | before RL | after RL |", "|---|---|---|"]
     for split in summary.get("after", {}):
-        before = summary["before"].get(split, {}).get("success_rate", float("nan"))
+        before = summary["before"].get(split, {}).get("success_rate")
         after = summary["after"][split]["success_rate"]
-        lines.append(f"| {split} | {before:.3f} | {after:.3f} |")
+        lines.append(f"| {split} | {'—' if before is None else f'{before:.3f}'} | {after:.3f} |")
     return "\n".join(lines)

@@ -105,7 +105,7 @@ def episodes_per_process(config: RLConfig, processes: int) -> int:
     """
     if processes < 1 or config.tasks_per_step % processes:
         raise ValueError(f"tasks_per_step ({config.tasks_per_step}) must be a multiple of the number of training "
-                         f"processes ({processes}), so that each process plays whole groups of {config.group_size} "
+                         f"processes ({processes}), so that each process plays whole groups of {config.num_generations} "
                          f"episodes: set tasks_per_step to a multiple of {processes}, or launch fewer processes")
     if processes > 1 and config.context == "window":
         raise ValueError(f"context 'window' runs in one process only, not {processes}: it trains one row per policy "
@@ -129,7 +129,7 @@ def grpo_config(config: RLConfig, output_dir: Path, use_cpu: bool) -> GRPOConfig
         gradient_accumulation_steps=1,
         steps_per_generation=1,
         num_iterations=config.num_iterations,
-        num_generations=config.group_size,
+        num_generations=config.num_generations,
         max_completion_length=config.max_new_tokens if config.context == "window" else config.max_episode_tokens,
         temperature=config.temperature,
         top_p=config.top_p,
@@ -149,11 +149,11 @@ def grpo_config(config: RLConfig, output_dir: Path, use_cpu: bool) -> GRPOConfig
         bf16=config.bf16 if config.bf16 is not None else not use_cpu and torch.cuda.is_bf16_supported(),
         fp16=False,
         logging_steps=1,
-        save_strategy="steps" if config.save_every > 0 else "no",
-        save_steps=max(1, config.save_every),
+        save_strategy="steps" if config.save_steps > 0 else "no",
+        save_steps=max(1, config.save_steps),
         save_total_limit=None,
         eval_strategy="no",
-        report_to=["wandb"] if config.wandb else "none",
+        report_to=["wandb"] if "wandb" in config.report_to else "none",  # TensorBoard: RunLog
         disable_tqdm=True,
         log_completions=False,
         remove_unused_columns=False,
@@ -224,7 +224,7 @@ class RegymGRPOTrainer(GRPOTrainer):
     def _play(self, prompts: list[str]) -> tuple[list[Trajectory], list[list[TurnRow]] | None]:
         """Play every group of identical prompts as G episodes of its task; rows only with context "window"."""
         started = time.perf_counter()  # last_rollout_seconds: regym.rl.accounting's time/rollout_s
-        config, group = self.regym_config, self.regym_config.group_size
+        config, group = self.regym_config, self.regym_config.num_generations
         if len(prompts) % group:
             raise ValueError(f"{len(prompts)} prompts do not form groups of {group}")
         seeds = []
@@ -287,7 +287,7 @@ class RegymGRPOTrainer(GRPOTrainer):
             return output
         trajectories = self.last_rollout
         rewards = [episode_reward(t, config.reward) for t in trajectories]
-        per_token = token_advantages(trajectories, rewards, config.group_size,
+        per_token = token_advantages(trajectories, rewards, config.num_generations,
                                      estimator=config.advantage_estimator, scale=config.scale_rewards,
                                      step_weight=config.gigpo_step_weight, gamma=config.gigpo_gamma)
         completion_ids = output["completion_ids"]
@@ -303,7 +303,7 @@ class RegymGRPOTrainer(GRPOTrainer):
         config = self.regym_config
         trajectories, rows = self._play([x["prompt"] for x in inputs])
         rewards = [episode_reward(t, config.reward) for t in trajectories]
-        advantages = turn_advantages(trajectories, rewards, config.group_size, [len(r) for r in rows],
+        advantages = turn_advantages(trajectories, rewards, config.num_generations, [len(r) for r in rows],
                                      estimator=config.advantage_estimator, scale=config.scale_rewards,
                                      step_weight=config.gigpo_step_weight, gamma=config.gigpo_gamma)
         episode_of_row = [index for index, episode_rows in enumerate(rows) for _ in episode_rows]
@@ -331,7 +331,7 @@ class RegymGRPOTrainer(GRPOTrainer):
         """Replace the reward and success TRL just logged as means over rows with means over episodes."""
         metrics = self._metrics["train"]
         values = torch.tensor(rewards, dtype=torch.float64)
-        group_std = values.view(-1, self.regym_config.group_size).std(dim=1)
+        group_std = values.view(-1, self.regym_config.num_generations).std(dim=1)
         episode = {"reward": values.mean().item(), "reward_std": values.std().item(),
                    "frac_reward_zero_std": torch.isclose(group_std, torch.zeros_like(group_std)).double().mean().item(),
                    "success_rate": sum(t.success for t in trajectories) / len(trajectories)}
@@ -401,7 +401,7 @@ class RegymGRPOTrainer(GRPOTrainer):
                 self.regym_before_save(staging)
             self.accelerator.wait_for_everyone()
         if main:
-            prune_checkpoints(run_dir, keep=self.regym_config.keep_checkpoints)
+            prune_checkpoints(run_dir, keep=self.regym_config.save_total_limit)
 
 
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
