@@ -138,6 +138,9 @@ REJUVENATE = [
     (["--base", "@model", "--sft", "@model", "--out", "@empty", "--criterion", "drift", "--device", "cuda:7"],
      "CUDA device"),
     (["--base", "@model", "--sft", "@model", "--out", "@empty", "--criterion", "magic"], "invalid choice"),
+    (["--base", "@model", "--sft", "@model", "--out", "@empty", "--criterion", "drift", "--env", "chess"], "chess"),
+    (["--base", "@model", "--sft", "@model", "--out", "@empty", "--criterion", "drift", "--env", "math",
+      "--episodes", "0"], "--episodes 0"),
     (["--base", "@model", "--sft", "@model", "--ou", "@empty"], "required: --out"),  # --ou is not --out
 ]
 

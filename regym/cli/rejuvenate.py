@@ -83,6 +83,10 @@ def check_inputs(args: RejuvenateArgs) -> None:
         raise UsageError(missing_calibration(args.criterion))
     preflight.new_output(args.out, "--out", overwrite=args.overwrite)
     preflight.torch_device(args.device)
+    if args.env is not None:
+        preflight.env_name(args.env)
+        if args.episodes < 1:
+            raise UsageError(f"--episodes {args.episodes}: must be >= 1")
 
 
 def main(argv: list[str] | None = None) -> int:
