@@ -39,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 
 from regym.envs.actions import ParsedAction, parse_action, reply_length_error
+from regym.envs.options import ClientOption
 
 MAX_TEXT_CHARS = 200_000
 _CONTROL = re.compile(
@@ -130,6 +131,11 @@ class TextEnv(gym.Env[str, str]):
         "You are an agent in a text-based environment. Read each observation and reply with one action."
     )
     """What a policy is told about this env family (the system prompt of ``regym.agents.prompts``)."""
+    client_options: ClassVar[dict[str, ClientOption]] = {
+        "max_turns": ClientOption(int, 1, 1000),
+        "invalid_action_penalty": ClientOption(float, 0.0, 100.0),
+    }
+    """Constructor options a client of an env server may set (``regym.envs.options``); a family adds its own."""
 
     def __init__(
         self,

@@ -82,6 +82,9 @@ class WebShopEnv(TextEnv):
     """rl-train's episode shape (``regym.rl.config.resolve_config``): the expert buys in 5 turns, replies take up
     to 16 tokens, but its 5-turn sequence already runs to 1,200-1,600 tokens. Every page repeats the
     instruction and the selected options, so a window of 1 past exchange loses nothing and fits 1024 tokens."""
+    client_options = TextEnv.client_options
+    """Only the episode knobs: ``backend``, ``server_url``, ``browser_executable`` (a host program) and
+    ``catalog_seed`` (a catalog built per value) are the operator's."""
 
     def __init__(
         self,
