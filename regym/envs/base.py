@@ -136,6 +136,9 @@ class TextEnv(gym.Env[str, str]):
         "invalid_action_penalty": ClientOption(float, 0.0, 100.0),
     }
     """Constructor options a client of an env server may set (``regym.envs.options``); a family adds its own."""
+    lazy_imports: ClassVar[tuple[str, ...]] = ()
+    """Modules the family imports only when first used; an env server imports them once in the fork server
+    of its env workers (``regym.envs.service.worker``), so no session pays for them."""
 
     def __init__(
         self,

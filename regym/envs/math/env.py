@@ -174,6 +174,7 @@ class MathEnv(TextEnv):
                       "signed_reward": ClientOption(bool), "tool_output_chars": ClientOption(int, 1, 16_000)}
     """The problems and reward shape are the client's; ``dataset`` and its columns (host files) and
     ``sandbox`` (a backend) are the operator's."""
+    lazy_imports = ("reasoning_gym", "math_verify")
 
     def __init__(
         self,

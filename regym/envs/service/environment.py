@@ -93,9 +93,11 @@ class ServiceConfig:
             raise ValueError("max_body_bytes must be >= 1024")
 
     def preload(self) -> list[str]:
-        """Modules the env workers' fork server imports once: the served family's, or every family's."""
+        """Modules the env workers' fork server imports once: the served family's (or every family's),
+        with the modules it imports lazily."""
         served = [self.env] if self.env is not None else list(ENTRY_POINTS)
-        return [ENTRY_POINTS[env_id].split(":")[0] for env_id in served]
+        return [module for env_id in served
+                for module in (ENTRY_POINTS[env_id].split(":")[0], *getattr(env_class(env_id), "lazy_imports", ()))]
 
 
 class RegymEnvironment(Environment[TextAction, TextObservation, SessionState]):

@@ -46,6 +46,7 @@ class ToolUseEnv(TextEnv):
     client_options = {**TextEnv.client_options, "reward_correct": ClientOption(float, -10.0, 10.0),
                       "reward_wrong": ClientOption(float, -10.0, 10.0),
                       "distractor_families": ClientOption(int, 0, 16), "max_calls_per_turn": ClientOption(int, 1, 20)}
+    lazy_imports = ("bm25s",)
 
     def __init__(
         self,
