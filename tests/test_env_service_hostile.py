@@ -263,3 +263,19 @@ def test_a_connection_that_never_resets_is_closed_and_frees_its_place(servers):
             idle.recv(timeout=10)
     assert closed.value.rcvd.code == 4000 and closed.value.rcvd.reason.startswith("SessionExpired: no reset")
     assert 2 <= time.monotonic() - started < 6
+
+
+def test_the_docs_list_every_option_a_client_may_send():
+    """docs/envs_at_scale.md's table is what a client reads: every declared option is on its family's row."""
+    from pathlib import Path
+
+    from regym.envs import ENTRY_POINTS, TextEnv, env_class
+
+    rows = {line.split("|")[1].strip().strip("`"): line for line in
+            (Path(__file__).parent.parent / "docs" / "envs_at_scale.md").read_text().splitlines()
+            if line.startswith("| `regym/") or line.startswith("| every family")}
+    for name in TextEnv.client_options:
+        assert f"`{name}`" in rows["every family"], name
+    for env_id in ENTRY_POINTS:
+        for name in set(env_class(env_id).client_options) - set(TextEnv.client_options):
+            assert f"`{name}`" in rows[env_id], (env_id, name)

@@ -53,7 +53,8 @@ class ClientOption:
                                 f"not {value!r:.80}")
             if not math.isfinite(value) or (self.low is not None and value < self.low) or \
                     (self.high is not None and value > self.high):
-                raise ValueError(f"env option {name} must be in [{self.low:g}, {self.high:g}], not {value!r:.80}")
+                raise ValueError(f"env option {name} must be in [{_shown(self.low)}, {_shown(self.high)}], "
+                                 f"not {value!r:.80}")
             return value
         if self.kind is str:
             return self._string(name, value)
@@ -78,10 +79,14 @@ class ClientOption:
         if self.choices is not None:
             shown = f"{'list of ' if self.kind is list else ''}one of {list(self.choices)}"
         elif self.kind in (int, float):
-            shown = f"{self.kind.__name__} in [{self.low:g}, {self.high:g}]"
+            shown = f"{self.kind.__name__} in [{_shown(self.low)}, {_shown(self.high)}]"
         else:
             shown = {list: "list of names", str: "name"}.get(self.kind, self.kind.__name__)
         return shown + (" or null" if self.nullable else "")
+
+
+def _shown(bound: float | None) -> str:
+    return "any" if bound is None else f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
 def checked_client_options(env_class: type, requested: Mapping[str, Any]) -> dict[str, Any]:
