@@ -279,3 +279,26 @@ def test_the_docs_list_every_option_a_client_may_send():
     for env_id in ENTRY_POINTS:
         for name in set(env_class(env_id).client_options) - set(TextEnv.client_options):
             assert f"`{name}`" in rows[env_id], (env_id, name)
+
+
+def test_a_worker_that_dies_ends_only_its_session(servers):
+    """The OOM killer (or a crashing engine) takes one env process: its session ends, named; nothing else."""
+    import psutil
+
+    url, server = servers["math"], psutil.Process(servers["processes"]["math"].pid)
+    doomed, bystander = RemoteEnv(url, "math", max_turns=10), RemoteEnv(url, "math", max_turns=10)
+    try:
+        before = {process.pid for process in server.children(recursive=True)}
+        doomed.reset(seed=0)
+        (worker,) = [process for process in server.children(recursive=True) if process.pid not in before]
+        bystander.reset(seed=1)
+        worker.kill()
+        with pytest.raises(SessionExpired, match="died during step"):
+            doomed.step("no answer")
+        assert bystander.step("no answer")[4]["turn"] == 1
+        assert health_latency(url) < 1.0
+        doomed.reset(seed=0)
+        assert doomed.step("no answer")[4]["turn"] == 1
+    finally:
+        doomed.close()
+        bystander.close()
