@@ -48,3 +48,19 @@ class VowelGame(TextEnv):
         done = self.replies == 2
         return Outcome("Again." if not done else "Done.", reward=share, terminated=done,
                        won=done and share > 0.25)
+
+
+class EchoGame(TextEnv):
+    """Every reply comes back as the observation, verbatim: what an engine, a tool or a page might send."""
+
+    def _task_id_for(self, rng):
+        return "echo-0"
+
+    def _begin(self, task_id):
+        return Outcome("Say \x1b[1manything\x1b[0m.\r\n")
+
+    def parse(self, text):
+        return ParsedAction(text)
+
+    def _act(self, action):
+        return Outcome(action)

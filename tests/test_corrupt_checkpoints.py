@@ -8,9 +8,11 @@ in) and runs the command on it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -327,4 +329,95 @@ def test_plasticity_report_refuses_corrupt_checkpoints_and_calibration(good, tmp
     code = plasticity_report.main(["--base", str(base), "--sft", str(sft), "--calib", str(bad_calib), "--out",
                                    str(out)])
     assert_refused(code, capsys.readouterr().err, "plasticity-report", f"{bad_calib}:2:")
+    assert not out.exists()
+
+
+# --- links, special files, and configs that do not describe the weights --------------------------
+
+def link_out(name: str):
+    """``name`` becomes a link to a file outside the folder (a host secret, another model's weights)."""
+    def corrupt(folder: Path) -> None:
+        secret = folder.parent / f"secret-{name}"
+        if (folder / name).exists():
+            shutil.move(folder / name, secret)
+        else:
+            secret.write_text("host secret\n")
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).symlink_to(secret)
+    return corrupt
+
+
+def fifo(name: str):
+    def corrupt(folder: Path) -> None:
+        os.mkfifo(folder / name)
+    return corrupt
+
+
+def claim_config(**fields):
+    def corrupt(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, **fields}))
+    return corrupt
+
+
+ESCAPES = {
+    "README linked to a host file": (link_out("README.md"), "outside the checkpoint folder"),
+    "tokenizer_config linked out": (link_out("tokenizer_config.json"), "outside the checkpoint folder"),
+    "weights linked out": (link_out(WEIGHTS), "outside the checkpoint folder"),
+    "config linked out": (link_out("config.json"), "outside the checkpoint folder"),
+    "a FIFO among the side files": (fifo("notes.txt"), "not a regular file"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", list(ESCAPES))
+def test_files_that_leave_the_folder_or_are_not_files_are_refused(good, tmp_path, capsys, case):
+    base, sft, _ = good
+    corrupt, words = ESCAPES[case]
+    broken = corrupt_copy(sft, tmp_path / "broken", corrupt)
+    out = tmp_path / "out"
+    code = rejuvenate.main(["--base", str(base), "--sft", str(broken), "--out", str(out), "--reset-frac", "0"])
+    assert_refused(code, capsys.readouterr().err, "rejuvenate", words)
+    assert not out.exists() and not any(p.name.startswith(".out") for p in tmp_path.iterdir())
+
+
+def test_links_inside_the_folder_and_the_hub_cache_layout_are_followed(good, tmp_path, capsys):
+    """huggingface_hub's cache holds ``snapshots/<rev>/<file> -> ../../blobs/<hash>``: that is one repository."""
+    base, sft, _ = good
+    repo = tmp_path / "models--tiny" / "snapshots" / "abc123"
+    repo.mkdir(parents=True)
+    (tmp_path / "models--tiny" / "blobs").mkdir()
+    for path in sft.iterdir():
+        blob = tmp_path / "models--tiny" / "blobs" / f"hash-{path.name}"
+        shutil.copy(path, blob)
+        (repo / path.name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    (repo / "README.md").write_text("a model card\n")
+    (repo / "CARD.md").symlink_to("README.md")
+    out = tmp_path / "out"
+    assert rejuvenate.main(["--base", str(base), "--sft", str(repo), "--out", str(out), "--reset-frac", "0"]) == 0, \
+        capsys.readouterr().err
+    assert (out / "CARD.md").read_text() == "a model card\n" and not (out / "CARD.md").is_symlink()
+    assert json.loads((out / "config.json").read_text()) == json.loads((sft / "config.json").read_text())
+
+
+CONFIG_LIES = {
+    "a 10^9-token vocabulary": (claim_config(vocab_size=10**9), "[1000000000, 64]"),
+    "10^9 layers": (claim_config(num_hidden_layers=10**9), "num_hidden_layers is 1000000000"),
+    "one layer fewer": (claim_config(num_hidden_layers=1), "num_hidden_layers is 1"),
+    "a wider MLP": (claim_config(intermediate_size=256), "mlp"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", list(CONFIG_LIES))
+def test_fusion_only_refuses_a_config_that_does_not_describe_the_weights(good, tmp_path, capsys, case):
+    """Both folders carry the same lie, so they agree with each other: only the weights can refute it."""
+    corrupt, words = CONFIG_LIES[case]
+    base, sft = (corrupt_copy(folder, tmp_path / name, corrupt) for folder, name in zip(good[:2], ("b", "s"), strict=True))
+    out = tmp_path / "out"
+    started = time.monotonic()
+    code = rejuvenate.main(["--base", str(base), "--sft", str(sft), "--out", str(out), "--reset-frac", "0"])
+    stderr = capsys.readouterr().err
+    assert_refused(code, stderr, "rejuvenate", "does not describe these weights")
+    assert words in stderr and time.monotonic() - started < 60
     assert not out.exists()

@@ -65,3 +65,25 @@ def test_registered_ids_are_known_to_gymnasium():
     import regym  # noqa: F401
 
     assert "regym/TextWorld-v0" in gym.registry
+
+
+CONTROL_REPLIES = [
+    ("\x1b[31mred\x1b[0m text", "red text"),
+    ("clear\x1b[2J\x1b[H screen", "clear screen"),
+    ("\x1b]0;owned title\x07title", "title"),
+    ("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "link"),
+    ("over\rwrite", "overwrite"),
+    ("nul\x00bell\x07back\x08del\x7fc1\x9bend", "nulbellbackdelc1end"),
+    ("keeps\ttabs\nand lines, é and 日本", "keeps\ttabs\nand lines, é and 日本"),
+]
+
+
+@pytest.mark.parametrize("reply,shown", CONTROL_REPLIES)
+def test_observations_carry_no_control_characters_but_newline_and_tab(reply, shown):
+    from games import EchoGame
+
+    env = EchoGame()
+    observation, _ = env.reset(seed=0)
+    assert observation == "Say anything.\n"
+    observation = env.step(reply)[0]
+    assert observation == shown and env.render() == shown

@@ -18,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -34,8 +33,8 @@ FAMILIES = ["textworld", "alfworld", "math", "tool_use", "webshop"]
 SMALL = {"textworld": {"num_tasks": 2}, "alfworld": {"num_tasks": 2}}
 """Few distinct games, so TextWorld and ALFWorld compile little."""
 MAX_TURNS = 8
-REGYM = Path(sys.executable).with_name("regym")
-SERVE_ENV = [str(REGYM), "serve-env"] if REGYM.exists() else [sys.executable, "-m", "regym.cli.main", "serve-env"]
+SERVE_ENV = [sys.executable, "-m", "regym.cli.main", "serve-env"]
+"""The package under test (the checkout's, first on ``sys.path`` with ``-m``), not whatever ``regym`` script is installed."""
 
 
 def launch(*flags: str) -> subprocess.Popen:

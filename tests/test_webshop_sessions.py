@@ -5,11 +5,14 @@ ended, expired), floods of new sessions (by GET or POST, with forged forwarding 
 and clients that hold connections without completing a request (slow or huge).
 """
 
+import gc
+import http.server
 import select
 import socket
 import threading
 import time
 import uuid
+from typing import ClassVar
 from wsgiref.util import setup_testing_defaults
 
 import pytest
@@ -130,12 +133,15 @@ def test_a_flood_of_new_sessions_cannot_push_out_a_live_episode():
             observations.append(observation)
         assert reward == 1.0 and "error" not in info
         assert all(instruction in page for page in observations[:-1])
-        assert set(statuses) == {200, 410, 429} and app.num_sessions == 16
-        with pytest.raises(RuntimeError, match="HTTP 429"):  # this address holds its quota: told, not evicted
-            WebShopEnv(backend="http", server_url=server.url).reset(seed=0)
+        assert set(statuses) == {200, 410, 429} and app.num_sessions == 16 + 1
+        # the flooder holds its address's quota: told, never evicting anyone
+        assert flooder.request("GET", "/one-more?task_id=id-00001").status == 429
+        other = WebShopEnv(backend="http", server_url=server.url)  # same address, its own quota
+        assert other.reset(seed=0)[1]["page"] == "search"
+        other.close()
 
 
-def test_the_session_quota_is_per_socket_address_whatever_forwarding_headers_say():
+def test_the_session_quota_is_per_owner_else_per_socket_address_whatever_forwarding_headers_say():
     app = WebShopApp(max_sessions_per_client=3)
     for index in range(3):
         assert _call(app, "GET", f"/a{index}?task_id=id-00001", "10.0.0.1")[0] == 200
@@ -148,6 +154,11 @@ def test_the_session_quota_is_per_socket_address_whatever_forwarding_headers_say
     assert _call(app, "POST", "/a1/end", "10.0.0.1")[0] == 200
     assert _call(app, "GET", "/a3?task_id=id-00001", "10.0.0.1")[0] == 200
     assert app.num_sessions == 4
+    for owner in ("env-one", "env-two"):  # owners on the full address: each its own quota
+        for index in range(3):
+            assert _call(app, "GET", f"/{owner}-{index}?task_id=id-00001&owner={owner}", "10.0.0.1")[0] == 200
+        assert _call(app, "GET", f"/{owner}-9?task_id=id-00001&owner={owner}", "10.0.0.1")[0] == 429
+    assert _call(app, "GET", "/x?task_id=id-00001&owner=../etc", "10.0.0.1")[0] == 400
 
 
 def test_a_full_store_evicts_only_sessions_idle_past_the_ttl():
@@ -299,3 +310,54 @@ def test_many_threads_starting_sessions_never_exceed_the_store():
     for thread in threads:
         thread.join(timeout=30)
     assert app.num_sessions == 50 and statuses.count(200) == 50 and statuses.count(503) == 110
+
+
+def test_an_env_never_closed_ends_its_session_when_collected():
+    app = WebShopApp()
+    with WebShopServer(app) as server:
+        env = WebShopEnv(backend="http", server_url=server.url)
+        env.reset(seed=0)
+        env.reset(seed=1)
+        assert app.num_sessions == 1
+        del env
+        gc.collect()
+        assert app.num_sessions == 0
+
+
+class _HugeAnswers(http.server.BaseHTTPRequestHandler):
+    """An upstream that answers every request with an endless-looking page (256 MiB, streamed)."""
+
+    sent: ClassVar[list[int]] = []
+
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        self.send_response(200)
+        self.send_header("Content-Length", str(256 * 2**20))
+        self.end_headers()
+        sent = 0
+        try:
+            for _ in range(256):
+                self.wfile.write(b"<p>" + b"x" * (2**20 - 3))
+                sent += 2**20
+        except OSError:
+            pass
+        self.sent.append(sent)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_upstream_answer_over_the_cap_is_refused_without_being_read():
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HugeAnswers)
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = WebShopEnv(backend="http", server_url=f"http://127.0.0.1:{upstream.server_address[1]}")
+        with pytest.raises(RuntimeError, match=r"HTTP 502.*over 4194304 bytes"):
+            env.reset(seed=0)
+        deadline = time.monotonic() + 10
+        while not _HugeAnswers.sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _HugeAnswers.sent and _HugeAnswers.sent[0] < 32 * 2**20  # the cap plus socket buffers, not 256 MiB
+    finally:
+        upstream.shutdown()
+        upstream.server_close()

@@ -32,7 +32,7 @@ class ServeWebArgs:
     max_sessions: int = MAX_SESSIONS
     """Sessions held at once; past it new ones get 503."""
     max_sessions_per_client: int = MAX_SESSIONS_PER_CLIENT
-    """Sessions one client address may hold; past it new ones get 429."""
+    """Sessions one owner may hold (an env's own token, else the client's address); past it new ones get 429."""
     session_ttl: float = SESSION_TTL_S
     """Seconds without a request after which a session expires (then 410 Gone)."""
     receive_timeout: float = RECEIVE_TIMEOUT_S

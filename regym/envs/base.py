@@ -20,11 +20,16 @@ Standard ``info`` keys (present on every reset and step):
 ``task_id``, ``split``, ``turn``, ``won``, ``success``, ``invalid_action``,
 ``admissible_actions`` (list or None), ``expert_action`` (the next action an expert
 would take from this state, or None when the env has no expert).
+
+Every observation passes through ``printable_text`` once, here: control characters other
+than newline and tab (terminal escape sequences, carriage returns, NUL, C1 controls) are
+removed, whatever the family or its engine, tool output or web page put in them.
 """
 
 from __future__ import annotations
 
 import numbers
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,8 +39,21 @@ import gymnasium as gym
 import numpy as np
 
 from regym.envs.actions import ParsedAction, parse_action, reply_length_error
+from regym.envs.options import ClientOption
 
 MAX_TEXT_CHARS = 200_000
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, screen clears (ECMA-48)
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # every other C0/C1 control but tab and newline, and DEL
+)
+
+
+def printable_text(text: str) -> str:
+    """``text`` without control characters other than newline and tab; a terminal escape
+    sequence goes whole, so no ``[31m`` is left behind. A policy's prompt, a log or a
+    terminal showing an observation sees only text."""
+    return _CONTROL.sub("", text)
 
 SPLIT_ALIASES = {
     "in_distribution": "in_distribution",
@@ -113,6 +131,14 @@ class TextEnv(gym.Env[str, str]):
         "You are an agent in a text-based environment. Read each observation and reply with one action."
     )
     """What a policy is told about this env family (the system prompt of ``regym.agents.prompts``)."""
+    client_options: ClassVar[dict[str, ClientOption]] = {
+        "max_turns": ClientOption(int, 1, 1000),
+        "invalid_action_penalty": ClientOption(float, 0.0, 100.0),
+    }
+    """Constructor options a client of an env server may set (``regym.envs.options``); a family adds its own."""
+    lazy_imports: ClassVar[tuple[str, ...]] = ()
+    """Modules the family imports only when first used; an env server imports them once in the fork server
+    of its env workers (``regym.envs.service.worker``), so no session pays for them."""
 
     def __init__(
         self,
@@ -215,6 +241,7 @@ class TextEnv(gym.Env[str, str]):
             "expert_action": None,
         }
         info.update(outcome.info)
+        observation = printable_text(outcome.observation)
         self._last_info = info
-        self._last_observation = outcome.observation
-        return outcome.observation, float(outcome.reward), bool(outcome.terminated)
+        self._last_observation = observation
+        return observation, float(outcome.reward), bool(outcome.terminated)

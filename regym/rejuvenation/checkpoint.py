@@ -10,8 +10,15 @@ Inputs are refused, with a ``CheckpointError`` naming the file and the fault, be
 anything is written: a header that is not what the format specifies (the length bounded by
 the file, JSON, every entry's dtype/shape/offsets, offsets that tile the data section
 exactly, as the safetensors library itself requires), a sharded index that disagrees with
-its shards, a ``config.json`` that is not a model config, two checkpoints of different
-architectures, and weights holding NaN or Inf (checked one row block at a time).
+its shards, a ``config.json`` that is not a model config or does not describe the weights (the
+model it builds, on the meta device, must hold exactly these tensor names and shapes, as
+``transformers`` loading them would), two checkpoints of different architectures, and weights
+holding NaN or Inf (checked one row block at a time).
+
+Every file read or copied must be a regular file inside the checkpoint folder: a symbolic link
+whose target lies outside it (``model.safetensors -> /elsewhere``, ``README.md -> ~/.ssh/id_rsa``),
+a FIFO or a device is refused, not followed. The one exception is the Hugging Face hub cache,
+whose ``snapshots/<revision>/`` files are links into the same repository's ``blobs/``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import stat
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -76,6 +85,29 @@ class Checkpoint:
     folder: Path
     config: dict
     tensors: dict[str, TensorInfo]
+
+
+def contained_file(folder: str | Path, name: str) -> Path:
+    """``folder / name``, refused with a ``CheckpointError`` unless it is a regular file inside ``folder``
+    (after following links): a checkpoint is never a way to read or copy a file from elsewhere."""
+    folder = Path(folder)
+    path = folder / name
+    where = _resolved_inside(folder, path)
+    if where is None:
+        raise CheckpointError(f"{path} is a link to {os.path.realpath(path)}, outside the checkpoint folder: refused")
+    if not where.is_file():
+        kind = "missing" if not where.exists() else "not a regular file"
+        raise CheckpointError(f"{path} is {kind}")
+    return path
+
+
+def _resolved_inside(folder: Path, path: Path) -> Path | None:
+    """Where ``path`` leads, or None when that is outside ``folder`` (and outside the hub's blobs of its repo)."""
+    root, target = folder.resolve(), path.resolve()
+    allowed = [root]
+    if root.parent.name == "snapshots":  # huggingface_hub's cache: snapshots/<revision>/<file> -> ../../blobs/<hash>
+        allowed.append(root.parent.parent / "blobs")
+    return target if any(target.is_relative_to(place) for place in allowed) else None
 
 
 def read_header(path: str | Path) -> tuple[dict, int]:
@@ -147,17 +179,17 @@ def tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a checkpoint folder ({'a file' if folder.exists() else 'missing'})")
-    if (folder / "model.safetensors").is_file():
-        return read_shard(folder / "model.safetensors")
-    index_path = folder / "model.safetensors.index.json"
-    if not index_path.is_file():
+    if (folder / "model.safetensors").exists() or (folder / "model.safetensors").is_symlink():
+        return read_shard(contained_file(folder, "model.safetensors"))
+    if not (folder / "model.safetensors.index.json").exists():
         raise CheckpointError(f"{folder} has no model.safetensors or model.safetensors.index.json")
+    index_path = contained_file(folder, "model.safetensors.index.json")
     weight_map = _read_weight_map(index_path)
     tensors: dict[str, TensorInfo] = {}
     for file in sorted(set(weight_map.values())):
-        if not (folder / file).is_file():
+        if not (folder / file).exists():
             raise CheckpointError(f"{index_path} names shard {file}, which is missing")
-        for name, info in read_shard(folder / file).items():
+        for name, info in read_shard(contained_file(folder, file)).items():
             if weight_map.get(name) != file:
                 listed = f"places it in {weight_map[name]}" if name in weight_map else "does not list it"
                 raise CheckpointError(f"{folder / file} holds tensor {name!r}, but {index_path.name} {listed}")
@@ -183,8 +215,9 @@ def _read_weight_map(index_path: Path) -> dict[str, str]:
 def read_config(folder: str | Path) -> dict:
     """``config.json`` as a dict, refused unless it is a JSON object with a ``model_type`` and sane sizes."""
     path = Path(folder) / "config.json"
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         raise CheckpointError(f"{folder} has no config.json")
+    contained_file(folder, "config.json")
     config = _parse_json(_read_bytes(path), str(path))
     if not isinstance(config, dict):
         raise CheckpointError(f"{path} is not a JSON object")
@@ -198,10 +231,61 @@ def read_config(folder: str | Path) -> dict:
 
 
 def open_checkpoint(folder: str | Path) -> Checkpoint:
-    """Check a folder's config.json and every safetensors header (no tensor data is read)."""
+    """Check a folder's config.json, every safetensors header (no tensor data is read), and that the
+    config describes those tensors."""
     folder = Path(folder)
     tensors = tensor_index(folder)
-    return Checkpoint(folder, read_config(folder), tensors)
+    checkpoint = Checkpoint(folder, read_config(folder), tensors)
+    check_config_describes_weights(checkpoint)
+    return checkpoint
+
+
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+LAYER_FIELDS = ("num_hidden_layers", "n_layer")
+
+
+def check_config_describes_weights(checkpoint: Checkpoint) -> None:
+    """Raise ``CheckpointError`` unless the model ``config.json`` builds holds exactly the checkpoint's tensors.
+
+    The model is built on the meta device (no memory for its weights, so a config claiming a
+    10⁹-token vocabulary costs nothing) and compared name by name and shape by shape, as
+    ``transformers``' loader does when the reset path loads it (``pipeline.load_causal_lm``): a tensor
+    the model lacks or expects, or one of another shape, means the config does not describe the
+    weights. A weight tied to one in the checkpoint (``lm_head`` tied to the embeddings) may be absent.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder, tensors = checkpoint.folder, checkpoint.tensors
+    refuse = f"{folder / 'config.json'} does not describe these weights"
+    layers_held = {int(found.group(1)) for name in tensors if (found := _LAYER_INDEX.search(name))}
+    for field in LAYER_FIELDS:  # checked before building, so a config of 10⁹ layers is refused at once
+        claimed = checkpoint.config.get(field)
+        if isinstance(claimed, int) and layers_held and claimed != max(layers_held) + 1:
+            raise CheckpointError(f"{refuse}: {field} is {claimed}, the weights hold {max(layers_held) + 1} layers")
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as error:
+        raise CheckpointError(f"{refuse}: transformers cannot build its model "
+                              f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    ignored = [re.compile(pattern) for pattern in (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])]
+    by_parameter: dict[int, set[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        by_parameter.setdefault(id(parameter), set()).add(name)
+    tied_to_held = {name for names in by_parameter.values() if names & set(tensors) for name in names}
+    missing = sorted(name for name in expected if name not in tensors and name not in tied_to_held)
+    unexpected = sorted(name for name in tensors if name not in expected
+                        and not any(pattern.search(name) for pattern in ignored))
+    wrong = sorted(name for name in tensors if name in expected and tuple(tensors[name].shape) != expected[name])
+    if wrong:
+        name = wrong[0]
+        raise CheckpointError(f"{refuse}: its model's {name!r} has shape {list(expected[name])}, the weights' "
+                              f"{list(tensors[name].shape)} ({len(wrong)} such tensors)")
+    for kind, names in (("the weights lack", missing), ("its model has no", unexpected)):
+        if names:
+            raise CheckpointError(f"{refuse}: {kind} tensor {names[0]!r} ({len(names)} such tensors)")
 
 
 def check_same_architecture(first: Checkpoint, second: Checkpoint, labels: tuple[str, str] = ("base", "SFT")) -> None:
@@ -439,14 +523,28 @@ def check_output(out: str | Path, overwrite: bool = False) -> None:
 
 
 def copy_side_files(source: Path, target: Path) -> list[str]:
-    """Copy everything but the weights (config, generation config, tokenizer files) from ``source``."""
-    copied = []
-    for path in sorted(Path(source).iterdir()):
-        if path.is_file() and not path.name.endswith(".safetensors") and path.name not in WEIGHT_FILES \
-                and not path.name.endswith(".bin"):
-            shutil.copy2(path, target / path.name)
-            copied.append(path.name)
-    return copied
+    """Copy everything but the weights (config, generation config, tokenizer files, README) from ``source``.
+
+    Only regular files inside ``source`` are copied (``contained_file``); a link leading out of it,
+    a FIFO or a device raises ``CheckpointError`` before anything is copied. Sub-folders are left out."""
+    source = Path(source)
+    chosen = []
+    for path in sorted(source.iterdir()):
+        if path.name.endswith((".safetensors", ".bin")) or path.name in WEIGHT_FILES:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            continue
+        chosen.append(contained_file(source, path.name))
+    for path in chosen:
+        # Checked again on the open file (never blocking on a FIFO): a link swapped in after the check is caught.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            opened, checked = os.fstat(handle.fileno()), os.stat(contained_file(source, path.name))
+            if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
+                raise CheckpointError(f"{path} changed while it was copied: refused")
+            with open(target / path.name, "wb") as copy:
+                shutil.copyfileobj(handle, copy)
+        shutil.copystat(path, target / path.name)
+    return [path.name for path in chosen]
 
 
 def tokenizer_fingerprint(folder: str | Path) -> dict[str, object]:
@@ -454,7 +552,8 @@ def tokenizer_fingerprint(folder: str | Path) -> dict[str, object]:
     folder = Path(folder)
     found: dict[str, object] = {}
     tokenizer_json = folder / "tokenizer.json"
-    if tokenizer_json.is_file():
+    if tokenizer_json.exists() or tokenizer_json.is_symlink():
+        contained_file(folder, "tokenizer.json")
         data = _parse_json(_read_bytes(tokenizer_json), str(tokenizer_json))
         if not isinstance(data, dict):
             raise CheckpointError(f"{tokenizer_json} is not a JSON object")
@@ -464,8 +563,8 @@ def tokenizer_fingerprint(folder: str | Path) -> dict[str, object]:
         added = data.get("added_tokens") if isinstance(data.get("added_tokens"), list) else []
         found["added_tokens"] = {str(token.get("content")): token.get("id") for token in added if isinstance(token, dict)}
     for name in ("vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json"):
-        if (folder / name).is_file():
-            found[name] = (folder / name).read_bytes()
+        if (folder / name).exists() or (folder / name).is_symlink():
+            found[name] = _read_bytes(contained_file(folder, name))
     return found
 
 

@@ -38,6 +38,7 @@ from regym.envs.alfworld import tasks
 from regym.envs.alfworld.engine import keep_argv, make_engine, room_observation
 from regym.envs.alfworld.search_expert import SearchExpert
 from regym.envs.base import Outcome, TextEnv
+from regym.envs.options import ClientOption
 
 EXPERTS = ("planner", "search")
 
@@ -77,6 +78,14 @@ class ALFWorldEnv(TextEnv):
     tokens. A 30-turn episode's full sequence runs to thousands of tokens, so each turn sees a window: with the
     task and the last 2 exchanges, 95 % of the expert's prompts and 90 % of a random policy's fit a 1024-token
     model (with 3 exchanges, 85 %; with 1, no more than with 2: the task's long first exchange decides)."""
+    client_options = {**TextEnv.client_options, "num_tasks": ClientOption(int, 1, 10_000),
+                      "games": ClientOption(str, choices=tasks.PHASES),
+                      "source": ClientOption(str, choices=("auto", "real", "generated")),
+                      "expert": ClientOption(str, choices=("planner", "search"), nullable=True),
+                      "generator_seed": ClientOption(int, 0, 2**31 - 1),
+                      "task_types": ClientOption(list, choices=tasks.TASK_TYPES, nullable=True),
+                      "dense_reward": ClientOption(bool)}
+    """A served game's tasks are the client's; ``data_path`` (a host folder) is the operator's."""
 
     def __init__(
         self,

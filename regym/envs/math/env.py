@@ -25,6 +25,7 @@ import numpy as np
 from regym.envs.actions import ParsedAction
 from regym.envs.base import Outcome, TextEnv
 from regym.envs.math.problems import DatasetProblems, Problem, ReasoningGymProblems
+from regym.envs.options import ClientOption
 from regym.envs.sandbox import Sandbox, make_sandbox, shared_sandbox
 
 MAX_ANSWER_CHARS = 300
@@ -169,6 +170,11 @@ class MathEnv(TextEnv):
     rl_defaults = {"max_turns": 4, "max_new_tokens": 48, "max_episode_tokens": 1024, "context": "full"}
     """rl-train's episode shape (``regym.rl.config.resolve_config``): the expert answers in 2 turns (a tool
     call, then the answer), in replies of up to 24 tokens; 4 turns leave room for a failed call."""
+    client_options = {**TextEnv.client_options, "families": ClientOption(list, nullable=True),
+                      "signed_reward": ClientOption(bool), "tool_output_chars": ClientOption(int, 1, 16_000)}
+    """The problems and reward shape are the client's; ``dataset`` and its columns (host files) and
+    ``sandbox`` (a backend) are the operator's."""
+    lazy_imports = ("reasoning_gym", "math_verify")
 
     def __init__(
         self,

@@ -176,6 +176,12 @@ class RemoteEnv(gym.Env[str, str]):
                 pass  # a server refusing the session (full) closes at once: its reason is read below
             answer = json.loads(self._socket.recv(timeout=self.call_timeout))
         except (ConnectionClosed, InvalidHandshake, OSError) as error:  # OSError includes TimeoutError
+            closed = getattr(getattr(error, "rcvd", None), "reason", "")
+            if closed.startswith(f"{SessionExpired.__name__}: "):  # the server ended the session and said why
+                self._drop(f"session expired: {closed}")
+                if retry:
+                    raise _Retry(closed) from error
+                raise SessionExpired(closed.partition(": ")[2]) from error
             cause = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             if isinstance(error, TimeoutError):
                 limit = self.call_timeout if waiting_for == "answer" else open_timeout or self.connect_timeout

@@ -21,6 +21,7 @@ import numpy as np
 import textworld
 
 from regym.envs.base import Outcome, TextEnv
+from regym.envs.options import ClientOption
 from regym.envs.textworld.games import SPLIT_OF_SHORT, SPLIT_SHORT, SPLIT_SPECS, compile_game, game_settings
 from regym.paths import cache_dir
 
@@ -67,6 +68,11 @@ class TextWorldEnv(TextEnv):
     """rl-train's episode shape (``regym.rl.config.resolve_config``). The expert wins in 3 turns (median; at
     most 4 of 30), its replies take at most 15 tokens, its whole sequence at most 964 (SmolLM2's tokenizer):
     the full context fits a 1024-token model."""
+    client_options = {**TextEnv.client_options, "num_tasks": ClientOption(int, 1, 10_000),
+                      "dense_reward": ClientOption(bool), "nb_rooms": ClientOption(int, 1, 20, nullable=True),
+                      "nb_objects": ClientOption(int, 1, 50, nullable=True),
+                      "quest_length": ClientOption(int, 1, 20, nullable=True)}
+    """A served game's size is the client's; ``cache`` (a host folder) and ``theme`` are the operator's."""
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ import numpy as np
 
 from regym.envs.actions import ParsedAction
 from regym.envs.base import Outcome, TextEnv
+from regym.envs.options import ClientOption
 from regym.envs.tool_use.calls import CALL_FORMAT_HINT, parse_turn
 from regym.envs.tool_use.tasks import TEMPLATES, Answer, Step, Task, grade, make_task, template_of
 from regym.envs.tool_use.toolbox import CallResult, Toolbox
@@ -42,6 +43,10 @@ class ToolUseEnv(TextEnv):
     """rl-train's episode shape (``regym.rl.config.resolve_config``): the expert needs 4 turns (median; at most
     5), its tool calls take up to 47 tokens, its whole sequence up to 965; later calls use earlier results, so
     the policy sees the full context."""
+    client_options = {**TextEnv.client_options, "reward_correct": ClientOption(float, -10.0, 10.0),
+                      "reward_wrong": ClientOption(float, -10.0, 10.0),
+                      "distractor_families": ClientOption(int, 0, 16), "max_calls_per_turn": ClientOption(int, 1, 20)}
+    lazy_imports = ("bm25s",)
 
     def __init__(
         self,

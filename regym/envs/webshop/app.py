@@ -11,15 +11,20 @@ never see each other's state.
 Sessions are never replaced behind a shopper's back. Only ``?task_id=`` starts one;
 a request naming a session the shop does not hold (never started, ended, or expired
 after ``session_ttl_s`` without a request) gets ``410 Gone``, so a client learns its
-episode is lost instead of being handed another goal. Each client address (the
-socket's, never a forwarded header) holds at most ``max_sessions_per_client`` sessions
-(``429``); a full store refuses new sessions (``503``) rather than evict one in use.
+episode is lost instead of being handed another goal.
+
+Quotas are per session owner: a start may name its owner (``&owner=<token>``; every
+``WebShopEnv`` sends a random one of its own), and each owner holds at most
+``max_sessions_per_client`` sessions (``429``). A start naming no owner is owned by its
+socket's address (never a forwarded header). So one local client holding its quota, or
+flooding without an owner, costs every other env on the same host nothing; only the whole
+store is shared, and a full store refuses new sessions (``503``) rather than evict one in use.
 
 Routes::
 
     GET  /                                   home page
     GET  /healthz                            "ok"
-    GET  /<sid>?task_id=id-00042             start (or restart) a session: search page
+    GET  /<sid>?task_id=id-00042[&owner=tok]  start (or restart) a session: search page
     GET  /<sid>                              search page of a running session
     GET  /<sid>/search?q=...&page=N          results
     GET  /<sid>/item/<asin>                  item page
@@ -51,7 +56,8 @@ from regym.envs.webshop.reward import RewardBreakdown, get_reward
 from regym.envs.webshop.search import RESULTS_PER_PAGE, SearchEngine
 
 MAX_SESSIONS = 4096
-MAX_SESSIONS_PER_CLIENT = 1024
+MAX_SESSIONS_PER_CLIENT = 64
+"""Sessions one owner holds at once: an env holds one (its episode's), a person in a browser a few tabs."""
 SESSION_TTL_S = 900.0
 """A session with no request for this long expires (then 410): far above a policy's time per step,
 short enough that sessions a client abandoned soon free its quota."""
@@ -132,7 +138,7 @@ class WebShopApp:
             if held >= self.max_sessions_per_client:
                 raise HTTPError(
                     "429 Too Many Requests",
-                    f"client {client} already holds {self.max_sessions_per_client} sessions; "
+                    f"{client} already holds {self.max_sessions_per_client} sessions; "
                     f"end one (POST /<sid>/end) or let it expire ({self.session_ttl_s:g} s idle)",
                 )
             if replaced is None and len(self._sessions) >= self.max_sessions:
@@ -194,10 +200,10 @@ class WebShopApp:
         query = {
             k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()
         }
-        # The socket's address, never X-Forwarded-For: any client can write that header.
-        client = environ.get("REMOTE_ADDR") or IN_PROCESS_CLIENT
         content_type = "text/html; charset=utf-8"
         try:
+            # The owner a start names, else the socket's address (never X-Forwarded-For: any client writes that).
+            client = session_owner(query.get("owner"), environ.get("REMOTE_ADDR"))
             status, body = "200 OK", self.route(method, path, query, client)
             if path == "/healthz":
                 content_type = "text/plain; charset=utf-8"
@@ -435,8 +441,18 @@ def shared_app(catalog_seed: int = CATALOG_SEED) -> WebShopApp:
     return WebShopApp(catalog_seed)
 
 
-def session_path(session_id: str, task_id: str) -> str:
-    return f"/{quote(session_id)}?{urlencode({'task_id': task_id})}"
+def session_owner(owner: str | None, address: str | None) -> str:
+    """Whose quota a session counts against: the owner it names, else its socket's address."""
+    if owner is not None:
+        if not _SESSION_ID.match(owner):
+            raise HTTPError("400 Bad Request", f"bad owner {owner[:80]!r}: 1-64 letters, digits, _ or -")
+        return f"owner {owner}"
+    return f"address {address}" if address else IN_PROCESS_CLIENT
+
+
+def session_path(session_id: str, task_id: str, owner: str | None = None) -> str:
+    query = {"task_id": task_id, **({"owner": owner} if owner is not None else {})}
+    return f"/{quote(session_id)}?{urlencode(query)}"
 
 
 def end_session_path(session_id: str) -> str:

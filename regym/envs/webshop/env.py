@@ -18,8 +18,10 @@ The expert (``info["expert_action"]``) reads the current page and the goal: sear
 the instruction's key attributes and product type, open the first result that can
 earn reward 1, choose the wanted options, buy; from a wrong page it goes back.
 
-Each episode's session is ended on the next reset and on ``close()``. If the shop no
-longer holds it (HTTP 410: expired or evicted), the episode ends there, truncated,
+Each episode's session is ended on the next reset, on ``close()``, and when an env that
+was never closed is garbage-collected (or its process exits), so an abandoned env does not
+hold a session until the shop's idle timeout. Sessions count against the env's own quota on
+the shop (a random owner token per env), not its host's. If the shop no longer holds it (HTTP 410: expired or evicted), the episode ends there, truncated,
 with ``info["error"]`` saying why, never continuing on another goal.
 """
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import re
 import uuid
+import weakref
 from typing import Any
 from urllib.parse import urlencode
 
@@ -42,6 +45,8 @@ from regym.envs.webshop.text import SEP, Page, parse_page
 
 BACKENDS = ("inprocess", "http", "browser")
 MAX_RESULT_PAGES = 5
+END_TIMEOUT_S = 2.0
+"""Ending a session is a courtesy (the shop's idle timeout frees it anyway): never wait long for it."""
 _ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
 
 
@@ -66,7 +71,7 @@ class _UrlBackend:
 
     def end(self, url: str) -> None:
         try:
-            self.client.request("POST", url)
+            self.client.request("POST", url, timeout=END_TIMEOUT_S)
         except OSError:  # the shop is unreachable: nothing to free, or its idle timeout will
             pass
 
@@ -82,6 +87,9 @@ class WebShopEnv(TextEnv):
     """rl-train's episode shape (``regym.rl.config.resolve_config``): the expert buys in 5 turns, replies take up
     to 16 tokens, but its 5-turn sequence already runs to 1,200-1,600 tokens. Every page repeats the
     instruction and the selected options, so a window of 1 past exchange loses nothing and fits 1024 tokens."""
+    client_options = TextEnv.client_options
+    """Only the episode knobs: ``backend``, ``server_url``, ``browser_executable`` (a host program) and
+    ``catalog_seed`` (a catalog built per value) are the operator's."""
 
     def __init__(
         self,
@@ -120,6 +128,8 @@ class WebShopEnv(TextEnv):
         self.goal: Goal | None = None
         self.page: Page | None = None
         self.session_id: str | None = None
+        self.owner = uuid.uuid4().hex
+        self._session_ender: weakref.finalize | None = None
         self._searches = 0
 
     # --- TextEnv hooks --------------------------------------------------------
@@ -133,7 +143,9 @@ class WebShopEnv(TextEnv):
         self._end_session()
         self.session_id = uuid.uuid4().hex
         self._searches = 0
-        page, status = self._backend.open(session_path(self.session_id, task_id))
+        self._session_ender = weakref.finalize(self, self._backend.end, end_session_path(self.session_id))
+        self._session_ender.atexit = self.backend_name == "http"  # a browser may be gone by then
+        page, status = self._backend.open(session_path(self.session_id, task_id, self.owner))
         if status != 200 or page.kind != "search":
             raise RuntimeError(f"the shop did not open a session (HTTP {status}: {page.text})")
         self.page = page
@@ -181,9 +193,9 @@ class WebShopEnv(TextEnv):
         super().close()
 
     def _end_session(self) -> None:
-        if self.session_id is not None:
-            self._backend.end(end_session_path(self.session_id))
-            self.session_id = None
+        ender, self._session_ender, self.session_id = self._session_ender, None, None
+        if ender is not None:
+            ender()  # the backend's end, once: a finalizer called is detached
 
     # --- helpers ----------------------------------------------------------------
     def _invalid(self, reason: str) -> Outcome:

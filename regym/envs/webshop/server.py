@@ -9,7 +9,9 @@
   ``max_connections`` open connections a new one is answered 503 at once, and heads
   over ``MAX_HEAD_BYTES`` or bodies over ``MAX_BODY_BYTES`` are refused unread.
 * ``InProcessClient``: calls the WSGI app directly (no sockets), the fast path.
-* ``HTTPClient``: real HTTP requests with ``urllib`` against a running server.
+* ``HTTPClient``: real HTTP requests with ``urllib`` against a running server; an answer
+  over ``MAX_RESPONSE_BYTES`` is cut off unread past that size and reported as HTTP 502, so
+  a misbehaving (or hostile) upstream cannot fill the env's memory.
 
 Both clients return the same ``Response`` for the same request, so an env sees the
 same pages whichever it uses.
@@ -42,6 +44,8 @@ MAX_CONNECTIONS = 1024
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024
 """The shop's only body is the empty Buy Now form; anything near this size is not a shopper."""
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+"""Largest page an ``HTTPClient`` reads: the shop's pages are tens of kilobytes."""
 
 
 @dataclass(frozen=True)
@@ -249,7 +253,7 @@ class InProcessClient:
     def __init__(self, app: WebShopApp):
         self.app = app
 
-    def request(self, method: str, url: str, data: bytes = b"") -> Response:
+    def request(self, method: str, url: str, data: bytes = b"", timeout: float | None = None) -> Response:
         parts = urlsplit(url)
         environ: dict = {
             "REQUEST_METHOD": method.upper(),
@@ -272,17 +276,26 @@ class InProcessClient:
 class HTTPClient:
     """Requests over HTTP with urllib against a server at ``base_url``."""
 
-    def __init__(self, base_url: str, timeout: float = REQUEST_TIMEOUT_S):
+    def __init__(self, base_url: str, timeout: float = REQUEST_TIMEOUT_S, max_response_bytes: int = MAX_RESPONSE_BYTES):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
 
-    def request(self, method: str, url: str, data: bytes = b"") -> Response:
+    def request(self, method: str, url: str, data: bytes = b"", timeout: float | None = None) -> Response:
         full_url = urljoin(self.base_url + "/", url.lstrip("/"))
         request = urllib.request.Request(
             full_url, data=data if method.upper() == "POST" else None, method=method.upper()
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return Response(response.status, url, response.read().decode("utf-8"))
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
+                return self._bounded(response.status, url, response)
         except urllib.error.HTTPError as error:
-            return Response(error.code, url, error.read().decode("utf-8", errors="replace"))
+            with error:
+                return self._bounded(error.code, url, error)
+
+    def _bounded(self, status: int, url: str, body) -> Response:
+        """The answer, or a 502 naming the cap when it is larger (read no further than the cap)."""
+        payload = body.read(self.max_response_bytes + 1)
+        if len(payload) > self.max_response_bytes:
+            return Response(502, url, f"<p>the shop's answer is over {self.max_response_bytes} bytes: refused</p>")
+        return Response(status, url, payload.decode("utf-8", errors="replace"))
