@@ -49,6 +49,9 @@ SPLIT_ALIASES = {
     "ood": "out_of_distribution",
     "unseen": "out_of_distribution",
     "valid_unseen": "valid_unseen",  # ALFWorld's own valid_unseen rooms (regym/ALFWorld-v0 only)
+    "smollm2_id": "smollm2_id",  # the SmolLM2 math suite's levels (regym/Math-v0 only)
+    "smollm2_near": "smollm2_near",
+    "smollm2_far": "smollm2_far",
 }
 
 
@@ -113,6 +116,10 @@ class TextEnv(gym.Env[str, str]):
         "You are an agent in a text-based environment. Read each observation and reply with one action."
     )
     """What a policy is told about this env family (the system prompt of ``regym.agents.prompts``)."""
+    difficulty_levels: ClassVar[dict[str, str]] = {}
+    """The family's named difficulty levels, each with what it asks (``regym envs`` lists them); none: {}."""
+    level_splits: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """The splits made of levels, each with its levels in ``difficulty_levels``."""
 
     def __init__(
         self,
