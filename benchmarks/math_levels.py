@@ -8,7 +8,7 @@ reward), the share of replies with no answer at all, and reply lengths in tokens
 
     python benchmarks/math_levels.py [--levels chain_sum.1 products.1] [--problems 64] [--threads 1]
 
-The default measures the levels of the ``smollm2_*`` splits (8 levels, about 15 minutes of one core).
+The default measures the levels of the ``smollm2_*`` splits (8 levels, 20 minutes of one shared core).
 
 Reset seeds are ``regym.eval.suites.TASK_SEED_BASE + i`` on an env of that one level, so a rerun scores
 the same problems. The table in docs/math.md was made with the defaults.
