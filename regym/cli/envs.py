@@ -1,4 +1,4 @@
-"""``regym envs``: list every registered env with its splits."""
+"""``regym envs``: list every registered env with its splits, and the difficulty levels of those that have them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from regym.envs import list_envs
 
 @dataclass
 class EnvsArgs:
-    """List every registered env with its splits (no options)."""
+    """List every registered env with its splits and difficulty levels (no options)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,8 +18,17 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    console, listings = Console(), list_envs()
     table = Table("id", "short name", "splits")
-    for listing in list_envs():
+    for listing in listings:
         table.add_row(listing.env_id, listing.short_name, ", ".join(listing.splits))
-    Console().print(table)
+    console.print(table)
+    for listing in listings:
+        if not listing.levels:
+            continue
+        in_splits = {level: split for split, levels in listing.level_splits for level in levels}
+        levels = Table("level", "asks", "split", title=f"{listing.env_id} difficulty levels")
+        for level, asks in listing.levels:
+            levels.add_row(level, asks, in_splits.get(level, ""))
+        console.print(levels)
     return 0

@@ -79,17 +79,24 @@ class EnvListing:
     env_id: str
     short_name: str
     splits: tuple[str, ...]
+    levels: tuple[tuple[str, str], ...] = ()
+    """(level, what it asks) for a family with difficulty levels (``TextEnv.difficulty_levels``)."""
+    level_splits: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(split, its levels) for the splits made of levels (``TextEnv.level_splits``)."""
 
 
 def list_envs() -> list[EnvListing]:
-    """Every registered regym env with its splits (read from the env class)."""
+    """Every registered regym env with its splits and levels (read from the env class)."""
     register_envs()
     listings = []
     for env_id in sorted(gym.registry):
         if not env_id.startswith("regym/") or env_id in SERVICE_ENTRY_POINTS:
             continue
         short = env_id.split("/", 1)[1].rsplit("-v", 1)[0].lower()
-        listings.append(EnvListing(env_id, short, tuple(getattr(env_class(env_id), "splits", ()))))
+        registered = env_class(env_id)
+        listings.append(EnvListing(env_id, short, tuple(getattr(registered, "splits", ())),
+                                   tuple(dict(getattr(registered, "difficulty_levels", None) or {}).items()),
+                                   tuple(dict(getattr(registered, "level_splits", None) or {}).items())))
     return listings
 
 

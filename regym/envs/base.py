@@ -67,6 +67,9 @@ SPLIT_ALIASES = {
     "ood": "out_of_distribution",
     "unseen": "out_of_distribution",
     "valid_unseen": "valid_unseen",  # ALFWorld's own valid_unseen rooms (regym/ALFWorld-v0 only)
+    "smollm2_id": "smollm2_id",  # the SmolLM2 math suite's levels (regym/Math-v0 only)
+    "smollm2_near": "smollm2_near",
+    "smollm2_far": "smollm2_far",
 }
 
 
@@ -139,6 +142,10 @@ class TextEnv(gym.Env[str, str]):
     lazy_imports: ClassVar[tuple[str, ...]] = ()
     """Modules the family imports only when first used; an env server imports them once in the fork server
     of its env workers (``regym.envs.service.worker``), so no session pays for them."""
+    difficulty_levels: ClassVar[dict[str, str]] = {}
+    """The family's named difficulty levels, each with what it asks (``regym envs`` lists them); none: {}."""
+    level_splits: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """The splits made of levels, each with its levels in ``difficulty_levels``."""
 
     def __init__(
         self,

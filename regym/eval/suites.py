@@ -19,6 +19,7 @@ from regym.envs import env_class, list_envs, normalize_split, resolve_env_id
 ID, OOD = "in_distribution", "out_of_distribution"
 NEAR = "near_out_of_distribution"
 SPLIT_SHORT = {ID: "id", NEAR: "near", OOD: "ood"}
+"""Short names of the usual splits in columns and suite names; other splits (``smollm2_id``) keep their own."""
 
 TASK_SEED_BASE = seeds.EVAL_SUITE_FIRST
 """Eval tasks use reset seeds from here on, far from the small seeds training usually draws."""
@@ -66,6 +67,9 @@ SUITES = {
     "agentic-id": Suite("agentic-id", "the in-distribution split of every registered env", (ID,)),
     "agentic-ood": Suite("agentic-ood", "the out-of-distribution split of every registered env", (OOD,)),
     "all": Suite("all", "both splits of every registered env", (ID, OOD)),
+    "smollm2-math": Suite("smollm2-math", "Math's SmolLM2 suite, single-turn boxed answers: ID levels, harder "
+                          "settings of them (near) and other families (far); docs/math.md",
+                          ("smollm2_id", "smollm2_near", "smollm2_far"), env_names=("regym/Math-v0",), num_tasks=64),
 }
 
 

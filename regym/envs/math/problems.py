@@ -9,17 +9,26 @@
 * ``DatasetProblems``: any local ``datasets`` dataset with question/answer columns
   (a ``save_to_disk`` folder, or a JSON/JSONL/Parquet/CSV file), e.g. a GSM8K copy.
 
-Task ids: ``math-id-<family>-<index>``, ``math-ood-<family>-<index>``, ``math-data-<index>``.
+* ``LevelProblems``: the same generators at the fixed settings of named difficulty levels
+  (``regym.envs.math.levels``); item ``i`` of a level is a pure function of (level, its seed, ``i``).
+
+Task ids: ``math-id-<family>-<index>``, ``math-ood-<family>-<index>``, ``math-<level>-<index>``
+(e.g. ``math-chain_sum.2-000042``), ``math-data-<index>``. Any procedural task id rebuilds its
+problem whichever split or levels the env was made with.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from regym.envs.math.levels import get_level
 
 ID_FAMILIES = (
     "basic_arithmetic",
@@ -46,6 +55,7 @@ SPLIT_TAGS = {"in_distribution": "id", "out_of_distribution": "ood"}
 SPLIT_SEEDS = {"id": 20_251, "ood": 20_252}
 PROBLEMS_PER_FAMILY = 100_000
 _TASK_ID = re.compile(r"^math-(id|ood)-([a-z0-9_]+)-(\d+)$")
+_LEVEL_TASK_ID = re.compile(r"^math-([a-z0-9_]+\.\d+)-(\d+)$")
 _DATA_TASK_ID = re.compile(r"^math-data-(\d+)$")
 
 
@@ -55,6 +65,9 @@ class Problem:
     question: str
     answer: str
     family: str
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What reasoning-gym records about the item (its expression, numbers...): worked solutions read it."""
+    level: str | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -63,6 +76,41 @@ def _generator(family: str, seed: int):
     import reasoning_gym
 
     return reasoning_gym.create_dataset(family, size=PROBLEMS_PER_FAMILY, seed=seed)
+
+
+@functools.lru_cache(maxsize=64)
+def _level_generator(name: str):
+    """A level's reasoning-gym dataset (its family at its settings and seed), built once per level."""
+    import reasoning_gym
+
+    level = get_level(name)
+    return reasoning_gym.create_dataset(level.family, size=PROBLEMS_PER_FAMILY, seed=level.seed,
+                                        **dict(level.settings))
+
+
+def _checked_index(index: int, task_id: str) -> int:
+    if index >= PROBLEMS_PER_FAMILY:
+        raise ValueError(f"task index {index} out of range (< {PROBLEMS_PER_FAMILY}) in {task_id!r}")
+    return index
+
+
+def procedural_problem(task_id: str) -> Problem:
+    """The problem of any procedural task id: ``math-<id|ood>-<family>-<index>`` or ``math-<level>-<index>``."""
+    match = _LEVEL_TASK_ID.match(task_id)
+    if match:
+        level, index = get_level(match.group(1)), _checked_index(int(match.group(2)), task_id)
+        entry = _level_generator(level.name)[index]
+        return Problem(task_id, str(entry["question"]), str(entry["answer"]), level.family,
+                       dict(entry.get("metadata") or {}), level.name)
+    match = _TASK_ID.match(task_id)
+    if not match:
+        raise ValueError(f"bad Math task id {task_id!r}; expected math-<id|ood>-<family>-<index> or "
+                         f"math-<level>-<index>")
+    tag, family, index = match.group(1), match.group(2), int(match.group(3))
+    if family not in known_families():
+        raise ValueError(f"unknown reasoning-gym family {family!r} in task id {task_id!r}")
+    entry = _generator(family, SPLIT_SEEDS[tag])[_checked_index(index, task_id)]
+    return Problem(task_id, str(entry["question"]), str(entry["answer"]), family, dict(entry.get("metadata") or {}))
 
 
 def known_families() -> list[str]:
@@ -86,16 +134,24 @@ class ReasoningGymProblems:
         return f"math-{self.tag}-{family}-{int(rng.integers(PROBLEMS_PER_FAMILY)):06d}"
 
     def get(self, task_id: str) -> Problem:
-        match = _TASK_ID.match(task_id)
-        if not match:
-            raise ValueError(f"bad Math task id {task_id!r}; expected math-<id|ood>-<family>-<index>")
-        tag, family, index = match.group(1), match.group(2), int(match.group(3))
-        if family not in known_families():
-            raise ValueError(f"unknown reasoning-gym family {family!r} in task id {task_id!r}")
-        if index >= PROBLEMS_PER_FAMILY:
-            raise ValueError(f"task index {index} out of range (< {PROBLEMS_PER_FAMILY})")
-        entry = _generator(family, SPLIT_SEEDS[tag])[index]
-        return Problem(task_id, str(entry["question"]), str(entry["answer"]), family)
+        return procedural_problem(task_id)
+
+
+class LevelProblems:
+    """Procedural problems from named difficulty levels, drawn uniformly over the levels, then over items."""
+
+    def __init__(self, levels: tuple[str, ...]):
+        if not levels:
+            raise ValueError("levels must name at least one level")
+        self.levels = tuple(get_level(name).name for name in levels)
+        self.families = tuple(dict.fromkeys(get_level(name).family for name in self.levels))
+
+    def task_id_for(self, rng: np.random.Generator) -> str:
+        level = self.levels[int(rng.integers(len(self.levels)))]
+        return f"math-{level}-{int(rng.integers(PROBLEMS_PER_FAMILY)):06d}"
+
+    def get(self, task_id: str) -> Problem:
+        return procedural_problem(task_id)
 
 
 def reference_from_text(answer: str) -> str:
