@@ -52,7 +52,12 @@ lint: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not gpu and not vllm" $(PYTEST_ARGS)
+
+# The tests that run vLLM's CPU build for real (evaluation parity with transformers, rl-train's rollouts and
+# weight sync); each starts one engine at a time (75-190 s on 2 cores). About 15 minutes.
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_BIN)/python -m pytest -m vllm -p no:cacheprovider $(PYTEST_ARGS)
 
 # The main job on its embedded default: tiny base model -> SFT on expert demos ->
 # rejuvenation -> multi-turn GRPO on TextWorld; ends with before/after success rates.
