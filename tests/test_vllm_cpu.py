@@ -37,9 +37,9 @@ the float32 checkpoint in bfloat16 (vLLM's "auto" dtype on CPU), and on the tiny
 alone gives 2e-3 to 5e-3; one optimizer step at lr 1e-3 moves the sequence's log-probs by over 0.1."""
 
 
-def _run(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def _run(module: str, *args: str, timeout: int = 1800, **env_vars: str) -> subprocess.CompletedProcess:
     """A regym CLI in its own process, so the vLLM engine (and its spawned engine core) ends with it."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", **env_vars}
     result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -47,22 +47,23 @@ def _run(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedPro
 
 
 def _actions(run_dir: Path) -> dict[tuple[str, str], list[str]]:
-    """Each episode's actions, by (env id, episode key)."""
-    from regym.eval.episodes import episode_key
+    """Each episode's actions, by (env id, episode key), from the run's log."""
     from regym.eval.runner import TRAJECTORIES, read_log
 
-    return {(t.env_id, episode_key(t)): [turn.action for turn in t.turns] for t in read_log(run_dir / TRAJECTORIES)}
+    return {(row["env_id"], row["key"]): [turn["action"] for turn in row["trajectory"]["turns"]]
+            for row in read_log(run_dir / TRAJECTORIES)}
 
 
+@pytest.mark.timeout(3600)
 def test_rl_eval_on_vllm_plays_the_transformers_episodes(tmp_path):
     """Greedy SmolLM2-135M-Instruct, 16 TextWorld + 16 Math episodes, transformers (float32, CPU) against
     vLLM (float32, CPU): the same action on >= 95 % of turns. Kernels differ (vLLM's oneDNN GEMMs and paged
     attention against PyTorch's), so a near-tie between two tokens can break the other way, and from there
     the episode differs: every later turn of that episode counts as a mismatch here."""
     common = ["--suite", "agentic-id", "--envs", "textworld", "math", "--num-tasks", "16", "--k", "1",
-              "--temperature", "0", "--max-new-tokens", "24", "--max-turns", "4", "--num-envs", "16",
+              "--temperature", "0", "--max-new-tokens", "24", "--max-turns", "3", "--num-envs", "16",
               "--no-baselines", "--output-dir", str(tmp_path)]
-    _run("regym.cli.rl_eval", "--model", "smollm2", "--run-name", "hf", *common)
+    _run("regym.cli.rl_eval", "--model", "smollm2", "--run-name", "hf", *common, OMP_NUM_THREADS="1")
     _run("regym.cli.rl_eval", "--vllm", "smollm2", "--vllm-dtype", "float32", "--run-name", "vllm", *common)
     hf, vllm = _actions(tmp_path / "hf"), _actions(tmp_path / "vllm")
     assert len(hf) == len(vllm) == 32 and hf.keys() == vllm.keys()
