@@ -39,8 +39,8 @@ def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def run_rl_train(generation: str, batch: int, args, out: Path) -> dict:
-    """One rl-train run; its last step's metrics, and its wall time."""
+def run_rl_train(generation: str, batch: int, args, out: Path) -> dict | None:
+    """One rl-train run; its last step's metrics, and its wall time; None (said why) if it did not finish."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
     if generation == "vllm":
         env.update(dict(item.split("=", 1) for item in args.vllm_env))
@@ -53,9 +53,16 @@ def run_rl_train(generation: str, batch: int, args, out: Path) -> dict:
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"rl-train --generation {generation} failed:\n{result.stderr[-3000:]}")
+        why = f"killed by signal {-result.returncode} (SIGKILL: the kernel's OOM killer?)" if result.returncode < 0 \
+            else f"exit {result.returncode}: {result.stderr.strip().splitlines()[-1:]}"
+        print(f"  {generation} batch {batch}: rl-train did not finish, {why}", flush=True)
+        return None
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return {**rows[-1], "wall_s": time.perf_counter() - started}
+
+
+def _ratio(value: float, of: float | None) -> str:
+    return "—" if of is None else f"{value / of:.2f}"
 
 
 def main() -> None:
@@ -79,6 +86,8 @@ def main() -> None:
             for generation in ("hf", "vllm"):
                 row = run_rl_train(generation, batch, args, Path(folder) / f"{generation}-{batch}")
                 results[generation, batch] = row
+                if row is None:
+                    continue
                 print(f"  {generation} batch {batch}: {row['tokens/generated']:.0f} tokens, rollout "
                       f"{row['time/rollout_s']:.1f} s, sync {row['time/sync_s']:.2f} s, step {row['time/step_s']:.1f} s "
                       f"(run {row['wall_s']:.0f} s); {load()}", flush=True)
@@ -89,11 +98,14 @@ def main() -> None:
         hf = results["hf", batch]
         for generation in ("hf", "vllm"):
             row = results[generation, batch]
+            if row is None:
+                print(f"| {batch} | {generation} | did not finish | | | | | |")
+                continue
             per_token = 1000 * row["time/step_s"] / row["tokens/generated"]
-            hf_per_token = 1000 * hf["time/step_s"] / hf["tokens/generated"]
-            print(f"| {batch} | {generation} | {row['tokens/per_s']:.1f} | {row['tokens/per_s'] / hf['tokens/per_s']:.2f} "
-                  f"| {row['time/step_s']:.1f} | {per_token:.1f} | {per_token / hf_per_token:.2f} "
-                  f"| {row['time/sync_s']:.2f} |")
+            hf_per_token = None if hf is None else 1000 * hf["time/step_s"] / hf["tokens/generated"]
+            print(f"| {batch} | {generation} | {row['tokens/per_s']:.1f} | "
+                  f"{_ratio(row['tokens/per_s'], hf and hf['tokens/per_s'])} | {row['time/step_s']:.1f} | "
+                  f"{per_token:.1f} | {_ratio(per_token, hf_per_token)} | {row['time/sync_s']:.2f} |")
 
 
 if __name__ == "__main__":
