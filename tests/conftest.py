@@ -12,18 +12,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_collection_modifyitems(config, items):
+    import importlib.util
+
     try:
         import torch
 
         has_cuda = torch.cuda.is_available()
     except ImportError:
         has_cuda = False
-    if has_cuda:
-        return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine")
+    skip_vllm = pytest.mark.skip(reason="needs vLLM: `make test-vllm` runs these in .venv-vllm (vLLM's CPU build)")
+    has_vllm = importlib.util.find_spec("vllm") is not None
     for item in items:
-        if "gpu" in item.keywords:
+        if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+        if "vllm" in item.keywords and not has_vllm:
+            item.add_marker(skip_vllm)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from games import CountingGame
+from regym.agents.vllm_policy import vllm_build
 from regym.cli import rl_train
 from regym.rl.config import RLConfig, load_config
 from regym.rl.train import read_jsonl, train
@@ -22,7 +23,7 @@ from regym.rl.vllm_rollout import check_generation_backend, sampled_logprobs, tr
 ENV_ID = "regym-test/VLLMCounting-v0"
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point=CountingGame)
-CAN_RUN_VLLM = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+CAN_RUN_VLLM = vllm_build() == "cpu" or (torch.cuda.is_available() and vllm_build() == "cuda")
 INSTALL = "pip install 'regym[vllm]'"
 
 
@@ -35,8 +36,9 @@ def test_the_vllm_settings_are_checked():
                                   ("vllm_importance_sampling", "sequence", "vllm_importance_sampling must be one of")]:
         with pytest.raises(ValueError, match=message):
             load_config(None, {field: value})
-    with pytest.raises(ValueError, match="cannot be combined with use_cpu"):
-        RLConfig(generation="vllm", use_cpu=True)
+    if vllm_build() != "cpu":  # CPU training with vLLM rollouts needs vLLM's CPU build
+        with pytest.raises(RuntimeError, match="needs vLLM's CPU build"):
+            check_generation_backend(RLConfig(generation="vllm", use_cpu=True))
     with pytest.raises(SystemExit):
         rl_train.main(["--generation", "sglang"])
 
@@ -72,7 +74,7 @@ def test_a_server_reply_gives_the_sampled_tokens_log_prob_whatever_its_rank():
         sampled_logprobs([9], [[-0.1]], [[4]])
 
 
-@pytest.mark.skipif(CAN_RUN_VLLM, reason="this machine has CUDA and vLLM: --generation vllm can run")
+@pytest.mark.skipif(CAN_RUN_VLLM, reason="this machine has vLLM's CPU build, or CUDA and vLLM: --generation vllm can run")
 def test_generation_vllm_stops_at_start_up_saying_what_is_missing(tmp_path, capsys):
     with pytest.raises(RuntimeError) as error:
         check_generation_backend(RLConfig(generation="vllm"))

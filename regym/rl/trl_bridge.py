@@ -52,11 +52,13 @@ from trl import GRPOConfig, GRPOTrainer
 
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.prompts import PromptFormat
+from regym.agents.vllm_policy import cpu_engine_defaults
 from regym.rl.advantages import token_advantages, turn_advantages
 from regym.rl.checkpoints import atomic_directory, prune_checkpoints
 from regym.rl.config import RLConfig
 from regym.rl.rollout import RolloutLimits, TurnRow, play_groups, play_window_groups
 from regym.rl.vllm_rollout import vllm_arguments, vllm_rollout_policy
+from regym.rl.vllm_sync import use_reload_sync
 from regym.trajectory import Trajectory
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -181,10 +183,14 @@ class RegymGRPOTrainer(GRPOTrainer):
         self._window_batch: dict[str, list] | None = None  # the rows _rollout hands TRL (context "window")
         self.rollout_listeners: list[Callable[[int, list[Trajectory]], None]] = []
         beta, args.beta = args.beta, 0.0
+        if args.use_vllm:
+            cpu_engine_defaults()  # vLLM's CPU build: its KV cache size, read when TRL starts the engine
         try:
             super().__init__(model, args=args, rollout_func=self._rollout, **kwargs)
         finally:
             args.beta = beta
+        if args.use_vllm:
+            use_reload_sync(self.vllm_generation)  # vLLM's CPU build: TRL's in-place copy cannot reach its weights
         self._check_processes()
         if beta != 0.0:
             if ref_model is None:

