@@ -116,24 +116,35 @@ def sample_units(structure, per_cell: int, seed: int) -> list[tuple[str, int, st
     return chosen
 
 
-def target_log_probs(model, calib, targets) -> torch.Tensor:
-    by_example: dict[int, list[int]] = {}
-    for number, target in enumerate(targets):
-        by_example.setdefault(target.example, []).append(number)
-    result = torch.zeros(len(targets), dtype=torch.float64)
+class TargetBatch:
+    """Every calibration example with targets, right-padded into one batch: one forward per measurement."""
+
+    def __init__(self, calib, targets, pad_id: int):
+        examples = sorted({target.example for target in targets})
+        row_of = {example: row for row, example in enumerate(examples)}
+        lengths = [calib[example].input_ids.shape[1] for example in examples]
+        self.input_ids = torch.full((len(examples), max(lengths)), pad_id, dtype=torch.long)
+        self.attention_mask = torch.zeros_like(self.input_ids)
+        for row, example in enumerate(examples):
+            self.input_ids[row, :lengths[row]] = calib[example].input_ids[0]
+            self.attention_mask[row, :lengths[row]] = 1
+        self.rows = torch.tensor([row_of[target.example] for target in targets])
+        self.positions = torch.tensor([target.position for target in targets])
+        self.tokens = torch.tensor([target.token for target in targets])
+
+
+def target_log_probs(model, batch: TargetBatch) -> torch.Tensor:
+    """log p(target) for every target, from one padded forward and the unembedding at the targets only."""
     with torch.no_grad():
-        for example, numbers in by_example.items():
-            logits = model(input_ids=calib[example].input_ids).logits[0].double()
-            for number in numbers:
-                target = targets[number]
-                result[number] = torch.log_softmax(logits[target.position], -1)[target.token]
-    return result
+        hidden = model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        logits = model.lm_head(hidden[batch.rows, batch.positions]).double()  # (n_targets, V)
+    return torch.log_softmax(logits, -1)[torch.arange(len(batch.tokens)), batch.tokens]
 
 
-def measured_changes(base, sft, calib, targets, units) -> torch.Tensor:
+def measured_changes(base, sft, batch: TargetBatch, units) -> torch.Tensor:
     """(units, targets): change of log p(target) when each unit alone moves from its SFT value to its base value."""
     modules, base_modules = dict(sft.named_modules()), dict(base.named_modules())
-    clean = target_log_probs(sft, calib, targets)
+    clean = target_log_probs(sft, batch)
     rows = []
     for name, _, _, axis, index in units:
         linear, anchor = modules[name], base_modules[name]
@@ -146,7 +157,7 @@ def measured_changes(base, sft, calib, targets, units) -> torch.Tensor:
                     linear.bias[index] = anchor.bias[index]
             else:
                 linear.weight[:, index] = anchor.weight[:, index]
-        rows.append(target_log_probs(sft, calib, targets) - clean)
+        rows.append(target_log_probs(sft, batch) - clean)
         with torch.no_grad():
             if axis == "row":
                 linear.weight[index] = saved[0]
@@ -203,6 +214,7 @@ def run(label: str, pair, per_cell: int, top_n: int, seed: int) -> dict:
     calib = encode_calibration(tokenizer, calibration, max_length=512)
     structure = find_structure(sft)
     started = time.perf_counter()
+    print(f"{label}: scoring", flush=True)
     new = attribution_scores(base, sft, calib, top_n=top_n)
     new_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -213,7 +225,13 @@ def run(label: str, pair, per_cell: int, top_n: int, seed: int) -> dict:
     assert sorted(order) == sorted((t.example, t.position) for t in old.targets)
     units = sample_units(structure, per_cell, seed)
     started = time.perf_counter()
-    measured = measured_changes(base, sft, calib, new.targets, units)  # (units, targets)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batch = TargetBatch(calib, new.targets, pad)
+    unbatched = torch.stack([torch.log_softmax(sft(input_ids=calib[t.example].input_ids).logits[0, t.position].double(),
+                                               -1)[t.token] for t in new.targets[:4]]).detach()
+    assert torch.allclose(target_log_probs(sft, batch)[:4], unbatched, atol=1e-4), "padding changed the targets"
+    print(f"{label}: measuring {len(units)} single-unit resets", flush=True)
+    measured = measured_changes(base, sft, batch, units)  # (units, targets)
     truth_seconds = time.perf_counter() - started
     predicted = torch.stack([new.effects[name][:, index] for name, _, _, _, index in units]).double()
     legacy = torch.tensor([float(old.scores[name][index]) for name, _, _, _, index in units], dtype=torch.float64)
