@@ -30,11 +30,12 @@ from pathlib import Path
 import torch
 
 from regym.paths import cache_dir
-from regym.rejuvenation import encode_calibration, rejuvenate
+from regym.rejuvenation import encode_calibration, fuse, reset_neurons
 from regym.rejuvenation.attribution import attribution_scores, logit_attribution_scores
 from regym.rejuvenation.blocks import find_structure
 from regym.rejuvenation.criteria import select_units
 from regym.rejuvenation.diagnostics import token_statistics
+from regym.rejuvenation.reset import plan_from_scores, plan_from_target_scores
 
 BANDS = ("early", "middle", "late")
 
@@ -248,25 +249,30 @@ def run(label: str, pair, per_cell: int, top_n: int, seed: int) -> dict:
         })
     pairs = spearman(predicted.flatten(), measured.flatten())
     layers = len(structure.blocks)
-    plans = {name: select_units(base, sft, calib, name, 0.01, top_n_targets=top_n)
-             for name in ("attribution", "logit_attribution")}
+    units_all = structure.units()
+    # The scores already computed, selected as each criterion selects (no second scoring pass).
+    plans = {"attribution": plan_from_target_scores(units_all, new.support, 0.01, "attribution"),
+             "logit_attribution": plan_from_scores(units_all, old.scores, 0.01, "logit_attribution"),
+             "random": select_units(base, sft, calib, "random", 0.01)}
     result = {"model": label, "rows": rows, "unit_target_pairs_spearman": pairs,
               "targets": len(new.targets), "units_sampled": len(units),
               "reconstruction_max_rel_error": new.reconstruction_max_rel_error,
               "seconds": {"new": round(new_seconds, 1), "old": round(old_seconds, 1),
                           "ground_truth": round(truth_seconds, 1)},
-              "selection": {name: composition(plan, layers) for name, plan in plans.items()}}
+              "selection": {name: composition(plan, layers) for name, plan in plans.items() if name != "random"}}
+    print_result(result)  # the ranking table first: the start comparison below takes longer
     entropies = {"base": token_statistics(base, calib)["entropy"], "over-sft": token_statistics(sft, calib)["entropy"]}
-    starts = {"over-sft": sft}
-    for name, (criterion, fraction) in {"fusion": ("none", 0.0), "fusion+reset (new)": ("attribution", 0.01),
-                                        "fusion+reset (old)": ("logit_attribution", 0.01),
-                                        "fusion+random reset": ("random", 0.01)}.items():
-        starts[name], _ = rejuvenate(base, sft, 0.5, fraction, 1.0, criterion, calib, top_n_targets=top_n)
+    starts = {"over-sft": sft, "fusion": fuse(base, sft, 0.5)}
+    entropies["fusion"] = token_statistics(starts["fusion"], calib)["entropy"]
+    for name, plan in (("fusion+reset (new)", plans["attribution"]), ("fusion+reset (old)", plans["logit_attribution"]),
+                       ("fusion+random reset", plans["random"])):
+        starts[name] = reset_neurons(fuse(base, sft, 0.5), base, plan)
         entropies[name] = token_statistics(starts[name], calib)["entropy"]
     result["calibration_entropy"] = {name: round(float(value), 4) for name, value in entropies.items()}
     if heldout:
         result["greedy_accuracy"] = {name: greedy_accuracy(model, tokenizer, heldout) for name, model in
                                      [("base", base), *starts.items()]}
+        print("greedy accuracy on 128 held-out sums:", {k: round(v, 3) for k, v in result["greedy_accuracy"].items()})
     return result
 
 
@@ -282,9 +288,8 @@ def print_result(result: dict) -> None:
     print(f"new, every (unit, target) pair: ρ = {result['unit_target_pairs_spearman']:.3f}")
     for name, text in result["selection"].items():
         print(f"1 % selected by {name}: {text}")
-    print("calibration token entropy (nats):", result["calibration_entropy"])
-    if "greedy_accuracy" in result:
-        print("greedy accuracy on 128 held-out sums:", {k: round(v, 3) for k, v in result["greedy_accuracy"].items()})
+    if "calibration_entropy" in result:
+        print("calibration token entropy (nats):", result["calibration_entropy"])
 
 
 def main() -> None:
@@ -300,7 +305,7 @@ def main() -> None:
     for label in (("smollm2", "tiny") if args.model == "both" else (args.model,)):
         pair = smollm2_pair(args.sft_epochs) if label == "smollm2" else tiny_pair(args.sft_epochs)
         results.append(run(label, pair, args.per_cell, args.targets, args.seed))
-        print_result(results[-1])
+        print("calibration token entropy (nats):", results[-1]["calibration_entropy"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
