@@ -171,7 +171,7 @@ def measured_changes(base, sft, batch: TargetBatch, units) -> torch.Tensor:
 
 # --- the SmolLM2 start check --------------------------------------------------------------------
 def greedy_accuracy(model, tokenizer, rows: list[dict]) -> float:
-    from regym.envs.math.env import last_boxed
+    from regym.envs.math.answers import last_boxed
 
     tokenizer.padding_side = "left"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
