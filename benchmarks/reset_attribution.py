@@ -97,7 +97,8 @@ def tiny_pair(epochs: int) -> tuple[Path, Path, list[dict], list[dict]]:
 
     pipeline = ensure_tiny_pipeline("textworld", sft_epochs=epochs)
     demos = load_demos(pipeline.demos_dir)
-    return pipeline.base_dir, pipeline.sft_dir, [{"messages": m} for m in demos["messages"][:8]], []
+    # Each demo up to its second action (whole episodes run past the 512 scored tokens).
+    return pipeline.base_dir, pipeline.sft_dir, [{"messages": m[:5]} for m in demos["messages"][:8]], []
 
 
 # --- ground truth -------------------------------------------------------------------------------
