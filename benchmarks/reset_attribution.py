@@ -35,9 +35,7 @@ from regym.rejuvenation.attribution import attribution_scores, logit_attribution
 from regym.rejuvenation.blocks import find_structure
 from regym.rejuvenation.criteria import select_units
 from regym.rejuvenation.diagnostics import token_statistics
-from regym.rejuvenation.reset import plan_from_scores, plan_from_target_scores
-
-BANDS = ("early", "middle", "late")
+from regym.rejuvenation.reset import LAYER_BANDS, layer_band, plan_from_scores, plan_from_target_scores
 
 
 def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -54,10 +52,6 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
     if len(x) < 3:
         return float("nan")
     return float(torch.corrcoef(torch.stack([ranks(x.double()), ranks(y.double())]))[0, 1])
-
-
-def band(layer: int, layers: int) -> str:
-    return BANDS[min(2, 3 * layer // layers)]
 
 
 # --- model pairs --------------------------------------------------------------------------------
@@ -109,7 +103,7 @@ def sample_units(structure, per_cell: int, seed: int) -> list[tuple[str, int, st
     cells: dict[tuple[str, str], list[tuple[str, int, str, str, int]]] = {}
     for name, layer, role, axis, count in structure.units():
         for index in range(count):
-            cells.setdefault((role, band(layer, layers)), []).append((name, layer, role, axis, index))
+            cells.setdefault((role, layer_band(layer, layers)), []).append((name, layer, role, axis, index))
     chosen = []
     for key in sorted(cells):
         pool = cells[key]
@@ -191,17 +185,13 @@ def greedy_accuracy(model, tokenizer, rows: list[dict]) -> float:
 
 
 def composition(plan, layers: int) -> str:
-    counts = Counter()
-    for group in plan.groups:
-        counts[(group.role, band(group.layer, layers))] += len(group.indices)
+    """Selected units per type, then per layer band (``ResetPlan.counts_by_band``)."""
+    bands = plan.counts_by_band(layers)
     by_type = Counter()
-    for (role, _), count in counts.items():
-        by_type[role] += count
-    by_band = Counter()
-    for (_, where), count in counts.items():
-        by_band[where] += count
+    for counts in bands.values():
+        by_type.update(counts)
     return (", ".join(f"{role} {count}" for role, count in sorted(by_type.items()) if count) + " | "
-            + ", ".join(f"{where} {by_band[where]}" for where in BANDS))
+            + ", ".join(f"{band} {sum(bands[band].values())}" for band in LAYER_BANDS))
 
 
 def run(label: str, pair, per_cell: int, top_n: int, seed: int) -> dict:

@@ -24,6 +24,7 @@ from regym.lab.stats import (
     format_interval,
     mean_ci,
 )
+from regym.rejuvenation.blocks import ROLES
 
 ID, NEAR, FAR = "in_distribution", "near_out_of_distribution", "out_of_distribution"
 SHORT = {ID: "ID", NEAR: "near-OOD", FAR: "far-OOD"}
@@ -380,7 +381,7 @@ def resets_markdown(data: dict[str, Any], table: dict[str, dict[str, dict[str, A
             continue
         summary = json.loads(summary_file.read_text())
         bands = summary.get("per_band", {})
-        roles = [role for role in ("q", "k", "v", "o", "gate", "up", "down") if role in summary.get("per_role", {})]
+        roles = [role for role in ROLES if role in summary.get("per_role", {})]
         lines.append(f"**{arm}** ({summary['criterion']}): {summary['units_reset']} of {summary['total_units']} units.")
         if bands and roles:
             lines.append("\n".join(["| layer band | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles),

@@ -131,16 +131,18 @@ def plan_from_target_scores(units: list[tuple[str, int, str, str, int]], scores:
     if budget and flat.shape[0]:
         depth = min(budget, total)
         ranked_scores, ranked = torch.sort(flat, dim=1, descending=True, stable=True)
-        ranked_scores, ranked = ranked_scores[:, :depth], ranked[:, :depth]
+        # Python lists: the rounds below read one entry at a time, which tensor indexing makes slow at 8B scale.
+        ranked_scores, ranked = ranked_scores[:, :depth].tolist(), ranked[:, :depth].tolist()
+        chosen: set[int] = set()
         taken = 0
         for rounds in range(1, depth + 1):
             column = rounds - 1
             fresh: dict[int, tuple[float, int]] = {}  # unit -> (score, target), first target wins a tie
             supported = False  # some target still has a unit with a positive score at this depth
             for target in range(flat.shape[0]):
-                unit, value = int(ranked[target, column]), float(ranked_scores[target, column])
+                unit, value = ranked[target][column], ranked_scores[target][column]
                 supported = supported or value > 0
-                if value > 0 and not selected[unit] and unit not in fresh:
+                if value > 0 and unit not in chosen and unit not in fresh:
                     fresh[unit] = (value, target)
             if not supported:
                 rounds -= 1
@@ -148,10 +150,11 @@ def plan_from_target_scores(units: list[tuple[str, int, str, str, int]], scores:
             if taken + len(fresh) > budget:
                 order = sorted(fresh, key=lambda unit: (-fresh[unit][0], fresh[unit][1], unit))
                 fresh = {unit: fresh[unit] for unit in order[:budget - taken]}
-            selected[list(fresh)] = True
+            chosen.update(fresh)
             taken += len(fresh)
             if taken >= budget:
                 break
+        selected[sorted(chosen)] = True
     best = flat.max(0).values if flat.shape[0] else torch.zeros(total)
     groups, start = [], 0
     for name, layer, role, axis, count in units:
