@@ -147,6 +147,12 @@ class TextEnv(gym.Env[str, str]):
     level_splits: ClassVar[dict[str, tuple[str, ...]]] = {}
     """The splits made of levels, each with its levels in ``difficulty_levels``."""
 
+    @classmethod
+    def splits_with(cls, **options: Any) -> tuple[str, ...]:
+        """The splits an env made with these constructor options can play (all of ``splits`` unless a family
+        defines some splits only under an option, as Math's near-OOD under ``level_set``)."""
+        return cls.splits
+
     def __init__(
         self,
         split: str = "in_distribution",

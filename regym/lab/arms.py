@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from regym.lab.ledger import Ledger, small_files
 
 ARMS = ("base", "moderate-sft", "over-sft", "over-sft+fusion", "over-sft+fusion+reset",
         "over-sft+fusion+random-reset", "over-sft@matched-T")
@@ -110,6 +113,7 @@ def pre_evaluation(job: dict[str, Any]) -> dict[str, Any]:
     model = load_model(Path(config.model), use_cpu=True)
     results = evaluate(model, load_tokenizer(Path(config.model)), config, config.eval_splits, config.eval_episodes,
                        run_dir=folder / "eval", name=job["name"])
+    write_outcomes(folder / "eval")
     scratch = done.with_suffix(".tmp")
     scratch.write_text(json.dumps(results, indent=2))
     scratch.replace(done)
@@ -122,45 +126,103 @@ def rl_run(job: dict[str, Any]) -> dict[str, Any]:
     from regym.rl.train import train
 
     folder = Path(job["rl"]["output_dir"])
-    summary = folder / "summary.json"
-    if summary.exists():
-        return json.loads(summary.read_text())
-    config = RLConfig(**job["rl"])
-    config.resume = folder.exists() and any(folder.glob("checkpoint-*"))
-    return train(config)
+    if (folder / "summary.json").exists():
+        summary = json.loads((folder / "summary.json").read_text())
+    else:
+        config = RLConfig(**job["rl"])
+        config.resume = folder.exists() and any(folder.glob("checkpoint-*"))
+        summary = train(config)
+    final = folder / "evals" / f"step-{summary['steps']}"
+    if final.is_dir() and not (final / OUTCOMES).is_file():
+        write_outcomes(final)
+    return summary
 
 
 def run_jobs(jobs: Iterable[dict[str, Any]], workers: int,
-             done: Callable[[dict[str, Any], dict[str, Any]], object] = lambda job, result: None) -> list[dict]:
-    """Every job's result, in the jobs' order; ``done(job, result)`` as each finishes. One worker: in this
-    process; more: that many spawned processes, each with one torch thread."""
+             done: Callable[[dict[str, Any], dict[str, Any]], object] = lambda job, result: None, *,
+             ledger: Ledger | None = None, prepare: Callable[[], object] | None = None) -> list[dict]:
+    """Every job's result, in the jobs' order; ``done(job, result)`` as each finishes. Jobs recorded in the
+    ``ledger`` are read from it (``prepare`` runs once, before the first job that is not: e.g. rebuilding
+    the checkpoints the jobs need); each finished job is recorded at once. One worker: in this process;
+    more: that many spawned processes, each with one torch thread."""
     jobs = list(jobs)
-    if workers <= 1 or len(jobs) <= 1:
-        results = []
-        for job in jobs:
-            results.append(run_job(job))
-            done(job, results[-1])
-        return results
+    results: list[dict | None] = [None] * len(jobs)
+    pending = []
+    for index, job in enumerate(jobs):
+        recorded = ledger.lookup(job["key"], job_settings(job)) if ledger is not None and "key" in job else None
+        if recorded is None:
+            pending.append(index)
+        else:
+            results[index] = recorded
+            done(job, recorded)
+    if pending and prepare is not None:
+        prepare()
+
+    def finish(index: int, result: dict[str, Any], seconds: float) -> None:
+        results[index] = result
+        if ledger is not None and "key" in jobs[index]:
+            ledger.record(jobs[index]["key"], job_settings(jobs[index]), result, job_files(jobs[index]), seconds)
+        done(jobs[index], result)
+
+    if workers <= 1 or len(pending) <= 1:
+        for index in pending:
+            began = time.time()
+            finish(index, run_job(jobs[index]), time.time() - began)
+        return results  # type: ignore[return-value]
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    results: list[dict | None] = [None] * len(jobs)
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, job): index for index, job in enumerate(jobs)}
+        futures = {pool.submit(timed_job, jobs[index]): index for index in pending}
         for future in as_completed(futures):
-            index = futures[future]
-            results[index] = future.result()  # a failed job fails the stage (finished ones are kept on disk)
-            done(jobs[index], results[index])
+            result, seconds = future.result()  # a failed job fails the stage (finished ones are kept)
+            finish(futures[future], result, seconds)
     return results  # type: ignore[return-value]
 
 
+def timed_job(job: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    began = time.time()
+    return run_job(job), time.time() - began
+
+
+def job_settings(job: dict[str, Any]) -> dict[str, Any]:
+    """What fixes a job's result (its ledger settings): the job without its key and bookkeeping."""
+    return {name: value for name, value in job.items() if name not in ("key", "label", "threads")}
+
+
+def job_files(job: dict[str, Any]) -> list[Path]:
+    """The small files a finished job leaves that the report reads."""
+    if job["kind"] == "measure":
+        return [Path(job["out"])]
+    folder = Path(job["folder"] if job["kind"] == "pre" else job["rl"]["output_dir"])
+    return small_files(folder)
+
+
 def episode_outcomes(run_dir: Path) -> dict[str, list[float]]:
-    """Per split: the success (0/1) of each episode of one evaluation folder, in episode order."""
+    """Per split: the success (0/1) of each episode of one evaluation folder, in episode order (from its
+    ``outcomes.json`` when written, e.g. restored from the ledger without the episodes' texts)."""
     from regym.eval.log import read_log
 
+    compact = Path(run_dir) / OUTCOMES
+    if compact.is_file():
+        return {split: [float(mark == "1") for mark in marks] for split, marks in json.loads(compact.read_text()).items()}
     by_split: dict[str, list[tuple[Any, float]]] = {}
     for record in read_log(run_dir / "trajectories.jsonl"):
         by_split.setdefault(record["split"], []).append(((record["task_seed"], record["sample"]),
                                                          float(bool(record["success"]))))
     return {split: [value for _, value in sorted(rows)] for split, rows in by_split.items()}
+
+
+OUTCOMES = "outcomes.json"
+"""Per split, one character per episode (``"1"`` won), in episode order: what the verdict needs of an evaluation."""
+
+
+def write_outcomes(run_dir: Path) -> dict[str, list[float]]:
+    """Write ``run_dir/outcomes.json`` from its episodes (small enough for the ledger) and return them."""
+    from regym.lab.ledger import write_atomic
+
+    found = episode_outcomes(run_dir)
+    write_atomic(Path(run_dir) / OUTCOMES,
+                 json.dumps({split: "".join("1" if value else "0" for value in values) for split, values in found.items()}))
+    return found

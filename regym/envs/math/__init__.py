@@ -8,7 +8,7 @@ says where problems come from, ``levels`` names difficulty levels and the splits
 
 from regym.envs.math.answers import answer_in, extract_answer, grade
 from regym.envs.math.env import MODES, PYTHON_TOOL, MathEnv, tool_call_code
-from regym.envs.math.levels import LEVEL_SPLITS, LEVELS, Level, get_level
+from regym.envs.math.levels import LEVEL_SETS, LEVEL_SPLITS, LEVELS, Level, get_level
 from regym.envs.math.problems import (
     ID_FAMILIES,
     OOD_FAMILIES,
@@ -22,6 +22,7 @@ from regym.envs.math.solutions import SOLVERS, worked_solution
 __all__ = [
     "ID_FAMILIES",
     "LEVELS",
+    "LEVEL_SETS",
     "LEVEL_SPLITS",
     "MODES",
     "OOD_FAMILIES",

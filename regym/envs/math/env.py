@@ -40,7 +40,7 @@ from regym.envs.math.answers import (
     extract_answer,
     grade,
 )
-from regym.envs.math.levels import LEVEL_SPLITS, LEVELS, split_levels
+from regym.envs.math.levels import LEVEL_SETS, LEVEL_SPLITS, LEVELS, split_levels
 from regym.envs.math.problems import DatasetProblems, LevelProblems, Problem, ReasoningGymProblems
 from regym.envs.math.solutions import worked_solution
 from regym.envs.options import ClientOption
@@ -119,7 +119,8 @@ def tool_call_code(text: str) -> str | None:
 class MathEnv(TextEnv):
     """Math problems, with a sandboxed Python tool or as one boxed answer; reward from math-verify."""
 
-    splits = ("in_distribution", "out_of_distribution", *LEVEL_SPLITS)
+    splits = ("in_distribution", "near_out_of_distribution", "out_of_distribution", *LEVEL_SPLITS)
+    """``near_out_of_distribution`` exists under a ``level_set`` only (harder settings of the ID families)."""
     difficulty_levels = {name: f"{level.family}: {level.description}" for name, level in LEVELS.items()}
     level_splits = dict(LEVEL_SPLITS)
     rl_defaults = {"max_turns": 4, "max_new_tokens": 48, "max_episode_tokens": 1024, "context": "full"}
@@ -129,6 +130,7 @@ class MathEnv(TextEnv):
     client_options = {**TextEnv.client_options, "families": ClientOption(list, nullable=True),
                       "mode": ClientOption(str, choices=("tool", "single_turn"), nullable=True),
                       "level": ClientOption(str, choices=tuple(LEVELS), nullable=True),
+                      "level_set": ClientOption(str, choices=tuple(LEVEL_SETS), nullable=True),
                       "levels": ClientOption(list, choices=tuple(LEVELS), nullable=True),
                       "extraction": ClientOption(str, choices=tuple(EXTRACTIONS)),
                       "signed_reward": ClientOption(bool, nullable=True),
@@ -136,6 +138,12 @@ class MathEnv(TextEnv):
     """The problems, levels, mode and reward shape are the client's; ``dataset`` and its columns (host
     files) and ``sandbox`` (a backend) are the operator's."""
     lazy_imports = ("reasoning_gym", "math_verify")
+
+    @classmethod
+    def splits_with(cls, **options: Any) -> tuple[str, ...]:
+        if options.get("level_set") or options.get("level") or options.get("levels") or options.get("dataset"):
+            return cls.splits
+        return tuple(split for split in cls.splits if split != "near_out_of_distribution")
 
     def __init__(
         self,
@@ -147,6 +155,7 @@ class MathEnv(TextEnv):
         mode: str | None = None,
         level: str | None = None,
         levels: Sequence[str] | None = None,
+        level_set: str | None = None,
         families: tuple[str, ...] | list[str] | None = None,
         dataset: str | None = None,
         question_column: str = "question",
@@ -160,7 +169,9 @@ class MathEnv(TextEnv):
         """``mode``: "tool" or "single_turn"; None means single-turn on the level-based ``smollm2_*``
         splits (the suite of the SFT-to-RL lab) and tool elsewhere. ``level``/``levels``: named
         difficulty levels (``regym.envs.math.levels.LEVELS``) to draw problems from, in place of the
-        split's. ``signed_reward``: -1 for a wrong answer; None means yes in single-turn mode (the
+        split's. ``level_set``: a named map of the usual splits onto level splits (``"smollm2"``:
+        ``in_distribution`` plays ``smollm2_id``, ``near_out_of_distribution`` ``smollm2_near``,
+        ``out_of_distribution`` ``smollm2_far``). ``signed_reward``: -1 for a wrong answer; None means yes in single-turn mode (the
         paper's ±1), no in tool mode. ``extraction``: how a single-turn reply's answer is found
         ("flexible" or "boxed", see ``answers.EXTRACTIONS``). ``dataset``: a local dataset path;
         it then replaces the procedural problems for every split. ``sandbox``: a Sandbox, a
@@ -168,19 +179,25 @@ class MathEnv(TextEnv):
         super().__init__(split=split, max_turns=max_turns, invalid_action_penalty=invalid_action_penalty,
                          render_mode=render_mode)
         chosen_levels = _chosen_levels(level, levels)
-        if sum(option is not None for option in (dataset, chosen_levels, families or None)) > 1:
-            raise ValueError("give at most one of dataset=, level=/levels= and families=")
+        if sum(option is not None for option in (dataset, chosen_levels, families or None, level_set)) > 1:
+            raise ValueError("give at most one of dataset=, level=/levels=, level_set= and families=")
+        self.level_set = level_set
+        level_split = split_levels(self.split, level_set)
+        if self.split == "near_out_of_distribution" and level_split is None and dataset is None \
+                and chosen_levels is None:
+            raise ValueError("Math's near_out_of_distribution split is defined by a level set: pass "
+                             f"level_set= (one of {', '.join(LEVEL_SETS)}), or level=/levels=")
         if dataset is not None:
             self.problems = DatasetProblems(dataset, question_column, answer_column, dataset_split)
         elif chosen_levels is not None:
             self.problems = LevelProblems(chosen_levels)
-        elif split_levels(self.split) is not None:
+        elif level_split is not None:
             if families:
                 raise ValueError(f"split {self.split!r} is made of levels; families= applies to in/out_of_distribution")
-            self.problems = LevelProblems(split_levels(self.split))
+            self.problems = LevelProblems(level_split)
         else:
             self.problems = ReasoningGymProblems(self.split, tuple(families) if families else None)
-        self.mode = mode if mode is not None else ("single_turn" if split_levels(self.split) else "tool")
+        self.mode = mode if mode is not None else ("single_turn" if level_split else "tool")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if extraction not in EXTRACTIONS:

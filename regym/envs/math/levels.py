@@ -91,6 +91,14 @@ LEVEL_SPLITS: dict[str, tuple[str, ...]] = {
 zero-shot, near-OOD = harder settings of the same families (either sign, more terms), far-OOD = other
 families (docs/math.md)."""
 
+LEVEL_SETS: dict[str, dict[str, str]] = {
+    "smollm2": {"in_distribution": "smollm2_id", "near_out_of_distribution": "smollm2_near",
+                "out_of_distribution": "smollm2_far"},
+}
+"""Named maps of the three usual splits onto level-based splits: with ``level_set="smollm2"`` the Math env's
+``in_distribution`` is ``smollm2_id``, and so on, so that code written for the usual split names (the lab,
+rl-train's evaluations, eval suites) plays a level suite unchanged."""
+
 LEVEL_NAME = re.compile(r"^[a-z0-9_]+\.\d+$")
 
 
@@ -102,6 +110,11 @@ def get_level(name: str) -> Level:
         raise ValueError(f"unknown Math level {name!r}; known levels: {', '.join(LEVELS)}") from None
 
 
-def split_levels(split: str) -> tuple[str, ...] | None:
-    """The levels of a level-based split (``smollm2_id``...), or None for a split of families."""
+def split_levels(split: str, level_set: str | None = None) -> tuple[str, ...] | None:
+    """The levels of a level-based split (``smollm2_id``..., or a usual split name under ``level_set``), or
+    None for a split of families."""
+    if level_set is not None:
+        if level_set not in LEVEL_SETS:
+            raise ValueError(f"unknown Math level set {level_set!r}; known: {', '.join(LEVEL_SETS)}")
+        split = LEVEL_SETS[level_set].get(split, split)
     return LEVEL_SPLITS.get(split)
