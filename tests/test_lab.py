@@ -13,7 +13,7 @@ import pytest
 from regym.lab.arms import ARMS, PRIMARY, match_temperature
 from regym.lab.handoff import HandoffConfig, load_handoff_config, run_handoff
 from regym.lab.ladder import OverSFTRule, choose_over_mark
-from regym.lab.report import verdict
+from regym.lab.report import seed_spread, verdict
 from regym.lab.stats import bootstrap_normalised_gain, bootstrap_paired_difference, format_ci, mean_ci
 from test_sft import PICK_GAME, register_pick_game
 
@@ -67,34 +67,65 @@ def test_the_matched_temperature_reaches_the_target_entropy():
     assert match_temperature(lambda t: 1.0, target=0.5) == (1.0, [(1.0, 1.0)])  # already above: no change
 
 
-def _lab_data(over_row: dict, rejuvenated_start: dict) -> dict:
+def _lab_data(over_row: dict, rejuvenated_start: dict, runs: list | None = None) -> dict:
     return {"diagnostics": {"sft@1ep": {"onpolicy_entropy": 0.4, "zero_signal_groups": 0.2}, "sft@8ep": over_row},
             "over_mark": 8.0, "moderate_mark": 1.0, "over_rule_met": True,
-            "rule": {"max_entropy": 0.1, "min_zero_signal": 0.5},
-            "temperature_matching": {"starts": {"over-sft+fusion+reset": rejuvenated_start}}}
+            "rule": {"max_entropy": 0.1, "min_zero_signal": 0.5}, "runs": runs or [],
+            "config": {"rl": {"max_steps": 16, "tasks_per_step": 4, "num_generations": 8}},
+            "temperature_matching": {"temperature": 1.0, "starts": {"over-sft+fusion+reset": rejuvenated_start}}}
 
 
 def _cell(mean: float, low: float, high: float, seeds: int = 5) -> dict:
     return {"mean": mean, "low": low, "high": high, "seeds": seeds, "episodes": 640, "p_not_positive": 0.5}
 
 
-def test_the_verdict_follows_the_interval_of_the_post_rl_difference():
+def _table(diff, moderate_pre=0.4, moderate_gain=(0.2, 0.1, 0.3), over_gain=(0.05, -0.02, 0.12), near=0.2,
+           rejuvenated_pre=0.3):
+    return {"moderate-sft": {"in_distribution": {"pre": _cell(moderate_pre, 0.3, 0.5), "post": _cell(0.6, 0.5, 0.7),
+                                                 "gain": _cell(*moderate_gain)},
+                             "near_out_of_distribution": {"pre": _cell(near, 0.1, 0.3), "post": _cell(0.3, 0.2, 0.4),
+                                                          "gain": _cell(0.1, 0.0, 0.2)}},
+            "over-sft": {"in_distribution": {"pre": _cell(0.5, 0.4, 0.6), "post": _cell(0.55, 0.5, 0.6),
+                                             "gain": _cell(*over_gain)}},
+            "over-sft+fusion+reset": {"in_distribution": {"pre": _cell(rejuvenated_pre, 0.2, 0.4),
+                                                          "post": _cell(0.7, 0.6, 0.8), "diff": diff,
+                                                          "gain": _cell(0.4, 0.3, 0.5)}}}
+
+
+def test_the_verdict_names_the_preconditions_before_the_effect():
     data = _lab_data({"onpolicy_entropy": 0.05, "zero_signal_groups": 0.8}, {"onpolicy_entropy": 0.3, "zero_signal_groups": 0.3})
+    lines = verdict(data, _table(_cell(0.15, 0.05, 0.25)))
+    assert lines[0] == "**Preconditions** held: 1, 2, 3, 4, 5; failed: none; not measured: 6."
+    assert lines[1].startswith("**RL budget**: 16 steps of 4 tasks × 8 samples") and \
+        "moderate-sft, over-sft+fusion+reset." in lines[1]
+    assert lines[2].startswith("over-SFT + rejuvenation beat over-SFT")
+    assert verdict(data, _table(_cell(-0.15, -0.25, -0.05)))[2].startswith("over-SFT + rejuvenation did worse")
+    assert "do not differ" in verdict(data, _table(_cell(0.05, -0.05, 0.15)))[2]
+    assert any("matched temperature: not applicable" in line for line in lines) is False  # no matched-T arm ran
 
-    def table(diff):
-        rows = {"over-sft": {"in_distribution": {"pre": _cell(0.5, 0.4, 0.6), "post": _cell(0.55, 0.5, 0.6)}},
-                "over-sft+fusion+reset": {"in_distribution": {"pre": _cell(0.3, 0.2, 0.4), "post": _cell(0.7, 0.6, 0.8),
-                                                              "diff": diff}}}
-        return rows
 
-    assert verdict(data, table(_cell(0.15, 0.05, 0.25)))[0].startswith("**The effect held**")
-    assert verdict(data, table(_cell(-0.15, -0.25, -0.05)))[0].startswith("**The effect was reversed**")
-    lines = verdict(data, table(_cell(0.05, -0.05, 0.15)))
-    assert lines[0].startswith("**The effect was not established**")
-    assert any(line.startswith("Precondition 1") and ": met." in line for line in lines)
-    assert any(line.startswith("Precondition 4") and "(met)" in line for line in lines)
-    starved = _lab_data({"onpolicy_entropy": 0.05, "zero_signal_groups": 0.8}, {"onpolicy_entropy": 0.06, "zero_signal_groups": 0.9})
-    assert any("(NOT met)" in line for line in verdict(starved, table(_cell(0.05, -0.05, 0.15))))
+def test_a_failed_precondition_qualifies_the_effect_and_is_named_first():
+    data = _lab_data({"onpolicy_entropy": 0.05, "zero_signal_groups": 0.8}, {"onpolicy_entropy": 0.3, "zero_signal_groups": 0.3})
+    floor = verdict(data, _table(_cell(0.15, 0.05, 0.25), moderate_pre=0.05))  # no headroom below: the floor
+    assert "failed: 2 (headroom on both sides)" in floor[0]
+    assert floor[2].startswith("Because preconditions failed, this is not evidence")
+    no_rl = verdict(data, _table(_cell(0.15, 0.05, 0.25), moderate_gain=(0.06, -0.01, 0.13)))
+    assert "3 (RL works)" in no_rl[0]
+    premise = verdict(data, _table(_cell(0.15, 0.05, 0.25), over_gain=(0.19, 0.1, 0.3)))
+    assert "4 (the premise)" in premise[0]
+    lost = verdict(data, _table(_cell(0.15, 0.05, 0.25), rejuvenated_pre=0.2))
+    assert "5 (the rejuvenated start keeps the SFT prior)" in lost[0]
+    ceiling_near = verdict(data, _table(_cell(0.15, 0.05, 0.25), near=0.01))
+    assert "2 (headroom" in ceiling_near[0]
+
+
+def test_the_seed_spread_gives_the_seeds_a_five_point_difference_needs():
+    runs = [{"arm": arm, "seed": seed, "summary": {"after": {"in_distribution": {"success_rate": rate}}}}
+            for arm, rates in (("over-sft", (0.50, 0.54)), ("moderate-sft", (0.60, 0.64))) for seed, rate in enumerate(rates)]
+    spread = seed_spread({"runs": runs})
+    assert spread["sd"] == pytest.approx(0.02828, abs=1e-4) and spread["arms"] == 2
+    assert spread["seeds_needed"] == 6  # ((1.96 + 0.84) * sqrt(2) * 0.0283 / 0.05)^2 = 5.02, rounded up
+    assert seed_spread({"runs": runs[:1]}) is None
 
 
 def test_config_checks_marks_seeds_and_quick():
@@ -159,3 +190,27 @@ def test_micro_lab_runs_every_stage_and_resumes(tmp_path, one_thread):
     again = run_handoff(config, stream=io.StringIO())
     assert time.time() - started < data["timings_s"]["total"] / 3
     assert [run["summary"] for run in again["runs"]] == [run["summary"] for run in data["runs"]]
+
+
+def test_the_smollm2_math_preset_plays_the_level_suite_greedily_and_records_every_job(tmp_path):
+    from regym.lab.handoff import default_splits, pool_kwargs, rl_settings
+
+    config = load_handoff_config(preset="smollm2-math")
+    assert (config.env, config.env_kwargs["level_set"], config.ladder[-1], config.moderate_epochs) == \
+        ("math", "smollm2", 32, 2)
+    assert config.eval_episodes >= 1000 and config.eval_greedy and config.results == "docs/lab/smollm2-math/jobs"
+    settings = rl_settings(config, "regym/Math-v0", model="m", reference="r", seed=1, output_dir=tmp_path,
+                           temperature=1.3)
+    assert settings["env_kwargs"] == {"level_set": "smollm2", "mode": "single_turn"}
+    assert (settings["eval_temperature"], settings["temperature"], settings["num_generations"]) == (0.0, 1.3, 8)
+    assert (settings["max_turns"], settings["reference"], settings["dense_reward"]) == (1, "r", False)
+    assert settings["eval_splits"] == ["in_distribution", "near_out_of_distribution", "out_of_distribution"]
+    assert default_splits("regym/Math-v0") == ["in_distribution", "out_of_distribution"]  # near-OOD needs a level set
+    assert pool_kwargs(config, "regym/Math-v0", 8) == config.env_kwargs
+    quick = load_handoff_config(preset="smollm2-math", quick=True)
+    assert quick.out == "lab-smollm2-math-quick" and quick.results is None and quick.rl["max_steps"] == 8
+    assert load_handoff_config(preset="smollm2-math", quick=True, out=str(tmp_path)).out == str(tmp_path)
+    with pytest.raises(ValueError, match="over-sft"):
+        load_handoff_config(preset="smollm2-math", arms=["moderate-sft"])
+    with pytest.raises(ValueError, match="unknown arms"):
+        load_handoff_config(arms=["over-sft", "nope"])

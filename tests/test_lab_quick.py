@@ -42,7 +42,8 @@ def test_quick_lab_writes_the_report_and_computes_the_verdict_from_its_runs(tmp_
                 sum(episodes["pre"][arm][split]) / len(episodes["pre"][arm][split]))
     primary = data["verdict_table"]["over-sft+fusion+reset"]["in_distribution"]["diff"]
     assert primary["low"] <= primary["mean"] <= primary["high"]
-    verdict = report.split("## Verdict\n\n", 1)[1].splitlines()[0]
-    expected = "held" if primary["low"] > 0 else "reversed" if primary["high"] < 0 else "not established"
-    assert f"The effect {'was ' if expected != 'held' else ''}{expected}" in verdict
+    verdict = report.split("## Verdict\n\n", 1)[1].split("\n\n")
+    assert verdict[0].startswith("**Preconditions** held:") and verdict[1].startswith("**RL budget**")
+    expected = "beat" if primary["low"] > 0 else "did worse" if primary["high"] < 0 else "do not differ"
+    assert expected in verdict[2]
     assert minutes <= 20, f"the quick lab took {minutes:.1f} min besides the base model"

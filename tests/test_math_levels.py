@@ -198,3 +198,23 @@ def test_envs_command_and_suites_list_the_levels_and_splits(capsys):
     entries = suite_entries("smollm2-math")
     assert [(entry.env_id, entry.split) for entry in entries] == [
         ("regym/Math-v0", split) for split in ("smollm2_id", "smollm2_near", "smollm2_far")]
+
+
+def test_a_level_set_maps_the_usual_splits_onto_its_levels():
+    import gymnasium as gym
+
+    from regym.envs.math import MathEnv
+
+    for split, level_split in (("in_distribution", "smollm2_id"), ("near_out_of_distribution", "smollm2_near"),
+                               ("out_of_distribution", "smollm2_far")):
+        mapped = gym.make("regym/Math-v0", split=split, level_set="smollm2").unwrapped
+        direct = gym.make("regym/Math-v0", split=level_split).unwrapped
+        assert mapped.mode == "single_turn"
+        assert [mapped.reset(seed=s)[1]["task_id"] for s in range(8)] == [direct.reset(seed=s)[1]["task_id"]
+                                                                          for s in range(8)]
+    with pytest.raises(ValueError, match="level_set"):
+        gym.make("regym/Math-v0", split="near_out_of_distribution")
+    with pytest.raises(ValueError, match="unknown Math level set"):
+        gym.make("regym/Math-v0", level_set="nope")
+    assert "near_out_of_distribution" not in MathEnv.splits_with()
+    assert "near_out_of_distribution" in MathEnv.splits_with(level_set="smollm2")

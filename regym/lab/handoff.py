@@ -56,7 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "env_kwargs": {"level_set": "smollm2", "mode": "single_turn"},
         "rl_tasks": 512,
         "demo_tasks": 512,
-        "demo_episodes": 128,
+        "demo_episodes": 64,
         "ladder": [1, 2, 4, 8, 16, 32],
         "moderate_epochs": 2,
         "sft_lr": 3e-5,
@@ -73,7 +73,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "over-sft+fusion+random-reset", "over-sft@matched-T"],
         "seeds_primary": 3,
         "seeds_other": 3,
-        "workers": 2,
+        "workers": 1,
+        "job_threads": 2,
         "out": "lab-smollm2-math",
         "results": "docs/lab/smollm2-math/jobs",
         "quick": {"demo_episodes": 32, "ladder": [1, 2, 8, 32], "eval_episodes": 48, "greedy_episodes": 16,
@@ -85,8 +86,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 """Named designs. ``smollm2-math``: SmolLM2-135M-Instruct on the Math env's SmolLM2 level suite in single-turn
-mode (boxed answer, ±1 Math-Verify reward): SFT on 128 worked solutions to 32 epochs, GRPO with G = 8 and the
-SFT checkpoint as reference, greedy evaluation on 1,000 problems per split (the same problems for every arm),
+mode (boxed answer, ±1 Math-Verify reward): SFT on 64 worked solutions to 32 epochs, GRPO with G = 8 and the
+SFT checkpoint as reference, one job at a time on two threads (two SmolLM2 jobs side by side need more than
+this machine's 23 GB: a ladder measurement's Hessian and a 32-completion GRPO step take 8-13 GB each), greedy evaluation on 1,000 problems per split (the same problems for every arm),
 each finished job recorded under ``docs/lab/smollm2-math/jobs`` (docs/lab/smollm2-math/)."""
 
 TINY_RL = {"max_steps": 16, "eval_every": 16, "progress": False, "report_to": [], "save_steps": 8,
@@ -166,7 +168,9 @@ class HandoffConfig:
     heldout_episodes: int = 8
     """Expert episodes on games neither SFT nor RL plays: the held-out text of the sharpness measures."""
     workers: int = 2
-    """Jobs (RL runs, evaluations, measurements) run at once, each a process with one torch thread."""
+    """Jobs (RL runs, evaluations, measurements) run at once, each a process with ``job_threads`` torch threads."""
+    job_threads: int = 1
+    """torch threads of each job (1 with two workers side by side; 2 for one job at a time on 2 cores)."""
     quick: bool = False
     """Fewer seeds and episodes (``QUICK``), the same design."""
     results: str | None = None
@@ -261,6 +265,7 @@ def rl_settings(config: HandoffConfig, env_id: str, *, model: str | Path, refere
         "eval_temperature": 0.0 if config.eval_greedy else temperature,
         "eval_episodes": config.eval_episodes, "eval_splits": list(config.eval_splits or default_splits(env_id, config.env_kwargs)),
         "eval_at_start": False, "rejuvenate": False, "pipeline_seed": config.pipeline_seed,
+        "threads": config.job_threads,
     }
 
 
@@ -361,7 +366,8 @@ def measure_job(config: HandoffConfig, env_id: str, base: dict[str, Any], model:
             "max_turns": int(defaults.get("max_turns", RLConfig.max_turns)),
             "max_new_tokens": int(defaults.get("max_new_tokens", RLConfig.max_new_tokens)),
             "greedy_episodes": config.greedy_episodes if greedy else 0,
-            "heldout": base["heldout"] if heldout else None, "sharpness": heldout, "out": str(out)}
+            "heldout": base["heldout"] if heldout else None, "sharpness": heldout, "out": str(out),
+            "threads": config.job_threads}
 
 
 # --- the script -----------------------------------------------------------------------------------
@@ -574,7 +580,7 @@ def run_pre_evaluations(config: HandoffConfig, env_id: str, arms: dict[str, Arm]
     jobs = [{"kind": "pre", "name": f"{arm.name} (before RL)", "arm": arm.name, "folder": str(out / "pre" / arm.slug),
              "rl": rl_settings(config, env_id, model=arm.start, reference=arm.reference, seed=0,
                                output_dir=out / "pre" / arm.slug, temperature=arm.temperature),
-             "key": f"pre/{arm.slug}"}
+             "key": f"pre/{arm.slug}", "threads": config.job_threads}
             for arm in arms.values()]
     results = run_jobs(jobs, config.workers, lambda job, result: progress.advance(status=job["arm"]),
                        ledger=ledger, prepare=starts)
@@ -591,6 +597,7 @@ def run_arms(config: HandoffConfig, env_id: str, arms: dict[str, Arm], out: Path
             if seed < arm.seeds:
                 folder = out / "rl" / arm.slug / f"seed{seed}"
                 jobs.append({"kind": "rl", "arm": arm.name, "seed": seed, "key": f"rl/{arm.slug}/seed{seed}",
+                             "threads": config.job_threads,
                              "rl": rl_settings(config, env_id, model=arm.start, reference=arm.reference, seed=seed,
                                                output_dir=folder, temperature=arm.temperature)})
     summaries = run_jobs(jobs, config.workers,

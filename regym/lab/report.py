@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,7 @@ def verdict_table(data: dict[str, Any], splits: list[str]) -> dict[str, dict[str
             pre = episodes["pre"][arm][split]
             post = [episodes["post"][arm][seed][split] for seed in seeds]
             row = {"pre": bootstrap_mean([pre]), "post": bootstrap_mean(post),
+                   "gain": bootstrap_paired_difference(post, [pre] * len(post)),
                    "normalised_gain": bootstrap_normalised_gain(post, pre)}
             if arm != "over-sft" and "over-sft" in episodes["post"]:
                 shared = [seed for seed in seeds if seed in episodes["post"]["over-sft"]]
@@ -77,64 +80,144 @@ def verdict_table(data: dict[str, Any], splits: list[str]) -> dict[str, dict[str
 
 
 # --- the verdict ----------------------------------------------------------------------------------
-def verdict(data: dict[str, Any], table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
-    """Plain sentences: the primary result, then each precondition as measured."""
-    lines = []
-    primary = table.get(REJUVENATED, {}).get(ID, {}).get("diff")
-    if primary is None:
-        return ["The primary comparison could not be computed (an arm has no finished run)."]
-    if primary["low"] > 0:
-        outcome = "**The effect held**: after RL, over-SFT + rejuvenation beat over-SFT in-distribution"
-    elif primary["high"] < 0:
-        outcome = "**The effect was reversed**: after RL, over-SFT + rejuvenation did worse than over-SFT in-distribution"
-    else:
-        outcome = ("**The effect was not established**: after RL, over-SFT + rejuvenation and over-SFT do not differ "
-                   "in-distribution beyond the noise")
-    lines.append(f"{outcome} (paired post-RL difference {format_interval(primary)} over {primary['seeds']} seeds, "
-                 f"95 % bootstrap interval over seeds and episodes; {primary['episodes']} episodes per arm).")
-    lines.extend(preconditions(data, table))
-    for control, what in (("over-sft+fusion+random-reset", "a random reset of the same ρ"),
-                          ("over-sft@matched-T", "over-SFT sampled at the rejuvenated model's entropy"),
-                          ("over-sft+fusion", "fusion alone")):
-        if control in table and REJUVENATED in table:
-            ours, theirs = table[REJUVENATED][ID]["post"]["mean"], table[control][ID]["post"]["mean"]
-            diff = table[control][ID].get("diff")
-            lines.append(f"Control, {what}: post-RL ID success {theirs:.3f} vs the rejuvenated arm's {ours:.3f} "
-                         f"(its paired difference to over-SFT {format_interval(diff) if diff else '—'}).")
-    return lines
+ID_FLOOR, ID_CEILING, NEAR_FLOOR = 0.15, 0.80, 0.05
+"""Headroom on both sides: the moderate start's ID success in [ID_FLOOR, ID_CEILING] (RL can move it either way),
+its near-OOD success at least NEAR_FLOOR (a change there is measurable)."""
+RL_WORKS_GAIN = 0.05
+"""RL works: moderate SFT gains at least this much ID success, with the interval of its gain above 0."""
+PREMISE_GAP = 0.03
+"""The premise: over-SFT gains at least this much less ID success from RL than moderate SFT."""
+KEEP_SHARE = 0.5
+"""The rejuvenated start keeps at least this share of over-SFT's pre-RL ID success."""
+TARGET_DIFFERENCE = 0.05
+"""The difference the confirmatory run must resolve (seeds needed, at 80 % power, from the seed-to-seed spread)."""
 
 
-def preconditions(data: dict[str, Any], table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
-    """The conditions under which the paper's effect could show at all, each as measured."""
-    lines = []
+@dataclass(frozen=True)
+class Check:
+    """One precondition as measured: None when it could not be measured (an arm did not run)."""
+
+    number: int
+    name: str
+    held: bool | None
+    detail: str
+
+
+def precondition_checks(data: dict[str, Any], table: dict[str, dict[str, dict[str, Any]]]) -> list[Check]:
+    """The conditions under which the paper's effect could show at all, each with its numbers."""
+    checks = []
     diagnostics = data["diagnostics"]
     over, moderate = mark_label(data["over_mark"]), mark_label(data["moderate_mark"])
     rule = data["rule"]
     over_row, moderate_row = diagnostics[over], diagnostics[moderate]
-    met = "met" if data["over_rule_met"] else "NOT met (no mark collapsed; the last mark stands in)"
-    lines.append(f"Precondition 1, over-SFT found by measurement: {met}. Over-SFT = {over}: on-policy entropy "
-                 f"{over_row['onpolicy_entropy']:.3f} (≤ {rule['max_entropy']:g}?), groups without signal "
-                 f"{over_row['zero_signal_groups']:.2f} (≥ {rule['min_zero_signal']:g}?); moderate = {moderate}: "
-                 f"{moderate_row['onpolicy_entropy']:.3f}, {moderate_row['zero_signal_groups']:.2f}.")
-    if "moderate-sft" in table:
-        room = {split: values["pre"]["high"] < CEILING for split, values in table["moderate-sft"].items()}
-        text = ", ".join(f"{SHORT.get(split, split)} {table['moderate-sft'][split]['pre']['mean']:.3f}"
-                         for split in room)
-        lines.append(f"Precondition 2, headroom: moderate-SFT starts at {text} "
-                     f"({'below' if all(room.values()) else 'NOT below'} {CEILING:g} on every split, 95 % upper end).")
-    if "moderate-sft" in table and "over-sft" in table:
-        gain = {arm: table[arm][ID]["post"]["mean"] - table[arm][ID]["pre"]["mean"] for arm in ("moderate-sft", "over-sft")}
-        lines.append(f"Precondition 3, the premise: over-SFT gained {gain['over-sft']:+.3f} in-distribution from RL, "
-                     f"moderate SFT {gain['moderate-sft']:+.3f}: over-SFT "
-                     f"{'gained less' if gain['over-sft'] < gain['moderate-sft'] else 'did NOT gain less'}.")
-    starts = data.get("temperature_matching", {}).get("starts", {})
-    if REJUVENATED in starts:
-        rejuvenated = starts[REJUVENATED]
-        raised = rejuvenated["zero_signal_groups"] < over_row["zero_signal_groups"]
-        lines.append(f"Precondition 4, rejuvenation restores signal: groups without signal "
-                     f"{over_row['zero_signal_groups']:.2f} → {rejuvenated['zero_signal_groups']:.2f}, on-policy "
-                     f"entropy {over_row['onpolicy_entropy']:.3f} → {rejuvenated['onpolicy_entropy']:.3f} "
-                     f"({'met' if raised else 'NOT met'}).")
+    checks.append(Check(1, "over-SFT found by measurement", bool(data["over_rule_met"]),
+                        f"over-SFT = {over}: on-policy entropy {over_row['onpolicy_entropy']:.3f} (≤ "
+                        f"{rule['max_entropy']:g}?), groups without signal {over_row['zero_signal_groups']:.2f} (≥ "
+                        f"{rule['min_zero_signal']:g}?); moderate = {moderate}: {moderate_row['onpolicy_entropy']:.3f}, "
+                        f"{moderate_row['zero_signal_groups']:.2f}"
+                        + ("" if data["over_rule_met"] else "; no mark met the rule, the last mark stands in")))
+    pre = table.get("moderate-sft", {})
+    if ID in pre:
+        start = pre[ID]["pre"]["mean"]
+        near = pre[NEAR]["pre"]["mean"] if NEAR in pre else None
+        held = ID_FLOOR <= start <= ID_CEILING and (near is None or near >= NEAR_FLOOR)
+        checks.append(Check(2, "headroom on both sides", held,
+                            f"moderate-SFT starts at ID {start:.3f} (in [{ID_FLOOR:g}, {ID_CEILING:g}]?)"
+                            + ("" if near is None else f", near-OOD {near:.3f} (≥ {NEAR_FLOOR:g}?)")))
+    else:
+        checks.append(Check(2, "headroom on both sides", None, "moderate-sft did not run"))
+    gains = {arm: table[arm][ID]["gain"] for arm in ("moderate-sft", "over-sft") if ID in table.get(arm, {})}
+    if "moderate-sft" in gains:
+        gain = gains["moderate-sft"]
+        checks.append(Check(3, "RL works", gain["mean"] >= RL_WORKS_GAIN and gain["low"] > 0,
+                            f"moderate SFT gained {format_interval(gain)} ID success from RL "
+                            f"(≥ {RL_WORKS_GAIN:g} with the interval above 0?)"))
+    else:
+        checks.append(Check(3, "RL works", None, "moderate-sft did not run"))
+    if len(gains) == 2:
+        gap = gains["moderate-sft"]["mean"] - gains["over-sft"]["mean"]
+        checks.append(Check(4, "the premise", gap >= PREMISE_GAP,
+                            f"over-SFT gained {gains['over-sft']['mean']:+.3f}, moderate SFT "
+                            f"{gains['moderate-sft']['mean']:+.3f}: {gap:+.3f} less (≥ {PREMISE_GAP:g}?)"))
+    else:
+        checks.append(Check(4, "the premise", None, "moderate-sft or over-sft did not run"))
+    if ID in table.get(REJUVENATED, {}) and ID in table.get("over-sft", {}):
+        kept, before = table[REJUVENATED][ID]["pre"]["mean"], table["over-sft"][ID]["pre"]["mean"]
+        checks.append(Check(5, "the rejuvenated start keeps the SFT prior", kept >= KEEP_SHARE * before,
+                            f"pre-RL ID success {kept:.3f} vs over-SFT's {before:.3f} (≥ {KEEP_SHARE:g} of it?)"))
+    else:
+        checks.append(Check(5, "the rejuvenated start keeps the SFT prior", None, "an arm did not run"))
+    spread = seed_spread(data)
+    if spread is not None:
+        checks.append(Check(6, "seed-to-seed spread", True,
+                            f"post-RL ID success varies by {spread['sd']:.3f} (SD over seeds, pooled over "
+                            f"{spread['arms']} arms with ≥ 2 seeds): resolving a {TARGET_DIFFERENCE:g} difference "
+                            f"at 80 % power needs {spread['seeds_needed']} seeds per arm"))
+    else:
+        checks.append(Check(6, "seed-to-seed spread", None, "no arm has two seeds"))
+    return checks
+
+
+def seed_spread(data: dict[str, Any]) -> dict[str, Any] | None:
+    """Pooled SD over seeds of post-RL ID success, and the seeds per arm that a paired difference of
+    ``TARGET_DIFFERENCE`` needs at 80 % power (two-sided 5 %): n = ((1.96 + 0.84) · √2 · SD / δ)²."""
+    by_arm: dict[str, list[float]] = {}
+    for run in data["runs"]:
+        after = run["summary"].get("after", {}).get(ID)
+        if after is not None:
+            by_arm.setdefault(run["arm"], []).append(float(after["success_rate"]))
+    spreads = [(len(values), statistics.variance(values)) for values in by_arm.values() if len(values) >= 2]
+    if not spreads:
+        return None
+    pooled = math.sqrt(sum((n - 1) * var for n, var in spreads) / sum(n - 1 for n, _ in spreads))
+    needed = max(2, math.ceil(((1.96 + 0.84) * math.sqrt(2) * pooled / TARGET_DIFFERENCE) ** 2))
+    return {"sd": pooled, "arms": len(spreads), "seeds_needed": needed}
+
+
+def verdict(data: dict[str, Any], table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The preconditions first (which held, which failed), the RL budget and whether any arm gained, then
+    the primary result, qualified when a precondition failed, then each precondition and the controls."""
+    checks = precondition_checks(data, table)
+    held = [str(c.number) for c in checks if c.held]
+    failed = [f"{c.number} ({c.name})" for c in checks if c.held is False]
+    unknown = [str(c.number) for c in checks if c.held is None]
+    lines = [f"**Preconditions** held: {', '.join(held) or 'none'}; failed: {', '.join(failed) or 'none'}"
+             + (f"; not measured: {', '.join(unknown)}" if unknown else "") + "."]
+    rl = data["config"]["rl"]
+    gained = [arm for arm, by_split in table.items() if ID in by_split and by_split[ID]["gain"]["low"] > 0]
+    lines.append(f"**RL budget**: {rl.get('max_steps')} steps of {rl.get('tasks_per_step', '?')} tasks × "
+                 f"{rl.get('num_generations', '?')} samples per arm and seed. **Arms whose ID success rose** (gain "
+                 f"interval above 0): {', '.join(gained) if gained else 'none'}.")
+    primary = table.get(REJUVENATED, {}).get(ID, {}).get("diff")
+    if primary is None:
+        lines.append("The primary comparison could not be computed (an arm has no finished run).")
+    else:
+        if primary["low"] > 0:
+            outcome = "over-SFT + rejuvenation beat over-SFT in-distribution after RL"
+        elif primary["high"] < 0:
+            outcome = "over-SFT + rejuvenation did worse than over-SFT in-distribution after RL"
+        else:
+            outcome = "over-SFT + rejuvenation and over-SFT do not differ in-distribution after RL beyond the noise"
+        caveat = ("" if not failed else "Because preconditions failed, this is not evidence for or against the "
+                  "claim: ")
+        lines.append(f"{caveat}{outcome} (paired post-RL difference {format_interval(primary)} over "
+                     f"{primary['seeds']} seeds, 95 % bootstrap interval over seeds and episodes; "
+                     f"{primary['episodes']} episodes per arm).")
+    lines.extend(f"Precondition {c.number}, {c.name}: "
+                 f"{'held' if c.held else 'FAILED' if c.held is False else 'not measured'}. {c.detail}."
+                 for c in checks)
+    matched = data.get("temperature_matching", {}).get("temperature")
+    for control, what in (("over-sft+fusion+random-reset", "a random reset of the same size"),
+                          ("over-sft@matched-T", "over-SFT sampled at the rejuvenated model's entropy"),
+                          ("over-sft+fusion", "fusion alone")):
+        if control == "over-sft@matched-T" and control in table and matched is not None and matched <= 1.0:
+            lines.append("Control, over-SFT at the matched temperature: not applicable (the matched T is 1: "
+                         "over-SFT's entropy at T = 1 already reaches the rejuvenated start's).")
+        elif control in table and REJUVENATED in table:
+            ours, theirs = table[REJUVENATED][ID]["post"]["mean"], table[control][ID]["post"]["mean"]
+            diff = table[control][ID].get("diff")
+            lines.append(f"Control, {what}: post-RL ID success {theirs:.3f} vs the rejuvenated arm's {ours:.3f} "
+                         f"(its paired difference to over-SFT {format_interval(diff) if diff else '—'}).")
     return lines
 
 
