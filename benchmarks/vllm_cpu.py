@@ -1,7 +1,8 @@
 """Rollout tokens/s and GRPO step time: transformers ``generate`` against vLLM's CPU build, SmolLM2-135M.
 
 Each measurement is one ``rl-train`` run of ``--steps`` GRPO steps on TextWorld (multi-turn, the same tasks:
-training seeds 0..), SmolLM2-135M-Instruct in float32 for training, at batch 8 (2 tasks x 4 episodes) and
+training seeds 0..; ``--env``, ``--env-kwargs`` and the shape flags pick another, e.g. the SmolLM2 lab's
+single-turn Math), SmolLM2-135M-Instruct in float32 for training, at batch 8 (2 tasks x 4 episodes) and
 32 (8 x 4), with ``--generation hf`` (regym's HFPolicy, KV cache kept across turns) and ``--generation
 vllm`` (TRL's colocated engine, bf16, compiled; regym's weight sync by reload). A step plays its whole
 batch as one rollout, then trains on it in micro-batches of ``--micro-batch`` episodes (``rl-train
@@ -40,7 +41,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GROUP = 4
 
 
 def load() -> str:
@@ -54,13 +54,14 @@ def run_rl_train(generation: str, batch: int, args, out: Path) -> dict | None:
     if generation == "vllm":
         env.update(dict(item.split("=", 1) for item in args.vllm_env))
     micro_batch = min(args.micro_batch, batch)
-    if batch % micro_batch:
-        raise SystemExit(f"--micro-batch {micro_batch} must divide batch {batch}")
-    command = [sys.executable, "-m", "regym.cli.rl_train", "--env", "textworld", "--model", "smollm2",
-               "--generation", generation, "--max-steps", str(args.steps), "--num-generations", str(GROUP),
-               "--tasks-per-step", str(batch // GROUP), "--num-envs", str(batch), "--num-tasks", "64",
-               "--gradient-accumulation-steps", str(batch // micro_batch),
-               "--max-turns", str(args.turns), "--max-new-tokens", str(args.tokens), "--max-episode-tokens", "1024",
+    if batch % micro_batch or batch % args.group:
+        raise SystemExit(f"--micro-batch {micro_batch} and --group {args.group} must divide batch {batch}")
+    command = [sys.executable, "-m", "regym.cli.rl_train", "--env", args.env, "--env-kwargs", args.env_kwargs,
+               "--model", "smollm2", "--generation", generation, "--max-steps", str(args.steps),
+               "--num-generations", str(args.group), "--tasks-per-step", str(batch // args.group),
+               "--num-envs", str(batch), "--num-tasks", "64", "--gradient-accumulation-steps", str(batch // micro_batch),
+               "--max-turns", str(args.turns), "--max-new-tokens", str(args.tokens),
+               "--max-episode-tokens", str(args.episode_tokens),
                "--learning-rate", "1e-6", "--beta", "0", "--eval-every", "0", "--save-steps", "0",
                "--report-to", "none", "--no-progress", "--threads", str(args.threads), "--output-dir", str(out)]
     out.mkdir(parents=True, exist_ok=True)
@@ -85,8 +86,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--env", default="textworld")
+    parser.add_argument("--env-kwargs", default="{}", help="the env's options, a JSON object (rl-train --env-kwargs)")
+    parser.add_argument("--group", type=int, default=4, help="episodes per task (rl-train --num-generations)")
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=24, help="max new tokens per turn")
+    parser.add_argument("--episode-tokens", type=int, default=1024, help="rl-train --max-episode-tokens")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads of the training process, the colocated engine's too (rl-train --threads)")
     parser.add_argument("--micro-batch", type=int, default=8,
@@ -99,8 +104,9 @@ def main() -> None:
         print("benchmarks/vllm_cpu.py needs vLLM: `make vllm`, then .venv-vllm/bin/python benchmarks/vllm_cpu.py")
         return
     print(f"load before: {load()}")
-    print(f"vLLM environment: {args.vllm_env or 'none set'}; torch threads {args.threads} (trainer and colocated "
-          f"engine); {args.turns} turns x {args.tokens} tokens; micro-batches of {args.micro_batch}; {args.steps} steps")
+    print(f"{args.env} {args.env_kwargs}, {args.group} episodes per task, {args.turns} turns x {args.tokens} tokens; "
+          f"vLLM environment: {args.vllm_env or 'none set'}; torch threads {args.threads} (trainer and colocated "
+          f"engine); micro-batches of {args.micro_batch}; {args.steps} steps")
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or Path(scratch)

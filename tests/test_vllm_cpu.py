@@ -176,3 +176,31 @@ def test_after_each_step_the_engine_holds_the_trained_weights(tmp_path, tiny_vll
     assert synced <= SYNC_TOLERANCE
     engine = engine_model(generation)
     assert engine.lm_head.weight is engine.model.embed_tokens.weight
+
+
+def test_seeded_requests_whose_prompts_exceed_a_step_are_prefilled_whole(tiny_vllm_model, monkeypatch):
+    """8 seeded requests of 100 prompt tokens against a step budget of 256 tokens: vLLM's CPU build would split a
+    prefill over steps, then fail to rewind that request's generator (``CPU Generator does not use offset``;
+    rl-train stopped so at 32 TextWorld episodes). An engine built in this process, as TRL's colocated one is,
+    with ``use_whole_prefills``; and ``VLLMPolicy``, whose engine kwargs turn it off itself."""
+    import vllm
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from regym.agents.vllm_policy import VLLMPolicy, use_whole_prefills
+
+    prompts = [[1 + (i * 7 + j) % 50 for j in range(100)] for i in range(8)]
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process, as TRL's colocate mode
+    llm = vllm.LLM(model=tiny_vllm_model, enforce_eager=True, max_model_len=256, max_num_batched_tokens=256,
+                   max_num_seqs=8, seed=0)
+    assert use_whole_prefills(llm)
+    outputs = [llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts],
+                            [SamplingParams(max_tokens=8, seed=100 + i) for i in range(8)], use_tqdm=False)
+               for _ in range(2)]
+    first, again = ([list(output.outputs[0].token_ids) for output in call] for call in outputs)
+    assert all(len(ids) == 8 for ids in first) and again == first  # seeded: the same replies again
+    policy = VLLMPolicy(tiny_vllm_model, temperature=1.0, max_new_tokens=8, seed=3, enforce_eager=True,
+                        max_model_len=256, max_num_batched_tokens=256)
+    replies = [g.token_ids for g in policy.generate(prompts)]
+    policy.reseed(3)
+    assert [g.token_ids for g in policy.generate(prompts)] == replies

@@ -52,7 +52,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.prompts import PromptFormat
-from regym.agents.vllm_policy import cpu_engine_defaults
+from regym.agents.vllm_policy import cpu_engine_defaults, use_whole_prefills
 from regym.rl.advantages import token_advantages, turn_advantages
 from regym.rl.checkpoints import atomic_directory, prune_checkpoints
 from regym.rl.config import RLConfig
@@ -204,6 +204,8 @@ class RegymGRPOTrainer(GRPOTrainer):
             args.beta = beta
         if args.use_vllm:
             use_reload_sync(self.vllm_generation)  # vLLM's CPU build: TRL's in-place copy cannot reach its weights
+            if self.vllm_generation.mode == "colocate":
+                use_whole_prefills(self.vllm_generation.llm)  # vLLM's CPU build: a split seeded prefill crashes
         self._check_processes()
         if beta != 0.0:
             if ref_model is None:
