@@ -51,8 +51,10 @@ def vllm_version() -> str:
 def cpu_engine_defaults() -> None:
     """Environment a vLLM CPU engine reads at start-up, unless the user set it: ``CPU_KVCACHE_GIB``.
 
-    Thread placement stays vLLM's (``VLLM_CPU_OMP_THREADS_BIND``, ``VLLM_CPU_NUM_OF_RESERVED_CPU``;
-    docs/scale.md has what was measured)."""
+    Threads: vLLM applies ``VLLM_CPU_OMP_THREADS_BIND`` and ``VLLM_CPU_NUM_OF_RESERVED_CPU`` only in its multi-process
+    executor (``vllm.utils.ompmultiprocessing``), which neither regym engine uses (TRL's colocated one runs in the
+    training process, ``VLLMPolicy``'s in one engine-core process): they compute on that process's torch threads
+    (docs/scale.md)."""
     if vllm_build() == "cpu":
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KVCACHE_GIB))
 

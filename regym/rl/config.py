@@ -141,10 +141,10 @@ class RLConfig:
     gradient_accumulation_steps: int = 1
     """Micro-batches per optimizer step (TRL's name). A step still plays its ``batch_episodes`` episodes as one
     rollout (TRL's generation batch), then runs the log-prob passes, loss and backward over this many slices of
-    them, summing the gradients: the same update in a fraction of the memory. Measured on SmolLM2-135M
-    (TextWorld, 32 episodes of ~1k tokens, float32 on a CPU): 1 micro-batch was killed at 16.9 GB, 4 of 8 each
-    fit in docs/scale.md's figure. Must divide each process's episodes; context "full" only (the window context
-    already chunks its rows' loss, ``RegymGRPOTrainer.compute_loss``)."""
+    them, summing the gradients: the same update in less memory. Measured on SmolLM2-135M (TextWorld, 32
+    episodes of up to 1k tokens, float32, CPU): in 1 pass the run was killed by the OOM killer at 16.9 GB on its
+    way up; in 4 micro-batches of 8 it peaked at 15.8 GiB (docs/scale.md). Must divide each process's episodes;
+    context "full" only (the window context already chunks its rows' loss, ``RegymGRPOTrainer.compute_loss``)."""
     env_url: str | None = None
     """A ``regym serve-env`` server of this env (e.g. http://127.0.0.1:8000): training and evaluation episodes
     are played there through RemoteEnv sessions, identical by seed to local ones. None: in this process."""
