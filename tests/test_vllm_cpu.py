@@ -123,11 +123,12 @@ def trainer_logprobs(model, token_ids: list[int]) -> torch.Tensor:
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(token_ids[1:])[:, None])[:, 0]
 
 
-@pytest.mark.parametrize("max_turns", [2, 1], ids=["multi-turn", "single-turn"])
-def test_after_each_step_the_engine_holds_the_trained_weights(tmp_path, tiny_vllm_model, max_turns):
+@pytest.mark.parametrize("max_turns,micro_batches", [(2, 2), (1, 1)], ids=["multi-turn", "single-turn"])
+def test_after_each_step_the_engine_holds_the_trained_weights(tmp_path, tiny_vllm_model, max_turns, micro_batches):
     """Two GRPO steps with rollouts on TRL's colocated engine, then the comparison of a fixed sequence's
     log-probs under the engine and under the trained model: before the sync that starts step 3 the engine
-    still holds step 1's weights and the comparison fails; after it, it passes (tied head included)."""
+    still holds step 1's weights and the comparison fails; after it, it passes (tied head included). The
+    multi-turn run trains each step's one rollout in 2 micro-batches (``gradient_accumulation_steps``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from regym.rl.config import RLConfig
@@ -137,7 +138,8 @@ def test_after_each_step_the_engine_holds_the_trained_weights(tmp_path, tiny_vll
     config = RLConfig(env=VOWELS, model=tiny_vllm_model, generation="vllm", max_steps=2, num_generations=4,
                       tasks_per_step=2, num_envs=8, num_tasks=4, max_turns=max_turns, max_new_tokens=12,
                       max_episode_tokens=256, learning_rate=1e-3, beta=0.0, eval_every=0, save_steps=0,
-                      report_to=[], progress=False, use_cpu=True, vllm_importance_sampling="none")
+                      report_to=[], progress=False, use_cpu=True, vllm_importance_sampling="none",
+                      gradient_accumulation_steps=micro_batches)
     model = AutoModelForCausalLM.from_pretrained(tiny_vllm_model, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(tiny_vllm_model)
     initial_embedding = model.model.embed_tokens.weight.detach().clone()
@@ -155,8 +157,11 @@ def test_after_each_step_the_engine_holds_the_trained_weights(tmp_path, tiny_vll
         trained = trainer.accelerator.unwrap_model(trainer.model)
         return (engine_logprobs(generation, sequence) - trainer_logprobs(trained, sequence)).abs().mean().item()
 
+    rollouts = []
+    trainer.rollout_listeners.append(lambda step, trajectories: rollouts.append((step, len(trajectories))))
     trainer.train()
     assert trainer.state.global_step == 2
+    assert rollouts == [(0, 8), (1, 8)]  # one rollout of the whole batch per optimizer step
     episodes = trainer.last_rollout
     assert episodes and all(t.error is None and 1 <= t.num_turns <= max_turns for t in episodes)
     assert max(t.num_turns for t in episodes) == max_turns
@@ -171,3 +176,31 @@ def test_after_each_step_the_engine_holds_the_trained_weights(tmp_path, tiny_vll
     assert synced <= SYNC_TOLERANCE
     engine = engine_model(generation)
     assert engine.lm_head.weight is engine.model.embed_tokens.weight
+
+
+def test_seeded_requests_whose_prompts_exceed_a_step_are_prefilled_whole(tiny_vllm_model, monkeypatch):
+    """8 seeded requests of 100 prompt tokens against a step budget of 256 tokens: vLLM's CPU build would split a
+    prefill over steps, then fail to rewind that request's generator (``CPU Generator does not use offset``;
+    rl-train stopped so at 32 TextWorld episodes). An engine built in this process, as TRL's colocated one is,
+    with ``use_whole_prefills``; and ``VLLMPolicy``, whose engine kwargs turn it off itself."""
+    import vllm
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from regym.agents.vllm_policy import VLLMPolicy, use_whole_prefills
+
+    prompts = [[1 + (i * 7 + j) % 50 for j in range(100)] for i in range(8)]
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process, as TRL's colocate mode
+    llm = vllm.LLM(model=tiny_vllm_model, enforce_eager=True, max_model_len=256, max_num_batched_tokens=256,
+                   max_num_seqs=8, seed=0)
+    assert use_whole_prefills(llm)
+    outputs = [llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts],
+                            [SamplingParams(max_tokens=8, seed=100 + i) for i in range(8)], use_tqdm=False)
+               for _ in range(2)]
+    first, again = ([list(output.outputs[0].token_ids) for output in call] for call in outputs)
+    assert all(len(ids) == 8 for ids in first) and again == first  # seeded: the same replies again
+    policy = VLLMPolicy(tiny_vllm_model, temperature=1.0, max_new_tokens=8, seed=3, enforce_eager=True,
+                        max_model_len=256, max_num_batched_tokens=256)
+    replies = [g.token_ids for g in policy.generate(prompts)]
+    policy.reseed(3)
+    assert [g.token_ids for g in policy.generate(prompts)] == replies

@@ -51,10 +51,55 @@ def vllm_version() -> str:
 def cpu_engine_defaults() -> None:
     """Environment a vLLM CPU engine reads at start-up, unless the user set it: ``CPU_KVCACHE_GIB``.
 
-    Thread placement stays vLLM's (``VLLM_CPU_OMP_THREADS_BIND``, ``VLLM_CPU_NUM_OF_RESERVED_CPU``;
-    docs/scale.md has what was measured)."""
+    Threads: vLLM applies ``VLLM_CPU_OMP_THREADS_BIND`` and ``VLLM_CPU_NUM_OF_RESERVED_CPU`` only in its multi-process
+    executor (``vllm.utils.ompmultiprocessing``), which neither regym engine uses (TRL's colocated one runs in the
+    training process, ``VLLMPolicy``'s in one engine-core process): they compute on that process's torch threads
+    (docs/scale.md)."""
     if vllm_build() == "cpu":
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KVCACHE_GIB))
+
+
+WHOLE_PREFILLS_WHY = (
+    "vLLM's CPU build cannot split a seeded request's prefill over engine steps: the runner then discards the "
+    "partial step's sample and rewinds the request's generator (gen.set_offset), which a CPU generator refuses "
+    "(RuntimeError: CPU Generator does not use offset)")
+
+
+def whole_prefill_engine_kwargs(model: str | Path, engine_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``engine_kwargs`` for a ``vllm.LLM`` on the CPU build: chunked prefill off, and a step's token budget
+    (``max_num_batched_tokens``, vLLM's CPU default 4096) at least the context, so every prompt fits a step whole.
+
+    Why: ``request_seeds`` gives each request its own generator, and a split prefill crashes the CPU build
+    (``WHOLE_PREFILLS_WHY``; first seen in rl-train at 32 TextWorld episodes of ~700 tokens). A prompt that does
+    not fit what is left of a step's budget waits for the next step instead. The user's own settings win."""
+    if vllm_build() != "cpu" or "enable_chunked_prefill" in engine_kwargs:
+        return engine_kwargs
+    context = engine_kwargs.get("max_model_len")
+    if context is None:
+        from transformers import AutoConfig
+
+        context = getattr(AutoConfig.from_pretrained(str(model)), "max_position_embeddings", None) or 0
+    budget = max(int(engine_kwargs.get("max_num_batched_tokens") or 4096), int(context))
+    return {**engine_kwargs, "enable_chunked_prefill": False, "max_num_batched_tokens": budget}
+
+
+def use_whole_prefills(llm: Any) -> bool:
+    """Turn chunked prefill off in an engine already built in this process on vLLM's CPU build (TRL's colocated
+    engine, which TRL builds with ``max_num_batched_tokens=4096``); see ``whole_prefill_engine_kwargs`` for why.
+    Returns whether it did; raises when the context exceeds the step's budget (such a prompt could never be
+    scheduled whole)."""
+    if vllm_build() != "cpu":
+        return False
+    scheduler = llm.llm_engine.engine_core.engine_core.scheduler  # in process: TRL's external_launcher engine
+    config = scheduler.scheduler_config
+    context = llm.llm_engine.model_config.max_model_len
+    if context > config.max_num_batched_tokens:
+        raise ValueError(f"the vLLM CPU engine's context ({context} tokens) exceeds its step budget "
+                         f"(max_num_batched_tokens {config.max_num_batched_tokens}), so long prompts would need "
+                         f"chunked prefill, and {WHOLE_PREFILLS_WHY}: lower max_episode_tokens to "
+                         f"{config.max_num_batched_tokens} or less")
+    config.enable_chunked_prefill = False  # read at every schedule() (vllm.v1.core.sched.scheduler)
+    return True
 
 
 def request_seeds(seed: int | None, call: int, count: int) -> list[int | None]:
@@ -97,6 +142,7 @@ class VLLMPolicy:
         cpu_engine_defaults()
         engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
         self._vllm = vllm
+        engine_kwargs = whole_prefill_engine_kwargs(model, engine_kwargs)
         self.llm = vllm.LLM(model=str(model), seed=0 if seed is None else int(seed), **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.context_window = int(self.llm.llm_engine.model_config.max_model_len)

@@ -138,6 +138,13 @@ class RLConfig:
     from 0.31 to 0.59 in 30 steps, seed 1 stayed at 0.45 -> 0.44."""
     num_envs: int = 8
     """Env instances stepped in lock-step (episodes generated at once)."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step (TRL's name). A step still plays its ``batch_episodes`` episodes as one
+    rollout (TRL's generation batch), then runs the log-prob passes, loss and backward over this many slices of
+    them, summing the gradients: the same update in less memory. Measured on SmolLM2-135M (TextWorld, 32
+    episodes of up to 1k tokens, float32, CPU): in 1 pass the run was killed by the OOM killer at 16.9 GB on its
+    way up; in 4 micro-batches of 8 it peaked at 15.8 GiB (docs/scale.md). Must divide each process's episodes;
+    context "full" only (the window context already chunks its rows' loss, ``RegymGRPOTrainer.compute_loss``)."""
     env_url: str | None = None
     """A ``regym serve-env`` server of this env (e.g. http://127.0.0.1:8000): training and evaluation episodes
     are played there through RemoteEnv sessions, identical by seed to local ones. None: in this process."""
@@ -208,7 +215,9 @@ class RLConfig:
     generation: str = "hf"
     """What generates the rollouts: "hf" (regym's HFPolicy on the training model, any device) or "vllm" (TRL's
     vLLM engine, the trainer's weights pushed to it before each step's rollout; needs CUDA and regym[vllm], or
-    on a CPU vLLM's CPU build: ``make vllm``, colocate mode)."""
+    on a CPU vLLM's CPU build: ``make vllm``, colocate mode). "hf" stays the default where vLLM is installed:
+    on a CPU its rollouts were 2.2-5x faster but the GRPO step 1.06-1.38x slower per token at batch 32 (TRL adds
+    a log-prob pass for its importance-sampling correction; docs/scale.md)."""
     vllm_mode: str = "colocate"
     """With generation "vllm": "colocate" (a vLLM engine inside each training process, on its GPU) or "server"
     (a ``trl vllm-serve`` server on GPUs of its own, at vllm_server_base_url)."""
@@ -298,8 +307,16 @@ class RLConfig:
         if self.history_turns < 0:
             raise ValueError("history_turns must be >= 0")
         if min(self.tasks_per_step, self.num_envs, self.max_turns, self.max_new_tokens, self.max_steps,
-               self.num_iterations) < 1:
-            raise ValueError("tasks_per_step, num_envs, max_turns, max_new_tokens, max_steps and num_iterations must be >= 1")
+               self.num_iterations, self.gradient_accumulation_steps) < 1:
+            raise ValueError("tasks_per_step, num_envs, max_turns, max_new_tokens, max_steps, num_iterations and "
+                             "gradient_accumulation_steps must be >= 1")
+        if self.gradient_accumulation_steps > 1 and self.context == "window":
+            raise ValueError("gradient_accumulation_steps > 1 needs context 'full': with context 'window' a step trains "
+                             "one row per policy turn, a count TRL's even split into micro-batches would cut short, "
+                             "and rl-train already takes that loss over chunks of batch_episodes rows")
+        if self.batch_episodes % self.gradient_accumulation_steps:
+            raise ValueError(f"gradient_accumulation_steps ({self.gradient_accumulation_steps}) must divide the step's "
+                             f"{self.batch_episodes} episodes (tasks_per_step x num_generations)")
 
     @property
     def batch_episodes(self) -> int:

@@ -52,7 +52,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.prompts import PromptFormat
-from regym.agents.vllm_policy import cpu_engine_defaults
+from regym.agents.vllm_policy import cpu_engine_defaults, use_whole_prefills
 from regym.rl.advantages import token_advantages, turn_advantages
 from regym.rl.checkpoints import atomic_directory, prune_checkpoints
 from regym.rl.config import RLConfig
@@ -100,7 +100,8 @@ def episodes_per_process(config: RLConfig, processes: int) -> int:
     """Each process's share of a step's ``batch_episodes``: ``tasks_per_step / processes`` whole GRPO groups.
 
     TRL's ``RepeatSampler`` yields the step's tasks, each repeated G times in a row, and accelerate deals
-    that list out in consecutive slices of ``per_device_train_batch_size``, slice i to process i. A slice
+    that list out in consecutive slices of ``per_device_train_batch_size x steps_per_generation`` (the
+    process's generation batch, split into micro-batches only after it is played), slice i to process i. A slice
     of whole groups means every group is played, rewarded and normalised on one process; TRL gathers the
     rewards of all processes before its group normalisation anyway, but regym's RLOO/GiGPO advantages and
     ``_play`` need the whole group locally. Also refuses what cannot run on several processes.
@@ -122,14 +123,26 @@ def episodes_per_process(config: RLConfig, processes: int) -> int:
     return config.batch_episodes // processes
 
 
+def micro_batch_episodes(config: RLConfig, processes: int) -> int:
+    """Episodes in one forward/backward pass of a process: its share of the step (``episodes_per_process``)
+    over ``gradient_accumulation_steps``; ValueError naming the fix when that does not divide."""
+    episodes, steps = episodes_per_process(config, processes), config.gradient_accumulation_steps
+    if episodes % steps:
+        raise ValueError(f"gradient_accumulation_steps ({steps}) must divide each process's {episodes} episodes "
+                         f"({config.batch_episodes} over {processes} processes)")
+    return episodes // steps
+
+
 def grpo_config(config: RLConfig, output_dir: Path, use_cpu: bool) -> GRPOConfig:
     """TRL's config from regym's: one rollout batch per optimizer step, no TRL-side eval. With several
-    processes (``accelerate launch``) the step's batch is split between them (``episodes_per_process``)."""
+    processes (``accelerate launch``) the step's batch is split between them (``episodes_per_process``), and
+    each process's share into ``gradient_accumulation_steps`` micro-batches: TRL generates for
+    ``steps_per_generation`` micro-batches at once, so with both equal one rollout feeds one optimizer step."""
     return GRPOConfig(
         output_dir=str(output_dir),
-        per_device_train_batch_size=episodes_per_process(config, process_count()),
-        gradient_accumulation_steps=1,
-        steps_per_generation=1,
+        per_device_train_batch_size=micro_batch_episodes(config, process_count()),
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        steps_per_generation=config.gradient_accumulation_steps,
         num_iterations=config.num_iterations,
         num_generations=config.num_generations,
         max_completion_length=config.max_new_tokens if config.context == "window" else config.max_episode_tokens,
@@ -191,6 +204,8 @@ class RegymGRPOTrainer(GRPOTrainer):
             args.beta = beta
         if args.use_vllm:
             use_reload_sync(self.vllm_generation)  # vLLM's CPU build: TRL's in-place copy cannot reach its weights
+            if self.vllm_generation.mode == "colocate":
+                use_whole_prefills(self.vllm_generation.llm)  # vLLM's CPU build: a split seeded prefill crashes
         self._check_processes()
         if beta != 0.0:
             if ref_model is None:
@@ -200,10 +215,12 @@ class RegymGRPOTrainer(GRPOTrainer):
     def _check_processes(self) -> None:
         """Refuse, at start-up, a process layout under which a step would split groups or hang."""
         config, processes = self.regym_config, self.accelerator.num_processes
-        if processes * self.args.per_device_train_batch_size != config.batch_episodes:
-            raise ValueError(f"{processes} processes x {self.args.per_device_train_batch_size} episodes do not make the "
-                             f"step's {config.batch_episodes}: build the GRPOConfig with grpo_config() in the "
-                             "processes that train (under the launcher)")
+        per_step = processes * self.args.per_device_train_batch_size * self.args.steps_per_generation
+        if per_step != config.batch_episodes or self.args.gradient_accumulation_steps != self.args.steps_per_generation:
+            raise ValueError(f"{processes} processes x {self.args.per_device_train_batch_size} episodes x "
+                             f"{self.args.steps_per_generation} micro-batches do not make the step's "
+                             f"{config.batch_episodes} in one rollout: build the GRPOConfig with grpo_config() in "
+                             "the processes that train (under the launcher)")
         episodes_per_process(config, processes)
         if processes > 1 and (self._dist.is_fsdp or self._dist.is_zero3) and (
                 config.generation == "hf" or config.eval_every > 0):
