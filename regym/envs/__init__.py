@@ -85,6 +85,12 @@ class EnvListing:
     """(split, its levels) for the splits made of levels (``TextEnv.level_splits``)."""
 
 
+def declared_splits(registered: type) -> tuple[str, ...]:
+    """The splits an env class plays with its default options (Math's near-OOD needs a ``level_set``)."""
+    splits_with = getattr(registered, "splits_with", None)
+    return tuple(splits_with()) if splits_with is not None else tuple(getattr(registered, "splits", ()))
+
+
 def list_envs() -> list[EnvListing]:
     """Every registered regym env with its splits and levels (read from the env class)."""
     register_envs()
@@ -94,7 +100,7 @@ def list_envs() -> list[EnvListing]:
             continue
         short = env_id.split("/", 1)[1].rsplit("-v", 1)[0].lower()
         registered = env_class(env_id)
-        listings.append(EnvListing(env_id, short, tuple(getattr(registered, "splits", ())),
+        listings.append(EnvListing(env_id, short, declared_splits(registered),
                                    tuple(dict(getattr(registered, "difficulty_levels", None) or {}).items()),
                                    tuple(dict(getattr(registered, "level_splits", None) or {}).items())))
     return listings
@@ -118,6 +124,7 @@ __all__ = [
     "ENTRY_POINTS",
     "SERVICE_ENTRY_POINTS",
     "EnvListing",
+    "declared_splits",
     "FreeText",
     "Outcome",
     "ParsedAction",

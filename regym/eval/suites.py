@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 from regym import seeds
-from regym.envs import env_class, list_envs, normalize_split, resolve_env_id
+from regym.envs import declared_splits, env_class, list_envs, normalize_split, resolve_env_id
 
 ID, OOD = "in_distribution", "out_of_distribution"
 NEAR = "near_out_of_distribution"
@@ -74,13 +74,13 @@ SUITES = {
 
 
 def env_splits(env_id: str) -> tuple[str, ...]:
-    """The splits an env class declares; an env that cannot load raises with its name."""
+    """The splits an env class plays with its default options; an env that cannot load raises with its name."""
     spec = gym.spec(env_id)
     try:
         registered = env_class(env_id)
     except Exception as error:
         raise RuntimeError(f"env {env_id} failed to load ({spec.entry_point}): {error}") from error
-    return tuple(getattr(registered, "splits", ()))
+    return declared_splits(registered)
 
 
 def get_suite(name: str) -> Suite:

@@ -185,8 +185,9 @@ class MathEnv(TextEnv):
         level_split = split_levels(self.split, level_set)
         if self.split == "near_out_of_distribution" and level_split is None and dataset is None \
                 and chosen_levels is None:
-            raise ValueError("Math's near_out_of_distribution split is defined by a level set: pass "
-                             f"level_set= (one of {', '.join(LEVEL_SETS)}), or level=/levels=")
+            raise ValueError(f"{type(self).__name__} has splits {self.splits_with()} without a level set, not "
+                             f"{split!r}: near-OOD is defined by a level set, so pass level_set= (one of "
+                             f"{', '.join(LEVEL_SETS)}) or level=/levels=")
         if dataset is not None:
             self.problems = DatasetProblems(dataset, question_column, answer_column, dataset_split)
         elif chosen_levels is not None:
