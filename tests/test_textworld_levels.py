@@ -73,3 +73,12 @@ def test_two_rl_steps_on_the_embedded_default_move_the_policy_on_a_nonzero_dense
     rewards, change = two_rl_steps("textworld", tmp_path)
     assert len(rewards) == 2 and max(rewards) > 0
     assert change > 0
+
+
+def test_envs_command_lists_every_split_a_level_plays(capsys, monkeypatch):
+    from regym.cli.envs import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main([]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if "house.2" in line]
+    assert "in_distribution, near_out_of_distribution" in row
