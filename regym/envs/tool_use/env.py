@@ -1,6 +1,6 @@
 """ToolUse: multi-step function calling with deterministic offline tools (``regym/ToolUse-v0``).
 
-Each task is a question that needs 2-5 chained tool calls (calculator, unit
+Each task is a question that needs 1-5 chained tool calls (calculator, unit
 conversion, calendar arithmetic, a per-task SQLite database, a key-value records API,
 BM25 search over a local document set) and has one verifiable answer. The policy
 calls tools in OpenAI's tool-call format (see ``regym.envs.tool_use.calls`` for every
