@@ -68,11 +68,9 @@ def test_split_play_reports_its_level_and_unknown_levels_are_refused(tmp_path):
 @pytest.mark.slow
 def test_two_rl_steps_on_the_embedded_default_move_the_policy_on_a_nonzero_dense_reward(tmp_path):
     """A few minutes on 2 cores once the tiny TextWorld pipeline and its games are cached."""
-    from two_rl_steps import two_rl_steps
+    from two_rl_steps import check_two_rl_steps
 
-    rewards, change = two_rl_steps("textworld", tmp_path)
-    assert len(rewards) == 2 and max(rewards) > 0
-    assert change > 0
+    check_two_rl_steps("textworld", tmp_path)
 
 
 def test_envs_command_lists_every_split_a_level_plays(capsys, monkeypatch):

@@ -130,8 +130,6 @@ def test_dense_reward_splits_its_half_across_a_longer_plan_and_never_goes_negati
 @pytest.mark.slow
 def test_two_rl_steps_on_the_embedded_default_move_the_policy_on_a_nonzero_dense_reward(tmp_path):
     """About 2 minutes on 2 cores once the tiny ToolUse pipeline is cached (seed 0 measured rewards 0.125, 0.061)."""
-    from two_rl_steps import two_rl_steps
+    from two_rl_steps import check_two_rl_steps
 
-    rewards, change = two_rl_steps("tool_use", tmp_path)
-    assert len(rewards) == 2 and max(rewards) > 0
-    assert change > 0
+    check_two_rl_steps("tool_use", tmp_path)

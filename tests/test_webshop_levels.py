@@ -113,8 +113,6 @@ def test_dense_reward_keeps_a_partial_purchase_below_a_win_and_never_below_zero(
 @pytest.mark.slow
 def test_two_rl_steps_on_the_embedded_default_move_the_policy_on_a_nonzero_dense_reward(tmp_path):
     """A few minutes on 2 cores once the tiny WebShop pipeline is cached."""
-    from two_rl_steps import two_rl_steps
+    from two_rl_steps import check_two_rl_steps
 
-    rewards, change = two_rl_steps("webshop", tmp_path)
-    assert len(rewards) == 2 and max(rewards) > 0
-    assert change > 0
+    check_two_rl_steps("webshop", tmp_path)

@@ -20,3 +20,10 @@ def two_rl_steps(env: str, out: Path) -> tuple[list[float], float]:
     final = load_file(out / "final" / "model.safetensors")
     change = max((final[name].float() - start[name].float()).abs().max().item() for name in start)
     return [row["reward"] for row in read_jsonl(out / "metrics.jsonl")], change
+
+
+def check_two_rl_steps(env: str, out: Path) -> None:
+    """Two RL steps ran, some training reward was non-zero, and the weights moved."""
+    rewards, change = two_rl_steps(env, out)
+    assert len(rewards) == 2 and max(rewards) > 0, rewards
+    assert change > 0
