@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     for listing in listings:
         if not listing.levels:
             continue
-        in_splits = {level: split for split, levels in listing.level_splits for level in levels}
-        levels = Table("level", "asks", "split", title=f"{listing.env_id} difficulty levels")
+        levels = Table("level", "asks", "splits", title=f"{listing.env_id} difficulty levels")
         for level, asks in listing.levels:
-            levels.add_row(level, asks, in_splits.get(level, ""))
+            splits = [split for split, its_levels in listing.level_splits if level in its_levels]
+            levels.add_row(level, asks, ", ".join(splits))
         console.print(levels)
     return 0

@@ -60,7 +60,7 @@ SPLIT_ALIASES = {
     "id": "in_distribution",
     "train": "in_distribution",
     "seen": "in_distribution",
-    "near_out_of_distribution": "near_out_of_distribution",  # ID sizes, held-out seeds (TextWorld only)
+    "near_out_of_distribution": "near_out_of_distribution",  # harder settings of the ID kinds (per family)
     "near_ood": "near_out_of_distribution",
     "near": "near_out_of_distribution",
     "out_of_distribution": "out_of_distribution",

@@ -15,11 +15,12 @@ its problems: add a new level instead.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from regym.envs.levels import find_level
 
 LEVEL_SEED_SPACING = 1_000_000
 """Levels' seeds are multiples of this, so that no two levels share a random stream: reasoning-gym seeds item
@@ -99,15 +100,9 @@ LEVEL_SETS: dict[str, dict[str, str]] = {
 ``in_distribution`` is ``smollm2_id``, and so on, so that code written for the usual split names (the lab,
 rl-train's evaluations, eval suites) plays a level suite unchanged."""
 
-LEVEL_NAME = re.compile(r"^[a-z0-9_]+\.\d+$")
-
-
 def get_level(name: str) -> Level:
     """A level by name, or a ValueError listing the known ones."""
-    try:
-        return LEVELS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown Math level {name!r}; known levels: {', '.join(LEVELS)}") from None
+    return find_level(LEVELS, name, "Math")
 
 
 def split_levels(split: str, level_set: str | None = None) -> tuple[str, ...] | None:

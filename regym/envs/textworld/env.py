@@ -7,6 +7,7 @@ instead progress along TextWorld's own winning policy, the shaping behind TextWo
 ``intermediate_reward``: each step pays (steps left before − steps left after) / steps
 at the start. It telescopes, so an episode's sum is the fraction of the quest done by
 its end (1 when won) and the best policy is unchanged; a detour costs until undone.
+``level="house.3"`` plays one difficulty level's games (``textworld/levels.py``) in place of the split's.
 The expert action is the first command of TextWorld's own winning policy from the
 current state (``policy_commands``).
 """
@@ -23,6 +24,7 @@ import textworld
 from regym.envs.base import Outcome, TextEnv
 from regym.envs.options import ClientOption
 from regym.envs.textworld.games import SPLIT_OF_SHORT, SPLIT_SHORT, SPLIT_SPECS, compile_game, game_settings
+from regym.envs.textworld.levels import TEXTWORLD_LEVELS
 from regym.paths import cache_dir
 
 REQUEST_INFOS = textworld.EnvInfos(
@@ -36,7 +38,7 @@ REQUEST_INFOS = textworld.EnvInfos(
 )
 
 _BANNER_CHARS = set(" _|\\/$<>-")
-_TASK_ID = re.compile(rf"tw-({'|'.join(SPLIT_OF_SHORT)})-(\d+)")
+_TASK_ID = re.compile(rf"tw-({'|'.join(re.escape(short) for short in SPLIT_OF_SHORT)})-(\d+)")
 _STATUS_PROMPT = re.compile(r"\n>[^\n]*$")
 _UNSAFE_FOR_ENGINE = re.compile(r"[^A-Za-z0-9 ,.'!?:;()-]")
 MAX_ENGINE_CHARS = 190
@@ -60,6 +62,8 @@ class TextWorldEnv(TextEnv):
     """A procedurally generated TextWorld game per task."""
 
     splits: ClassVar[tuple[str, ...]] = tuple(SPLIT_SPECS)
+    difficulty_levels: ClassVar[dict[str, str]] = TEXTWORLD_LEVELS.descriptions()
+    level_splits: ClassVar[dict[str, tuple[str, ...]]] = TEXTWORLD_LEVELS.split_levels()
     instructions: ClassVar[str] = (
         "You are playing a text adventure game. The first observation states your objective. "
         "Reply with one text command such as 'go north', 'open chest', 'take key' or 'put apple on table'."
@@ -71,7 +75,8 @@ class TextWorldEnv(TextEnv):
     client_options = {**TextEnv.client_options, "num_tasks": ClientOption(int, 1, 10_000),
                       "dense_reward": ClientOption(bool), "nb_rooms": ClientOption(int, 1, 20, nullable=True),
                       "nb_objects": ClientOption(int, 1, 50, nullable=True),
-                      "quest_length": ClientOption(int, 1, 20, nullable=True)}
+                      "quest_length": ClientOption(int, 1, 20, nullable=True),
+                      "level": ClientOption(str, choices=tuple(TEXTWORLD_LEVELS.levels), nullable=True)}
     """A served game's size is the client's; ``cache`` (a host folder) and ``theme`` are the operator's."""
 
     def __init__(
@@ -87,8 +92,12 @@ class TextWorldEnv(TextEnv):
         theme: str | None = None,
         cache: str | Path | None = None,
         render_mode: str | None = None,
+        level: str | None = None,
     ):
+        """``level``: play that difficulty level's game pool (``TEXTWORLD_LEVELS``) in place of the split's."""
         super().__init__(split, max_turns, invalid_action_penalty, render_mode)
+        self.level = TEXTWORLD_LEVELS.level(level) if level is not None else None
+        self.pool = self.level.settings["pool"] if self.level else self.split
         self.num_tasks = num_tasks
         self.dense_reward = bool(dense_reward)
         self.overrides = {"rooms": nb_rooms, "objects": nb_objects, "quest_length": quest_length, "theme": theme}
@@ -98,10 +107,11 @@ class TextWorldEnv(TextEnv):
         self._score = 0
         self._max_score = 1
         self._steps_left = self._steps_at_start = 1
+        self._task_level = ""
 
     # --- TextEnv hooks --------------------------------------------------------------
     def _task_id_for(self, rng: np.random.Generator) -> str:
-        return f"tw-{SPLIT_SHORT[self.split]}-{int(rng.integers(self.num_tasks)):05d}"
+        return f"tw-{SPLIT_SHORT[self.pool]}-{int(rng.integers(self.num_tasks)):05d}"
 
     def _begin(self, task_id: str) -> Outcome:
         game_file = self.game_file(task_id)
@@ -110,6 +120,8 @@ class TextWorldEnv(TextEnv):
             self._engine = textworld.start(str(game_file), request_infos=REQUEST_INFOS)
             self._game_file = game_file
         state = self._engine.reset()
+        pool = SPLIT_OF_SHORT[_TASK_ID.fullmatch(task_id).group(1)]
+        self._task_level = TEXTWORLD_LEVELS.splits[pool][0] if pool in TEXTWORLD_LEVELS.splits else pool
         self._score, self._max_score = state["score"], max(state["max_score"], 1)
         self._steps_left = self._steps_at_start = max(len(state["policy_commands"] or []), 1)
         return Outcome(clean_feedback(state.feedback), info=self._extras(state))
@@ -158,6 +170,7 @@ class TextWorldEnv(TextEnv):
             "score": state["score"],
             "max_score": state["max_score"],
             "lost": bool(state["lost"]),
+            "task_level": self._task_level,
         }
 
     def close(self) -> None:

@@ -10,6 +10,10 @@ Splits differ in size and quest length, or only in seed (documented in docs/text
 * ``near_out_of_distribution``: the in-distribution ranges, drawn from its own seed namespace,
   so its games are not the in-distribution games (a held-out set at the size a small model can win);
 * ``out_of_distribution``: 6-8 rooms, 8-14 objects, quests of 5-7 steps.
+
+Levels (``textworld/levels.py``) name these sizes ``house.2`` (ID and near-OOD) and ``house.4`` (OOD) and
+add two pools of their own, ``house.1`` (smaller) and ``house.3`` (between ID and OOD), whose task ids
+carry the level (``tw-house.3-00042``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,15 @@ SPLIT_SPECS = {
     "near_out_of_distribution": _ID_SPEC,
     "out_of_distribution": WorldSpec(rooms=(6, 8), objects=(8, 14), quest_length=(5, 7)),
 }
-SPLIT_SHORT = {"in_distribution": "id", "near_out_of_distribution": "near", "out_of_distribution": "ood"}
+LEVEL_SPECS = {
+    "house.1": WorldSpec(rooms=(1, 2), objects=(2, 4), quest_length=(1, 2)),
+    "house.3": WorldSpec(rooms=(5, 6), objects=(8, 12), quest_length=(4, 5)),
+}
+"""The pools that only a level plays: smaller than ID, and between ID and OOD."""
+POOL_SPECS = {**SPLIT_SPECS, **LEVEL_SPECS}
+SPLIT_SHORT = {"in_distribution": "id", "near_out_of_distribution": "near", "out_of_distribution": "ood",
+               **{level: level for level in LEVEL_SPECS}}
+"""The pool's name in task ids (``tw-id-00042``, ``tw-house.1-00042``)."""
 SPLIT_OF_SHORT = {short: split for split, short in SPLIT_SHORT.items()}
 
 
@@ -60,8 +72,9 @@ class GameSettings:
 
 
 def game_settings(split: str, index: int, overrides: dict[str, int | str | None]) -> GameSettings:
-    """Settings for game ``index`` of ``split``: drawn from the split's ranges, seeded by (split, index)."""
-    spec = SPLIT_SPECS[split]
+    """Settings for game ``index`` of ``split`` (or of a level's own pool): drawn from its ranges, seeded by
+    (split, index)."""
+    spec = POOL_SPECS[split]
     seed = int.from_bytes(hashlib.sha256(f"textworld/{split}/{index}".encode()).digest()[:4], "little")
     rng = np.random.default_rng(seed)
     drawn = {

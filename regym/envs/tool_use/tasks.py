@@ -9,7 +9,8 @@ function that answers it *by calling the tools*. Running ``solve`` through the
 episode's toolbox gives the reference answer and the expert's plan (the exact calls
 and the results they return) from one piece of code, so they cannot disagree.
 
-Splits (see docs/tool_use.md): in-distribution templates use the tool combinations
+Levels and splits (``tool_use/levels.py``, docs/tool_use.md): single-call and two-call chain templates
+are the easy levels; in-distribution templates use the tool combinations
 {kv, units, calculator}, {sql, calendar}, {search, calculator}, {kv, calendar} and
 {sql, calculator}; out-of-distribution templates use combinations no in-distribution
 template uses ({search, calendar}, {sql, units}, {kv, sql, calculator},
@@ -222,6 +223,8 @@ class Template:
     name: str
     families: tuple[str, ...]  # the tool families the task needs, in the order the chain uses them
     write: Callable[[np.random.Generator, Entities], tuple[str, Callable[[Caller], Answer]]]
+    distractor_families: int | None = None
+    """Tool families offered besides the needed ones whatever the env's option (None: the env's)."""
 
 
 def _pick(rng: np.random.Generator, items):
@@ -411,6 +414,89 @@ def _search_kv_units_calc(rng, found):
     return question, solve
 
 
+def _kv_price(rng, found):
+    sku = _pick(rng, found.skus)
+    question = f"What is the price in USD of product {sku}? It is under the key product/{sku}/price_usd in the records API."
+
+    def solve(call):
+        return number(call("kv_get", key=f"product/{sku}/price_usd")["value"], 2)
+
+    return question, solve
+
+
+def _unit_conversion(rng, found):
+    pounds = round(float(rng.uniform(0.5, 200.0)), 1)
+    question = f"How many kilograms are {pounds} pounds?"
+
+    def solve(call):
+        return number(call("convert_units", value=pounds, from_unit="lb", to_unit="kg")["value"], 2)
+
+    return question, solve
+
+
+def _weekday_of_date(rng, found):
+    date = _date(rng, "1990-01-01", "2030-12-31")
+    question = f"On which day of the week is {date}?"
+
+    def solve(call):
+        return Answer(call("weekday", date=date)["weekday"], "weekday")
+
+    return question, solve
+
+
+def _kv_units(rng, found):
+    sku = _pick(rng, found.skus)
+    question = (f"Look up the unit weight in pounds of product {sku} in the records API (key product/{sku}/weight_lb) "
+                "and convert it to kilograms. How many kilograms does one unit weigh?")
+
+    def solve(call):
+        pounds = call("kv_get", key=f"product/{sku}/weight_lb")["value"]
+        return number(call("convert_units", value=pounds, from_unit="lb", to_unit="kg")["value"], 2)
+
+    return question, solve
+
+
+def _date_add_weekday(rng, found):
+    date, days = _date(rng, "2000-01-01", "2029-12-31"), int(rng.integers(3, 400))
+    question = f"On which day of the week is the date {days} days after {date}?"
+
+    def solve(call):
+        later = call("date_add", date=date, days=days)["date"]
+        return Answer(call("weekday", date=later)["weekday"], "weekday")
+
+    return question, solve
+
+
+def _sql_salary_calc(rng, found):
+    employee, percent = _pick(rng, found.employees), int(rng.integers(2, 21))
+    question = (f"Look up the salary of employee '{employee[1]}' in the employees table. "
+                f"How much is {percent}% of that salary?")
+
+    def solve(call):
+        (salary,), = call("sql_query", query=f"SELECT salary FROM employees WHERE name = '{employee[1]}'")["rows"]
+        return number(call("calculate", expression=f"{salary} * {percent} / 100")["result"], 2)
+
+    return question, solve
+
+
+SINGLE_CALL_TEMPLATES = {
+    template.name: template
+    for template in (
+        Template("kv_price", ("kv",), _kv_price),
+        Template("unit_conversion", ("units",), _unit_conversion),
+        Template("weekday_of_date", ("calendar",), _weekday_of_date),
+    )
+}
+CHAINED_CALL_TEMPLATES = {
+    template.name: template
+    for template in (
+        Template("kv_units", ("kv", "units"), _kv_units),
+        Template("date_add_weekday", ("calendar",), _date_add_weekday),
+        Template("sql_salary_calc", ("sql", "calculator"), _sql_salary_calc),
+    )
+}
+
+
 ID_TEMPLATES = {
     template.name: template
     for template in (
@@ -431,7 +517,17 @@ OOD_TEMPLATES = {
         Template("search_kv_units_calc", ("search", "kv", "units", "calculator"), _search_kv_units_calc),
     )
 }
-TEMPLATES = {"in_distribution": ID_TEMPLATES, "out_of_distribution": OOD_TEMPLATES}
+ALL_TOOLS_TEMPLATES = {
+    f"{template.name}_all_tools": Template(f"{template.name}_all_tools", template.families, template.write,
+                                           distractor_families=len(FAMILIES))
+    for template in ID_TEMPLATES.values()
+}
+"""The in-distribution questions with every tool family offered (near-OOD): more tools to choose from, and
+their own task ids, so their worlds are not the in-distribution ones."""
+TEMPLATES = {"in_distribution": ID_TEMPLATES, "near_out_of_distribution": ALL_TOOLS_TEMPLATES,
+             "out_of_distribution": OOD_TEMPLATES}
+KNOWN_TEMPLATES = {**SINGLE_CALL_TEMPLATES, **CHAINED_CALL_TEMPLATES, **ID_TEMPLATES, **ALL_TOOLS_TEMPLATES,
+                   **OOD_TEMPLATES}
 
 
 @dataclass
@@ -501,16 +597,19 @@ def task_rng(task_id: str, purpose: str = "task") -> np.random.Generator:
 
 def template_of(task_id: str) -> Template:
     name, _, index = task_id.rpartition("-")
-    template = ID_TEMPLATES.get(name) or OOD_TEMPLATES.get(name)
+    template = KNOWN_TEMPLATES.get(name)
     if template is None or not index.isdigit():
-        known = ", ".join([*ID_TEMPLATES, *OOD_TEMPLATES])
+        known = ", ".join(KNOWN_TEMPLATES)
         raise ValueError(f"bad tool-use task id {task_id!r}: expected '<template>-<number>' with template in {known}")
     return template
 
 
 def make_task(task_id: str, distractor_families: int = 1) -> Task:
-    """The task named ``task_id``; ``distractor_families`` extra tool families are offered besides the needed ones."""
+    """The task named ``task_id``; ``distractor_families`` extra tool families are offered besides the needed ones
+    (unless the task's template fixes how many)."""
     template = template_of(task_id)
+    if template.distractor_families is not None:
+        distractor_families = template.distractor_families
     rng = task_rng(task_id)
     world, found = make_world(rng)
     question, solve = template.write(rng, found)

@@ -18,6 +18,12 @@ The expert (``info["expert_action"]``) reads the current page and the goal: sear
 the instruction's key attributes and product type, open the first result that can
 earn reward 1, choose the wanted options, buy; from a wrong page it goes back.
 
+Levels (``webshop/levels.py``): ``level="title.1"`` plays one way of writing instructions in place of the
+split's. ``dense_reward=True`` (rl-train's default, never evaluation's) pays progress on WebShop's own
+score before the purchase: half the best ``get_reward`` seen so far, on a results page that of its best
+listed product with no options chosen, on an item page that product with the options selected, paid as it
+rises; the purchase then pays the rest of its reward (never below 0), so a win sums to exactly 1.
+
 Each episode's session is ended on the next reset, on ``close()``, and when an env that
 was never closed is garbage-collected (or its process exits), so an abandoned env does not
 hold a session until the shop's idle timeout. Sessions count against the env's own quota on
@@ -36,10 +42,12 @@ from urllib.parse import urlencode
 import numpy as np
 
 from regym.envs.base import Outcome, TextEnv
+from regym.envs.options import ClientOption
 from regym.envs.webshop.app import end_session_path, session_path, shared_app
 from regym.envs.webshop.catalog import CATALOG_SEED, build_catalog
-from regym.envs.webshop.instructions import SPLIT_PREFIX, SPLIT_SIZES, Goal, make_goal, parse_task_id
-from regym.envs.webshop.reward import can_fully_satisfy
+from regym.envs.webshop.instructions import GOAL_STYLES, SPLIT_PREFIX, Goal, make_goal, task_prefix
+from regym.envs.webshop.levels import WEBSHOP_LEVELS
+from regym.envs.webshop.reward import can_fully_satisfy, get_reward
 from regym.envs.webshop.server import HTTPClient, InProcessClient, shared_server
 from regym.envs.webshop.text import SEP, Page, parse_page
 
@@ -47,6 +55,8 @@ BACKENDS = ("inprocess", "http", "browser")
 MAX_RESULT_PAGES = 5
 END_TIMEOUT_S = 2.0
 """Ending a session is a courtesy (the shop's idle timeout frees it anyway): never wait long for it."""
+DENSE_SHARE = 0.5
+"""The part of WebShop's score the dense reward pays before the purchase."""
 _ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
 
 
@@ -87,7 +97,11 @@ class WebShopEnv(TextEnv):
     """rl-train's episode shape (``regym.rl.config.resolve_config``): the expert buys in 5 turns, replies take up
     to 16 tokens, but its 5-turn sequence already runs to 1,200-1,600 tokens. Every page repeats the
     instruction and the selected options, so a window of 1 past exchange loses nothing and fits 1024 tokens."""
-    client_options = TextEnv.client_options
+    splits = ("in_distribution", "near_out_of_distribution", "out_of_distribution")
+    difficulty_levels = WEBSHOP_LEVELS.descriptions()
+    level_splits = WEBSHOP_LEVELS.split_levels()
+    client_options = {**TextEnv.client_options, "dense_reward": ClientOption(bool),
+                      "level": ClientOption(str, choices=tuple(WEBSHOP_LEVELS.levels), nullable=True)}
     """Only the episode knobs: ``backend``, ``server_url``, ``browser_executable`` (a host program) and
     ``catalog_seed`` (a catalog built per value) are the operator's."""
 
@@ -101,7 +115,11 @@ class WebShopEnv(TextEnv):
         server_url: str | None = None,
         catalog_seed: int = CATALOG_SEED,
         browser_executable: str = "/usr/bin/chromium",
+        dense_reward: bool = False,
+        level: str | None = None,
     ):
+        """``level``: one difficulty level (``WEBSHOP_LEVELS``) in place of the split's instructions;
+        ``dense_reward``: pay progress on WebShop's score before the purchase (module docstring)."""
         super().__init__(
             split=split,
             max_turns=max_turns,
@@ -111,6 +129,10 @@ class WebShopEnv(TextEnv):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.backend_name = backend
+        self.dense_reward = bool(dense_reward)
+        self.level = WEBSHOP_LEVELS.level(level) if level is not None else None
+        self.task_prefix = self.level.settings["prefix"] if self.level else SPLIT_PREFIX[self.split]
+        self._best_score = 0.0
         self.catalog_seed = catalog_seed
         self.catalog = build_catalog(catalog_seed)
         if backend == "inprocess":
@@ -134,15 +156,20 @@ class WebShopEnv(TextEnv):
 
     # --- TextEnv hooks --------------------------------------------------------
     def _task_id_for(self, rng: np.random.Generator) -> str:
-        index = int(rng.integers(SPLIT_SIZES[self.split]))
-        return f"{SPLIT_PREFIX[self.split]}-{index:05d}"
+        index = int(rng.integers(GOAL_STYLES[self.task_prefix].size))
+        return f"{self.task_prefix}-{index:05d}"
 
     def _begin(self, task_id: str) -> Outcome:
-        parse_task_id(task_id)
+        prefix, _ = task_prefix(task_id)
+        if prefix != self.task_prefix:
+            playing = f"level {self.level.name!r}" if self.level else f"split {self.split!r}"
+            raise ValueError(f"WebShop task {task_id!r} belongs to another split or level, not {playing} "
+                             f"(its task ids are '{self.task_prefix}-<n>')")
         self.goal = make_goal(task_id, self.catalog_seed)
         self._end_session()
         self.session_id = uuid.uuid4().hex
         self._searches = 0
+        self._best_score = 0.0
         self._session_ender = weakref.finalize(self, self._backend.end, end_session_path(self.session_id))
         self._session_ender.atexit = self.backend_name == "http"  # a browser may be gone by then
         page, status = self._backend.open(session_path(self.session_id, task_id, self.owner))
@@ -178,8 +205,23 @@ class WebShopEnv(TextEnv):
         if page.kind == "done":
             reward = float(page.reward or 0.0)
             won = reward >= 1.0 - 1e-9
-            return Outcome(page.text, reward=reward, terminated=True, won=won, info=self._extras())
-        return Outcome(page.text, info=self._extras())
+            paid = DENSE_SHARE * self._best_score if self.dense_reward else 0.0
+            return Outcome(page.text, reward=max(reward - paid, 0.0), terminated=True, won=won, info=self._extras())
+        return Outcome(page.text, reward=self._progress() if self.dense_reward else 0.0, info=self._extras())
+
+    def _progress(self) -> float:
+        """The rise of ``DENSE_SHARE`` x the best WebShop score seen on a page (0 when it does not rise)."""
+        page, goal = self.page, self.goal
+        if page.kind == "results":
+            products = [self.catalog.get(asin) for asin in page.asins]
+            score = max((get_reward(p, goal, {}).total for p in products if p is not None), default=0.0)
+        elif page.kind == "item" and self.catalog.get(page.item_asin or "") is not None:
+            score = get_reward(self.catalog.get(page.item_asin), goal, page.selected_options).total
+        else:
+            return 0.0
+        rise = DENSE_SHARE * max(score - self._best_score, 0.0)
+        self._best_score = max(self._best_score, score)
+        return rise
 
     def step(self, action: str):
         observation, reward, terminated, truncated, info = super().step(action)
@@ -238,6 +280,8 @@ class WebShopEnv(TextEnv):
             "expert_action": self.expert_action(),
             "page": self.page.kind,
             "instruction": self.goal.instruction,
+            "task_level": next(name for name, level in WEBSHOP_LEVELS.levels.items()
+                               if level.settings["prefix"] == self.goal.task_id.rsplit("-", 1)[0]),
         }
         if self.page.kind == "done":
             extras["purchased_asin"] = self.page.purchased_asin

@@ -16,6 +16,12 @@ Splits:
   attribute pair (about one pair in five per category, chosen by a fixed hash).
 
 Every product stays on sale in every split; only the instructions differ.
+
+Levels (``webshop/levels.py``) write instructions other ways, each from its own random stream and task
+ids (``near-00042``, ``title.1-00042``): ``title.1`` names the product by its exact title (no options, no
+price); ``attributes.1`` gives attributes and product type (no options); ``options.1`` is the
+in-distribution split; ``options.2`` (near-OOD) asks for all three attributes, every option and the
+tightest price ceiling; ``unseen.1`` is the out-of-distribution split.
 """
 
 from __future__ import annotations
@@ -30,11 +36,41 @@ import numpy as np
 
 from regym.envs.webshop.catalog import CATALOG_SEED, CATEGORIES, OOD_CATEGORIES, Catalog, build_catalog
 
-SPLIT_SIZES = {"in_distribution": 2000, "out_of_distribution": 500}
-SPLIT_PREFIX = {"in_distribution": "id", "out_of_distribution": "ood"}
 PRICE_STEPS = [10.0 * i for i in range(1, 100)]
 _OPENERS = ("i need", "i am looking for", "i want to buy", "find me", "i'd like")
-_TASK_ID = re.compile(r"^(id|ood)-(\d+)$")
+
+
+@dataclass(frozen=True)
+class GoalStyle:
+    """How a kind of task writes its goals: the generator settings of a WebShop level."""
+
+    prefix: str
+    """Task ids are ``<prefix>-<index>``."""
+    size: int
+    """Tasks in the level: indices 0 .. size-1."""
+    stream: int
+    """The goal generator's random stream (0: ID, 1: OOD; each style its own)."""
+    ood: bool = False
+    """Unseen categories or held-out attribute pairs (else seen categories and pairs only)."""
+    exact_title: bool = False
+    """The instruction is the product's exact title; the goal counts all the product's attributes."""
+    all_attributes: bool = False
+    options: bool = True
+    """Ask one value per buying option."""
+    price: str = "webshop"
+    """``webshop``: WebShop's ceiling; ``tightest``: the first multiple of $10 above the price; ``none``."""
+
+
+GOAL_STYLES = {style.prefix: style for style in (
+    GoalStyle("id", 2000, 0),
+    GoalStyle("ood", 500, 1, ood=True),
+    GoalStyle("near", 500, 2, all_attributes=True, price="tightest"),
+    GoalStyle("title.1", 500, 3, exact_title=True, options=False, price="none"),
+    GoalStyle("attributes.1", 500, 4, options=False),
+)}
+SPLIT_PREFIX = {"in_distribution": "id", "near_out_of_distribution": "near", "out_of_distribution": "ood"}
+SPLIT_SIZES = {split: GOAL_STYLES[prefix].size for split, prefix in SPLIT_PREFIX.items()}
+_TASK_ID = re.compile(rf"^({'|'.join(re.escape(prefix) for prefix in GOAL_STYLES)})-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -89,26 +125,40 @@ def _instruction(attributes, product_type, options, price_upper, rng) -> str:
 
 
 def parse_task_id(task_id: str) -> tuple[str, int]:
-    """``"id-00042"`` -> ("in_distribution", 42)."""
+    """``"id-00042"`` -> ("in_distribution", 42), ``"title.1-00003"`` -> ("title.1", 3): the split (or the level
+    outside the splits) and the index, or a ValueError saying which task ids exist."""
+    prefix, index = task_prefix(task_id)
+    split = next((split for split, its_prefix in SPLIT_PREFIX.items() if its_prefix == prefix), prefix)
+    return split, index
+
+
+def task_prefix(task_id: str) -> tuple[str, int]:
+    """``"id-00042"`` -> ("id", 42): the goal style's prefix and the index (``parse_task_id``'s checks)."""
     match = _TASK_ID.match(str(task_id))
+    known = ", ".join(f"'{style.prefix}-<n>' (n < {style.size})" for style in GOAL_STYLES.values())
     if not match:
-        raise ValueError(f"bad WebShop task id {task_id!r}; expected 'id-<n>' or 'ood-<n>'")
-    split = "in_distribution" if match.group(1) == "id" else "out_of_distribution"
-    return split, int(match.group(2))
+        raise ValueError(f"unknown WebShop task id {task_id!r}; task ids are {known}")
+    prefix, index = match.group(1), int(match.group(2))
+    if index >= GOAL_STYLES[prefix].size:
+        raise ValueError(f"unknown WebShop task id {task_id!r}: {prefix!r} has tasks 0 to "
+                         f"{GOAL_STYLES[prefix].size - 1}")
+    return prefix, index
 
 
-def task_ids(split: str) -> list[str]:
-    prefix = SPLIT_PREFIX[split]
-    return [f"{prefix}-{i:05d}" for i in range(SPLIT_SIZES[split])]
+def task_ids(prefix: str) -> list[str]:
+    """Every task id of a split (``in_distribution``) or goal style (``title.1``)."""
+    style = GOAL_STYLES[SPLIT_PREFIX.get(prefix, prefix)]
+    return [f"{style.prefix}-{i:05d}" for i in range(style.size)]
 
 
 @lru_cache(maxsize=8192)
 def make_goal(task_id: str, catalog_seed: int = CATALOG_SEED) -> Goal:
     """The goal of ``task_id``: the same instruction and target on every machine."""
-    split, index = parse_task_id(task_id)
+    prefix, index = task_prefix(task_id)
+    style = GOAL_STYLES[prefix]
     catalog: Catalog = build_catalog(catalog_seed)
-    rng = np.random.default_rng([catalog_seed, 0 if split == "in_distribution" else 1, index])
-    want_ood = split == "out_of_distribution"
+    rng = np.random.default_rng([catalog_seed, style.stream, index])
+    want_ood = style.ood
     seen = [c.name for c in CATEGORIES if c.name not in OOD_CATEGORIES]
     for _ in range(1000):
         if want_ood and rng.random() < 0.5:
@@ -118,12 +168,23 @@ def make_goal(task_id: str, catalog_seed: int = CATALOG_SEED) -> Goal:
         shelf = catalog.in_category(category)
         product = shelf[int(rng.integers(len(shelf)))]
         count = int(rng.integers(2, len(product.attributes) + 1))
+        if style.all_attributes or style.exact_title:
+            count = len(product.attributes)
         indices = sorted(rng.choice(len(product.attributes), size=count, replace=False))
         attributes = tuple(product.attributes[i] for i in indices)
         if _is_ood(category, attributes) != want_ood:
             continue
         options = {name: str(rng.choice(values)) for name, values in product.options.items()}
         price_upper = _price_upper(product.price, rng)
+        if not style.options:
+            options = {}
+        if style.price == "tightest":
+            price_upper = next((p for p in PRICE_STEPS if p > product.price), 1_000_000.0)
+        elif style.price == "none":
+            price_upper = 1_000_000.0
+        instruction = _instruction(attributes, product.product_type, options, price_upper, rng)
+        if style.exact_title:
+            instruction = f"{rng.choice(_OPENERS)} the {product.title.lower()}"
         return Goal(
             task_id=task_id,
             asin=product.asin,
@@ -132,6 +193,6 @@ def make_goal(task_id: str, catalog_seed: int = CATALOG_SEED) -> Goal:
             attributes=attributes,
             options=options,
             price_upper=price_upper,
-            instruction=_instruction(attributes, product.product_type, options, price_upper, rng),
+            instruction=instruction,
         )
-    raise RuntimeError(f"could not draw a {split} goal for {task_id!r}")
+    raise RuntimeError(f"could not draw a {prefix!r} goal for {task_id!r}")
