@@ -446,7 +446,8 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
     """Demos and SFT for one env, written into a temporary folder then renamed to ``pipeline.root``."""
     from transformers import AutoTokenizer
 
-    from regym.rl.demos import collect_demos, success_rate
+    from regym.eval.metrics import success_rate
+    from regym.rl.demos import collect_demos
     from regym.rl.sft import sft
 
     config = pipeline.config
@@ -474,7 +475,7 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
             "env_id": pipeline.env_id, "seed": pipeline.seed, "config": asdict(config),
             "base_dir": str(pipeline.base_dir), "base_parameters": base["parameters"], "base_envs": base["envs"],
             "corpus_sha256": base["corpus_sha256"], "corpus_episodes": base["episodes_per_env"],
-            "demo_episodes": len(demos), "demo_success_rate": success_rate(demos),
+            "demo_episodes": len(demos), "demo_success_rate": success_rate(demos["success"]),
             "demos_sha256": demos_sha256(demos),
             "sft_train_loss": sft_summary["train_loss"], "sft_steps": sft_summary["steps"],
             "sft_token_accuracy": last_logged(sft_summary["log_history"], "mean_token_accuracy"),
