@@ -39,6 +39,8 @@ def rl_eval_seeds(count: int) -> list[int]:
     return list(range(RL_EVAL_FIRST, RL_EVAL_FIRST + count))
 
 
-def rl_sampling_seed(rl_seed: int, step: int) -> int:
-    """The sampling seed of one RL step's rollouts (reproducible on resume)."""
-    return rl_seed * RL_SAMPLING_STRIDE + step
+def rl_sampling_seed(rl_seed: int, step: int, process: int = 0) -> int:
+    """The sampling seed of one RL step's rollouts on one training process (reproducible on resume).
+
+    Processes are ``7_919`` RL seeds apart, so two processes of one run never sample alike."""
+    return rl_seed * RL_SAMPLING_STRIDE + step + 7_919 * RL_SAMPLING_STRIDE * process

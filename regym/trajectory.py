@@ -140,42 +140,51 @@ class CorruptLogError(ValueError):
     """A JSONL log has an unreadable line that is not a torn last line."""
 
 
-def read_jsonl(path: str | Path, *, repair: bool = False) -> list[Any]:
-    """Every JSON value of a JSONL file, in order; the one reader of regym's logs.
+def read_jsonl(path: str | Path, *, repair: bool = False, torn_tail: bool = True,
+               numbered: bool = False) -> list[Any]:
+    """Every JSON value of a JSONL file, in order; the one JSONL reader of regym (logs, calibration files, lab curves).
 
     A torn last line (a writer killed mid-line: no final newline, not valid JSON) is
     skipped, and with ``repair`` cut from the file (a whole last record that lost its
     newline gets one) so later appends start on a clean line. Any other unreadable line is damage, not a crash artefact: it raises
     ``CorruptLogError`` naming the file and line rather than silently losing records.
+    Files a person wrote (``torn_tail=False``) have no crash artefacts, so an unreadable last line raises too.
+    ``numbered`` returns ``(line number, value)`` pairs, for callers that name the line of a bad record.
     A missing file reads as empty.
     """
     path = Path(path)
     if not path.exists():
         return []
     data = path.read_bytes()
-    lines = data.split(b"\n")
+    lines = data.split(b"\n")  # not splitlines(): JSON strings may hold U+2028
     tail = lines.pop()  # b"" when the file ends with a newline
-    values = []
+    values: list[Any] = []
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            values.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CorruptLogError(f"{path}, line {number}: not JSON ({error}); only a torn last line "
-                                  "is skipped, so this file was damaged after it was written") from error
+        if line.strip():
+            values.append((number, _json_line(path, number, line)))
     if tail.strip():
-        try:
-            values.append(json.loads(tail))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if repair:
-                with path.open("r+b") as handle:
-                    handle.truncate(len(data) - len(tail))
+        if not torn_tail:
+            values.append((len(lines) + 1, _json_line(path, len(lines) + 1, tail)))
         else:
-            if repair:  # a whole record whose newline was lost: end it, or the next append joins it
-                with path.open("ab") as handle:
-                    handle.write(b"\n")
-    return values
+            try:
+                values.append((len(lines) + 1, json.loads(tail)))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                if repair:
+                    with path.open("r+b") as handle:
+                        handle.truncate(len(data) - len(tail))
+            else:
+                if repair:  # a whole record whose newline was lost: end it, or the next append joins it
+                    with path.open("ab") as handle:
+                        handle.write(b"\n")
+    return values if numbered else [value for _, value in values]
+
+
+def _json_line(path: Path, number: int, line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise CorruptLogError(f"{path}, line {number}: not JSON ({error}); only a torn last line "
+                              "is skipped, so this file was damaged after it was written") from error
 
 
 def load_jsonl(path: str | Path) -> list[Trajectory]:

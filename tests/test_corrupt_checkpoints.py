@@ -223,7 +223,7 @@ def test_sharded_checkpoints_are_checked_against_their_index(good, tmp_path, cap
 
 
 @pytest.mark.parametrize("lines,where", [
-    (['{"text": "go north"}', '{"text": '], ":2: not valid JSON"),
+    (['{"text": "go north"}', '{"text": '], ", line 2: not JSON"),
     (['{"text": 5}'], ":1: 'text' must be a string"),
     (['', '{"prompt": "where", "response": ["north"]}'], ":2: 'response' must be a string"),
     (['{"messages": "hello"}'], ":1: 'messages' must be"),

@@ -10,9 +10,11 @@ import pytest
 from regym.eval.metrics import (
     EpisodeRecord,
     bootstrap_interval,
+    overall_score,
     pass_at_k,
     score_run,
     split_averages,
+    success_rate,
     wilson_interval,
 )
 
@@ -116,3 +118,19 @@ def test_score_run_per_env_and_split():
     boot = score_run(records, ci_method="bootstrap")[1]
     assert boot.ci_low < 0.5 < boot.ci_high and boot.ci_method == "bootstrap"
     assert split_averages(cells) == {"id_average": 1.0, "ood_average": 0.5}
+
+
+def test_success_rate_is_the_share_of_won_episodes_and_the_score_averages_the_splits():
+    assert success_rate([True, False, True, True]) == 0.75 and success_rate([1.0, 0.0]) == 0.5
+    assert success_rate([]) == 0.0
+    assert overall_score({"id_average": 1.0, "ood_average": 0.5}) == 0.75
+    assert overall_score({"id_average": 0.4, "ood_average": None}) == 0.4
+    assert overall_score({"id_average": None, "ood_average": None}) is None
+
+
+def test_rl_sampling_seeds_are_the_ones_training_always_drew():
+    """rl-train's sampling seeds come from regym.seeds; these values are what runs recorded so far drew."""
+    from regym.seeds import rl_sampling_seed
+
+    assert rl_sampling_seed(0, 0) == 0 and rl_sampling_seed(3, 17) == 3 * 1_000_003 + 17
+    assert rl_sampling_seed(2, 5, process=1) == 2 * 1_000_003 + 5 + 7_919 * 1_000_003

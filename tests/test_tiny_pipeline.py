@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from regym.envs.base import TextEnv
-from regym.recipes.corpus import gather_corpus
+from regym.recipes.corpus import CorpusError, gather_corpus
 from regym.recipes.tiny import TinyPipelineConfig, ensure_tiny_pipeline, train_tokenizer, with_tiny_pipeline
 from test_sft import PICK_GAME, register_pick_game
 
@@ -25,7 +25,7 @@ MICRO = TinyPipelineConfig(
     vocab_size=512, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_length=512,
     corpus_random_episodes=12, corpus_expert_episodes=6, task_pool=None, pretrain_steps=30,
     pretrain_batch_size=4, pretrain_block_size=64, demo_episodes=16, sft_epochs=1.0, sft_batch_size=4,
-    corpus_envs=(PICK_GAME, BROKEN_GAME),
+    corpus_envs=(PICK_GAME,),
 )
 
 
@@ -71,10 +71,11 @@ def test_tokenizer_round_trips_any_text():
     assert prompt == "<|system|>Play.<|end|><|user|>A room.<|end|><|assistant|>"
 
 
-def test_corpus_has_random_play_in_context_and_skips_broken_envs(games):
-    corpus = gather_corpus([PICK_GAME, BROKEN_GAME], random_episodes=6, expert_episodes=3, seed=1)
+def test_corpus_has_random_play_in_context_and_refuses_broken_envs(games):
+    with pytest.raises(CorpusError, match=f"{BROKEN_GAME}.*game data not installed"):
+        gather_corpus([PICK_GAME, BROKEN_GAME], random_episodes=6, expert_episodes=3, seed=1)
+    corpus = gather_corpus([PICK_GAME], random_episodes=6, expert_episodes=3, seed=1)
     assert corpus.envs == [PICK_GAME]
-    assert "game data not installed" in corpus.skipped[BROKEN_GAME]
     assert len(corpus.conversations) == 6 and corpus.episodes[PICK_GAME]["random"] == 6
     assert all(c[0]["role"] == "system" and "Available actions: " in c[1]["content"] for c in corpus.conversations)
     assert len(corpus.actions) == 6 and all(a.startswith(("take ", "put ")) for a in corpus.actions)
@@ -97,7 +98,7 @@ def test_pipeline_folders_load_and_are_cached(pipeline):
     summary = built.summary
     assert summary["base_envs"] == [PICK_GAME] and summary["demo_success_rate"] == 1.0
     base_info = json.loads((built.base_dir / "tiny_base.json").read_text())
-    assert BROKEN_GAME in base_info["skipped_envs"] and base_info["loss_last"] < base_info["loss_first"]
+    assert base_info["envs"] == [PICK_GAME] and base_info["loss_last"] < base_info["loss_first"]
     assert not list(root.rglob(".*tmp*"))
 
     started = time.perf_counter()
@@ -204,3 +205,14 @@ def test_embedded_rl_settings_fill_only_what_the_user_left_unset():
     assert embedded_rl_settings(config, "regym/TextWorld-v0", sources) == {}
     assert embedded_rl_settings(config, "regym/ALFWorld-v0", None) == {}
     assert config.digest() == dataclasses.replace(config, rl_settings=()).digest()  # RL settings key no cache
+
+
+def test_the_base_cache_key_names_the_envs_the_corpus_plays(monkeypatch):
+    """A newly registered env family keys a new base model: the old one never read its text."""
+    from regym import envs
+
+    default = TinyPipelineConfig()
+    assert default.digest(["corpus_envs"]) == TinyPipelineConfig(corpus_envs=tuple(envs.ENTRY_POINTS)).digest(["corpus_envs"])
+    before = default.digest()
+    monkeypatch.setitem(envs.ENTRY_POINTS, "regym-test/Plugin-v0", "plugin:Env")
+    assert default.corpus_env_ids()[-1] == "regym-test/Plugin-v0" and default.digest() != before

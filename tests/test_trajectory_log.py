@@ -50,3 +50,20 @@ def test_a_bad_line_before_the_end_raises_naming_file_and_line(tmp_path, damage)
                      + (json.dumps({"b": 2}) + "\n").encode())
     with pytest.raises(CorruptLogError, match=r"log\.jsonl, line 2"):
         read_jsonl(path)
+
+
+def test_numbered_lines_and_a_strict_tail_for_files_people_write(tmp_path):
+    """Calibration files are written by people: line numbers name bad records and a bad last line is an error."""
+    path = tmp_path / "calib.jsonl"
+    path.write_text('{"a": 1}\n\n{"b": 2}\n{"c": ')
+    assert read_jsonl(path, numbered=True) == [(1, {"a": 1}), (3, {"b": 2})]
+    with pytest.raises(CorruptLogError, match=r"calib\.jsonl, line 4"):
+        read_jsonl(path, torn_tail=False)
+
+
+def test_lab_curves_skip_a_torn_last_line(tmp_path):
+    """A run killed mid-write leaves a torn metrics line; the lab report still draws the steps before it."""
+    from regym.lab.report import _per_step
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "success_rate": 0.5}\n{"step": 1, "succ')
+    assert _per_step([{"folder": str(tmp_path), "arm": "sft"}], "success_rate") == {"sft": {0: [0.5]}}

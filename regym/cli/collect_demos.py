@@ -54,7 +54,8 @@ class CollectDemosArgs:
 def main(argv: list[str] | None = None) -> int:
     args = parse(CollectDemosArgs, argv, prog="regym collect-demos", description=__doc__)
     from regym.envs import normalize_split, resolve_env_id
-    from regym.rl.demos import collect_demos, success_rate
+    from regym.eval.metrics import success_rate
+    from regym.rl.demos import collect_demos
 
     try:
         env_id = resolve_env_id(args.env)
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         report_error("regym collect-demos", error)
         return 1
     summary = {"env_id": env_id, "agent": args.agent, "split": split, "episodes": len(dataset),
-               "success_rate": round(success_rate(dataset), 4),
+               "success_rate": round(success_rate(dataset["success"]), 4),
                "mean_turns": round(sum(dataset["num_turns"]) / len(dataset), 2), "out": args.out}
     print(json.dumps(summary, indent=2))
     return 0

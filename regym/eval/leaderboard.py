@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from regym.eval.metrics import split_order
+from regym.eval.metrics import overall_score, split_averages, split_order
 from regym.eval.suites import DEFAULT_NUM_TASKS, column_name
 from regym.seeds import EVAL_SUITE_FIRST
 
@@ -98,7 +98,8 @@ def build_leaderboard(run_dirs: list[str | Path], out_dir: str | Path) -> dict[s
                 row["cells"][column] = entry
     baseline_settings = {row["settings"] for row in rows.values() if row["baseline"]}
     for row in rows.values():
-        row.update(_averages(row["cells"].values()))
+        averages = split_averages(row["cells"].values())
+        row.update(averages, score=overall_score(averages))
         row["has_baselines"] = row["baseline"] or row["settings"] in baseline_settings
     ranked = sorted(rows.values(), key=lambda row: (-(row["score"] if row["score"] is not None else -1),
                                                     row["model"], row["settings"]))
@@ -109,17 +110,6 @@ def build_leaderboard(run_dirs: list[str | Path], out_dir: str | Path) -> dict[s
         row["rank"] = rank
     columns = sorted(column_keys, key=lambda column: column_keys[column])
     return {"columns": columns, "rows": ranked}
-
-
-def _averages(cells) -> dict[str, float | None]:
-    cells = list(cells)
-    id_rates = [cell["success_rate"] for cell in cells if cell["split"] == "in_distribution"]
-    ood_rates = [cell["success_rate"] for cell in cells if cell["split"] == "out_of_distribution"]
-    id_average = sum(id_rates) / len(id_rates) if id_rates else None
-    ood_average = sum(ood_rates) / len(ood_rates) if ood_rates else None
-    present = [value for value in (id_average, ood_average) if value is not None]
-    return {"id_average": id_average, "ood_average": ood_average,
-            "score": sum(present) / len(present) if present else None}
 
 
 def _relative(path: Path, start: Path) -> str:

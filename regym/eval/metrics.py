@@ -203,6 +203,18 @@ def split_order(split: str) -> tuple[int, str]:
     return ({"in_distribution": 0, "out_of_distribution": 1}.get(split, 2), split)
 
 
+def success_rate(outcomes: Iterable[bool | float]) -> float:
+    """The share of won episodes: the mean of their 0/1 outcomes (a batch, a demo set, an eval split).
+
+    The one place regym averages success; 0.0 for no episodes (nothing was won)."""
+    values = [float(outcome) for outcome in outcomes]
+    return sum(values) / len(values) if values else 0.0
+
+
+def _mean_or_none(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def split_averages(cells: Iterable[SplitMetrics | dict[str, Any]]) -> dict[str, float | None]:
     """Macro averages of the success rate over envs: ``id_average``, ``ood_average``."""
     id_rates, ood_rates = [], []
@@ -212,7 +224,9 @@ def split_averages(cells: Iterable[SplitMetrics | dict[str, Any]]) -> dict[str, 
             id_rates.append(cell["success_rate"])
         elif cell["split"] == "out_of_distribution":
             ood_rates.append(cell["success_rate"])
-    return {
-        "id_average": float(np.mean(id_rates)) if id_rates else None,
-        "ood_average": float(np.mean(ood_rates)) if ood_rates else None,
-    }
+    return {"id_average": _mean_or_none(id_rates), "ood_average": _mean_or_none(ood_rates)}
+
+
+def overall_score(averages: dict[str, float | None]) -> float | None:
+    """The leaderboard's score: the mean of the ID and OOD averages that exist (``split_averages``)."""
+    return _mean_or_none([value for value in (averages["id_average"], averages["ood_average"]) if value is not None])

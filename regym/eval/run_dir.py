@@ -8,11 +8,11 @@ from the whole log after every run: JSON for machines, a Markdown table for peop
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from regym.cache import plain, write_json
 from regym.eval.metrics import SplitMetrics, split_averages
 from regym.eval.suites import column_name
 
@@ -32,7 +32,7 @@ def prepare_run_dir(run_dir: str | Path, config: dict[str, Any], identity: dict[
         for name in (TRAJECTORIES, "metrics.json", "metrics.md"):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(config_path, {**_plain(config), "identity": _plain(identity)})
+    write_json(config_path, {**plain(config), "identity": plain(identity)})
     return run_dir
 
 
@@ -49,7 +49,7 @@ def same_run(run_dir: str | Path, identity: dict[str, Any], overwrite: bool = Fa
         if overwrite:
             return False
         raise ValueError(f"{config_path} is unreadable ({error}); pass --overwrite to replace the run") from None
-    if isinstance(saved, dict) and saved.get("identity") == _plain(identity):
+    if isinstance(saved, dict) and saved.get("identity") == plain(identity):
         return True
     if overwrite:
         return False
@@ -61,14 +61,14 @@ def write_metrics(run_dir: Path, metrics: Iterable[SplitMetrics], summary: dict[
     """``metrics.json`` (``summary``, the ID/OOD averages, one cell per env/split) and ``metrics.md``."""
     cells = [cell.to_dict() for cell in metrics]
     data = {
-        **_plain(summary),
+        **plain(summary),
         "complete": complete,
         "episodes": sum(cell["episodes"] for cell in cells),
         **split_averages(cells),
         "trajectories": TRAJECTORIES,
         "cells": cells,
     }
-    _write_json(run_dir / "metrics.json", data)
+    write_json(run_dir / "metrics.json", data)
     (run_dir / "metrics.md").write_text(metrics_markdown(data), encoding="utf-8")
 
 
@@ -100,14 +100,6 @@ def metrics_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
 
 
 __all__ = ["TRAJECTORIES", "metrics_markdown", "prepare_run_dir", "write_metrics"]

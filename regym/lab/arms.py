@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regym.cache import read_stamp, reusable, write_stamp, write_text
 from regym.lab.ledger import Ledger, small_files
 
 ARMS = ("base", "moderate-sft", "over-sft", "over-sft+fusion", "over-sft+fusion+reset",
@@ -107,16 +108,14 @@ def pre_evaluation(job: dict[str, Any]) -> dict[str, Any]:
 
     folder = Path(job["folder"])
     done = folder / "pre.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    if reusable(done, job, rebuild=True):  # a pre.json of another job's settings is measured again
+        return read_stamp(done)["result"]
     config = RLConfig(**job["rl"])
     model = load_model(Path(config.model), use_cpu=True)
     results = evaluate(model, load_tokenizer(Path(config.model)), config, config.eval_splits, config.eval_episodes,
                        run_dir=folder / "eval", name=job["name"])
     write_outcomes(folder / "eval")
-    scratch = done.with_suffix(".tmp")
-    scratch.write_text(json.dumps(results, indent=2))
-    scratch.replace(done)
+    write_stamp(done, job, result=results)
     return results
 
 
@@ -220,9 +219,7 @@ OUTCOMES = "outcomes.json"
 
 def write_outcomes(run_dir: Path) -> dict[str, list[float]]:
     """Write ``run_dir/outcomes.json`` from its episodes (small enough for the ledger) and return them."""
-    from regym.lab.ledger import write_atomic
-
     found = episode_outcomes(run_dir)
-    write_atomic(Path(run_dir) / OUTCOMES,
+    write_text(Path(run_dir) / OUTCOMES,
                  json.dumps({split: "".join("1" if value else "0" for value in values) for split, values in found.items()}))
     return found

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from regym.cache import reusable, write_stamp
 from regym.lab.arms import (
     ARMS,
     PRIMARY,
@@ -202,6 +203,10 @@ class HandoffConfig:
     @property
     def rule(self) -> OverSFTRule:
         return OverSFTRule(self.over_max_entropy, self.over_min_zero_signal)
+
+
+HOW_IT_RUNS = ("workers", "job_threads", "results", "commit_results", "seeds_primary", "seeds_other", "arms")
+"""Fields that change how (or how much of) the design runs, not its results: a resumed lab may change them."""
 
 
 def load_handoff_config(path: str | Path | None = None, **overrides: Any) -> HandoffConfig:
@@ -381,7 +386,9 @@ def run_handoff(config: HandoffConfig, stream: TextIO | None = None) -> dict[str
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     env_id = resolve_env_id(config.env)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    design = {name: value for name, value in asdict(config).items() if name not in HOW_IT_RUNS}
+    reusable(out / "config.json", design, fix="this lab folder holds another design; use another --out")
+    write_stamp(out / "config.json", design, config=asdict(config))
     spent = out / "timings.json"  # wall time per stage, summed over every (resumed) invocation
     timings: dict[str, float] = json.loads(spent.read_text()) if spent.exists() else {}
 

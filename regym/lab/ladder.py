@@ -9,11 +9,12 @@ those samples and on held-out expert text. ``choose_over_mark`` applies the stat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from regym.cache import read_stamp, reusable, write_stamp
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
     from regym.rejuvenation.pipeline import load_causal_lm
 
     out = Path(job["out"])
-    if out.exists():
-        return json.loads(out.read_text())
+    if reusable(out, job, rebuild=True):  # a measurement of another job's settings is taken again
+        return read_stamp(out)["result"]
     model, tokenizer = load_causal_lm(job["model"])
     settings = OnPolicySettings(tasks=job["tasks"], samples=job["samples"], temperature=job.get("temperature", 1.0),
                                 max_new_tokens=job["max_new_tokens"], seed=0, first_seed=0)
@@ -89,8 +90,5 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
         base, _ = load_causal_lm(job["base"])
         metrics["drift"] = total_drift(model, base)["drift_relative"]
     metrics = {key: float(value) for key, value in metrics.items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = out.with_suffix(".tmp")
-    scratch.write_text(json.dumps(metrics, indent=2))
-    scratch.replace(out)
+    write_stamp(out, job, result=metrics)
     return metrics

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from regym.cache import SettingsMismatch, differing, read_stamp, write_text
+
 SMALL_FILE_BYTES = 512 * 1024
 """Files up to this size are kept with a job's result (summaries, metrics rows, per-episode outcomes)."""
 SKIPPED_NAMES = ("trajectories.jsonl", "events.out.tfevents")
 """Large or binary files never kept (episode texts, TensorBoard event files)."""
 
 
-class LedgerMismatch(RuntimeError):
+class LedgerMismatch(SettingsMismatch, RuntimeError):
     """A job is recorded in the ledger with other settings than this run's."""
 
 
@@ -71,21 +73,19 @@ class Ledger:
         """The recorded result of ``key`` (its small files restored under ``out``), None when not recorded;
         ``LedgerMismatch`` when recorded with other settings."""
         path = self.path(key)
-        if not path.is_file():
+        entry = read_stamp(path)
+        if entry is None:
             return None
-        entry = json.loads(path.read_text())
-        wanted = json.loads(json.dumps(self.portable(settings), default=str))
-        if entry["settings"] != wanted:
-            differing = sorted(name for name in set(entry["settings"]) | set(wanted)
-                               if entry["settings"].get(name) != wanted.get(name))
-            raise LedgerMismatch(f"lab job {key!r} is recorded in {path} with other settings ({', '.join(differing)}): "
+        changed = differing(entry["settings"], self.portable(settings))
+        if changed:
+            raise LedgerMismatch(f"lab job {key!r} is recorded in {path} with other settings ({', '.join(changed)}): "
                                  "this run's design differs from the recorded one. Use another results folder "
                                  "(--results), or delete that file to rerun the job.")
         for relative, text in entry.get("files", {}).items():
             target = self.out / relative
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(target, text)
+                write_text(target, text)
         return entry["result"]
 
     # --- write --------------------------------------------------------------------------------
@@ -101,8 +101,7 @@ class Ledger:
         entry = {"key": key, "settings": self.portable(settings), "result": self.portable(result),
                  "seconds": None if seconds is None else round(seconds, 1), "files": kept}
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(entry, indent=1, default=str) + "\n")
+        write_text(path, json.dumps(entry, indent=1, default=str) + "\n")
         if self.commit:
             commit_file(path, f"lab results: {key}")
         return path
@@ -116,12 +115,6 @@ def small_files(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.suffix in (".json", ".jsonl") and path.is_file()
             and not any(part.startswith("checkpoint-") or part in ("model", "final") for part in
                         path.relative_to(folder).parts[:-1])]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text(text)
-    scratch.replace(path)
 
 
 def checkpoint_digest(folder: Path) -> str:

@@ -27,6 +27,7 @@ from regym.lab.stats import (
     mean_ci,
 )
 from regym.rejuvenation.blocks import ROLES
+from regym.trajectory import read_jsonl
 
 ID, NEAR, FAR = "in_distribution", "near_out_of_distribution", "out_of_distribution"
 SHORT = {ID: "ID", NEAR: "near-OOD", FAR: "far-OOD"}
@@ -317,11 +318,7 @@ def _per_step(runs: list[dict[str, Any]], key: str) -> dict[str, dict[int, list[
     """arm → step → values over seeds of one metrics.jsonl column."""
     curves: dict[str, dict[int, list[float]]] = {}
     for run in runs:
-        path = Path(run["folder"]) / "metrics.jsonl"
-        if not path.exists():
-            continue
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
+        for row in read_jsonl(Path(run["folder"]) / "metrics.jsonl"):
             if key in row and "step" in row:
                 curves.setdefault(run["arm"], {}).setdefault(int(row["step"]), []).append(float(row[key]))
     return curves
@@ -353,12 +350,9 @@ def plot_curves(data: dict[str, Any], out: Path) -> Path:
     for arm, curves in _per_step(data["runs"], "update_norm").items():
         _band(axes[2], curves, arm)
     for run in data["runs"]:
-        path = Path(run["folder"]) / "eval.jsonl"
-        if path.exists():
-            for line in path.read_text().splitlines():
-                row = json.loads(line)
-                if ID in row:
-                    axes[0].scatter([row["step"]], [row[ID]["success_rate"]], s=8, color="black", alpha=0.3)
+        for row in read_jsonl(Path(run["folder"]) / "eval.jsonl"):
+            if ID in row:
+                axes[0].scatter([row["step"]], [row[ID]["success_rate"]], s=8, color="black", alpha=0.3)
     axes[0].set(title="training success (4-step window; dots: ID evaluations)", xlabel="RL step",
                 ylabel="training success rate", ylim=(0, 1))
     axes[1].set(title="gradient norm (before clipping)", xlabel="RL step", ylabel="‖g‖ (log scale)", yscale="log")

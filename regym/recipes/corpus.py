@@ -11,9 +11,9 @@ corpus holds
   detached from any observation), so that actions a random agent never says (code,
   tool calls, long answers) are in the vocabulary without revealing when to say them.
 
-Envs that fail to import or to run are skipped and reported (``Corpus.skipped``),
-never silently replaced: the base model of a machine without ALFWorld data simply
-knows no ALFWorld.
+An env that fails to import or to run stops the build with ``CorpusError`` naming it: a
+machine without ALFWorld data must say so (or leave ALFWorld out of the corpus envs), never
+build a base model that silently knows no ALFWorld.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 Conversation = list[dict[str, str]]
 
 
+class CorpusError(RuntimeError):
+    """An env asked for in the corpus could not be played; the message names it.
+
+    A corpus that silently lacks an env gives a base model that never read that env's text, and
+    every model built on it would differ from the one its settings describe: fail instead.
+    """
+
+
 @dataclass
 class Corpus:
     """Pretraining text: conversations (random play) and a bag of out-of-context actions."""
@@ -45,7 +53,6 @@ class Corpus:
     conversations: list[Conversation] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     envs: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
     episodes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def texts(self) -> list[str]:
@@ -82,7 +89,8 @@ def gather_corpus(
     seeds, never by the clock, so the same seed gives the same corpus on a slow machine,
     a busy one or a warm cache (a wall-clock cap once gave 22 episodes instead of 120 on
     a cold cache). What each env contributed is in ``Corpus.episodes``.
-    ``on_env_done(env_id)`` is called after each env, played or skipped (progress).
+    An env that cannot start or play raises ``CorpusError`` naming it (pass ``env_ids`` without it).
+    ``on_env_done(env_id)`` is called after each env (progress).
     """
     env_ids = list(env_ids) if env_ids is not None else list(ENTRY_POINTS)
     corpus = Corpus()
@@ -91,14 +99,12 @@ def gather_corpus(
     expert_seeds = seeds.corpus_seeds(seed, expert_episodes, skip=random_episodes)
     for env_id in env_ids:
         started = time.perf_counter()
-        skipped = _add_env(corpus, env_id, random_seeds, expert_seeds, max_turns=max_turns, task_pool=task_pool,
+        failure = _add_env(corpus, env_id, random_seeds, expert_seeds, max_turns=max_turns, task_pool=task_pool,
                            seed=seed, prompt_format=prompt_format)
-        if skipped is not None:
-            corpus.skipped[env_id] = skipped
-            log.warning("tiny corpus: skipping %s (%s)", env_id, skipped)
-        else:
-            log.info("tiny corpus: %s gave %s in %.0f s", env_id, corpus.episodes[env_id],
-                     time.perf_counter() - started)
+        if failure is not None:
+            raise CorpusError(f"tiny corpus: {env_id} could not be played ({failure}); fix it, or leave it out "
+                              "of the corpus envs (TinyPipelineConfig.corpus_envs)")
+        log.info("tiny corpus: %s gave %s in %.0f s", env_id, corpus.episodes[env_id], time.perf_counter() - started)
         if on_env_done is not None:
             on_env_done(env_id)
     order = rng.permutation(len(corpus.actions))
@@ -108,10 +114,10 @@ def gather_corpus(
 
 def _add_env(corpus: Corpus, env_id: str, random_seeds: list[int], expert_seeds: list[int], *, max_turns: int,
              task_pool: int | None, seed: int, prompt_format: PromptFormat) -> str | None:
-    """Play one env into ``corpus``; returns why it was skipped, or None."""
+    """Play one env into ``corpus``; returns why it could not, or None."""
     try:
         env = make_pooled_env(env_id, max_turns=max_turns, task_pool=task_pool)
-    except Exception as error:  # noqa: BLE001 - an env that cannot start is skipped and reported
+    except Exception as error:  # noqa: BLE001 - any failure is raised as CorpusError naming the env
         return f"{type(error).__name__}: {error}"
     try:
         played = rollout(env, RandomAgent(seed=seed), seeds=random_seeds)

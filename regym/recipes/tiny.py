@@ -139,9 +139,18 @@ class TinyPipelineConfig:
     """torch CPU threads while building (None: leave torch's setting). One thread is the fastest on a
     loaded machine (two threads on two busy cores ran 15x slower here); raise it on an idle multi-core laptop."""
 
+    def corpus_env_ids(self) -> list[str]:
+        """The envs the corpus plays: ``corpus_envs``, or every registered regym env (plugins included)."""
+        from regym.envs import ENTRY_POINTS
+
+        return list(self.corpus_envs) if self.corpus_envs is not None else list(ENTRY_POINTS)
+
     def digest(self, names: Sequence[str] | None = None) -> str:
-        """A short hash of the named settings (all by default), part of cache folder names."""
-        values = asdict(self)
+        """A short hash of the named settings (all by default), part of cache folder names.
+
+        The corpus envs enter as the envs actually played, so registering another env family
+        keys a new base model instead of reusing one that never read its text."""
+        values = {**asdict(self), "corpus_envs": self.corpus_env_ids()}
         chosen = {name: values[name] for name in (names or [f.name for f in fields(self)]) if name not in ("threads", "rl_settings")}
         chosen["version"] = PIPELINE_VERSION
         return hashlib.sha1(json.dumps(chosen, sort_keys=True, default=list).encode()).hexdigest()[:10]
@@ -299,19 +308,16 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from regym.envs import ENTRY_POINTS
     from regym.recipes.corpus import gather_corpus
 
     started, cpu_started = time.perf_counter(), cpu_seconds()
-    env_ids = list(config.corpus_envs) if config.corpus_envs is not None else list(ENTRY_POINTS)
+    env_ids = config.corpus_env_ids()
     with StageProgress(f"tiny pipeline 1/4: corpus ({config.corpus_random_episodes} random episodes per env)",
                        len(env_ids)) as progress:
         corpus = gather_corpus(env_ids, random_episodes=config.corpus_random_episodes,
                                expert_episodes=config.corpus_expert_episodes, max_turns=config.corpus_max_turns,
                                task_pool=config.corpus_task_pool, seed=seed,
                                on_env_done=lambda env_id: progress.advance(status=env_id))
-    if not corpus.envs:
-        raise RuntimeError(f"no env produced text for the tiny base model: {corpus.skipped}")
     gathered = time.perf_counter()
     tokenizer = train_tokenizer(corpus.texts(), config.vocab_size)
     texts = pretraining_texts(corpus, tokenizer)
@@ -324,7 +330,7 @@ def build_base(folder: Path, config: TinyPipelineConfig, seed: int = 0) -> Path:
                           on_step=lambda loss: progress.advance(status=f"loss {loss:.3f}"))
     metadata = {
         "what": "regym tiny base model (pretrained on random-agent play and out-of-context expert actions)",
-        "seed": seed, "config": asdict(config), "envs": corpus.envs, "skipped_envs": corpus.skipped,
+        "seed": seed, "config": asdict(config), "envs": corpus.envs,
         "episodes_per_env": corpus.episodes, "corpus_sha256": corpus.sha256(),
         "conversations": len(corpus.conversations), "expert_actions": len(corpus.actions),
         "corpus_tokens": sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]),
@@ -440,7 +446,8 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
     """Demos and SFT for one env, written into a temporary folder then renamed to ``pipeline.root``."""
     from transformers import AutoTokenizer
 
-    from regym.rl.demos import collect_demos, success_rate
+    from regym.eval.metrics import success_rate
+    from regym.rl.demos import collect_demos
     from regym.rl.sft import sft
 
     config = pipeline.config
@@ -468,7 +475,7 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
             "env_id": pipeline.env_id, "seed": pipeline.seed, "config": asdict(config),
             "base_dir": str(pipeline.base_dir), "base_parameters": base["parameters"], "base_envs": base["envs"],
             "corpus_sha256": base["corpus_sha256"], "corpus_episodes": base["episodes_per_env"],
-            "demo_episodes": len(demos), "demo_success_rate": success_rate(demos),
+            "demo_episodes": len(demos), "demo_success_rate": success_rate(demos["success"]),
             "demos_sha256": demos_sha256(demos),
             "sft_train_loss": sft_summary["train_loss"], "sft_steps": sft_summary["steps"],
             "sft_token_accuracy": last_logged(sft_summary["log_history"], "mean_token_accuracy"),

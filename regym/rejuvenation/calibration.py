@@ -13,12 +13,13 @@ where ``loss_mask[0, t]`` says token t is scored (predicted from position t − 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from regym.trajectory import read_jsonl
 
 
 @dataclass
@@ -34,22 +35,14 @@ class CalibrationExample:
 def load_calibration_file(path: str | Path) -> list[dict]:
     """Read a JSONL calibration file; a ``ValueError`` naming the file and line for any line not in the three forms."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"cannot read calibration file {path}: no such file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (bad byte at offset {error.start})") from None
+        rows = read_jsonl(path, torn_tail=False, numbered=True)
     except OSError as error:
         raise ValueError(f"cannot read calibration file {path}: {error.strerror or error}") from None
     examples = []
-    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON strings may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})") from None
-        except RecursionError:
-            raise ValueError(f"{path}:{number}: not valid JSON (nested too deeply)") from None
+    for number, row in rows:
         problem = calibration_problem(row)
         if problem:
             raise ValueError(f"{path}:{number}: {problem}")

@@ -113,7 +113,3 @@ def load_demos(path: str | Path):
     from datasets import load_from_disk
 
     return load_from_disk(str(path))
-
-
-def success_rate(dataset) -> float:
-    return float(sum(dataset["success"]) / max(len(dataset), 1))

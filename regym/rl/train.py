@@ -36,6 +36,7 @@ from transformers.trainer_callback import PrinterCallback
 from regym import seeds
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.prompts import PromptFormat
+from regym.cache import reusable, write_stamp
 from regym.checkpoints import save_model
 from regym.envs import normalize_split, resolve_env_id
 from regym.eval.agents import policy_agent
@@ -126,7 +127,7 @@ def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folde
                 "calibration_episodes": config.calibration_episodes,
                 "fallback_criterion": config.reset_fallback_criterion}
     stamp = folder / "regym_rejuvenation.json"
-    if stamp.is_file() and json.loads(stamp.read_text()).get("settings") == settings:
+    if reusable(stamp, settings, rebuild=True):  # other settings: rejuvenate again into the same folder
         return folder
     calibration, calibration_error = None, None
     if config.reset_criterion in NEEDS_CALIBRATION and config.reset_fraction > 0:
@@ -142,8 +143,7 @@ def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folde
                                     reset_strength=config.reset_strength, criterion=config.reset_criterion,
                                     calib_texts=calibration, fallback_criterion=config.reset_fallback_criterion,
                                     overwrite=True, seed=config.seed, stages=stages)
-    stamp.write_text(json.dumps({"settings": settings, "summary": summary.to_dict(),
-                                 "calibration_error": calibration_error}, indent=2, default=str))
+    write_stamp(stamp, settings, summary=summary.to_dict(), calibration_error=calibration_error)
     return folder
 
 

@@ -53,12 +53,14 @@ from trl import GRPOConfig, GRPOTrainer
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.prompts import PromptFormat
 from regym.agents.vllm_policy import cpu_engine_defaults, use_whole_prefills
+from regym.eval.metrics import success_rate
 from regym.rl.advantages import token_advantages, turn_advantages
 from regym.rl.checkpoints import atomic_directory, prune_checkpoints
 from regym.rl.config import RLConfig
 from regym.rl.rollout import RolloutLimits, TurnRow, play_groups, play_window_groups
 from regym.rl.vllm_rollout import vllm_arguments, vllm_rollout_policy
 from regym.rl.vllm_sync import use_reload_sync
+from regym.seeds import rl_sampling_seed
 from regym.trajectory import Trajectory
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -84,7 +86,7 @@ def episode_reward(trajectory: Trajectory, kind: str) -> float:
 def env_reward(prompts, completions, env_reward, success, log_metric=None, **_):
     """TRL reward function: the env's episode reward, already computed by the rollout."""
     if log_metric is not None:
-        log_metric("success_rate", sum(success) / max(1, len(success)))
+        log_metric("success_rate", success_rate(success))
     return [float(value) for value in env_reward]
 
 
@@ -256,7 +258,7 @@ class RegymGRPOTrainer(GRPOTrainer):
                 raise ValueError("TRL did not hand over whole groups of identical prompts")
             seeds.append(int(json.loads(prompts[start])["seed"]))
         # Reproducible on resume; each process of a multi-process run draws its own stream (process 0 as alone).
-        seed = config.seed * 1_000_003 + self.state.global_step + 7_919 * 1_000_003 * self.accelerator.process_index
+        seed = rl_sampling_seed(config.seed, self.state.global_step, self.accelerator.process_index)
         if config.generation == "vllm":  # TRL's engine, synced to the trainer's weights (regym.rl.vllm_rollout)
             policy = vllm_rollout_policy(self, seed)
         else:
@@ -357,7 +359,7 @@ class RegymGRPOTrainer(GRPOTrainer):
         group_std = values.view(-1, self.regym_config.num_generations).std(dim=1)
         episode = {"reward": values.mean().item(), "reward_std": values.std().item(),
                    "frac_reward_zero_std": torch.isclose(group_std, torch.zeros_like(group_std)).double().mean().item(),
-                   "success_rate": sum(t.success for t in trajectories) / len(trajectories)}
+                   "success_rate": success_rate(t.success for t in trajectories)}
         for name in self.reward_func_names:
             if name == env_reward.__name__:
                 episode[f"rewards/{name}/mean"], episode[f"rewards/{name}/std"] = episode["reward"], episode["reward_std"]
