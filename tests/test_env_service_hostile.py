@@ -208,16 +208,22 @@ def rss_bytes(pid: int) -> int:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
 
 
+def refusal_reads_right(body: str) -> bool:
+    """The 413's reason, where it arrived: the server closes with the client's bytes unread, and the kernel's
+    reset can drop the body's segment before the client reads it (the status line has come by then)."""
+    return body == "" or "over 65536 bytes" in body
+
+
 def test_oversized_bodies_are_refused_without_being_kept(servers):
     url, pid = servers["math"], servers["processes"]["math"].pid
     before = rss_bytes(pid)
     declared = ("POST /reset HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {200 * 2**20}\r\n\r\n")
     status, body = raw_request(url, declared, (b"x" * 2**20 for _ in range(200)))
-    assert status == 413 and "over 65536 bytes" in body
+    assert status == 413 and refusal_reads_right(body)
     chunked = "POST /step HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     status, body = raw_request(url, chunked, (b"100000\r\n" + b"y" * 2**20 + b"\r\n" for _ in range(100)))
-    assert status == 413 and "over 65536 bytes" in body
+    assert status == 413 and refusal_reads_right(body)
     assert rss_bytes(pid) - before < 50 * 2**20
     assert health_latency(url) < 1.0
 

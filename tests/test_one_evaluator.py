@@ -168,6 +168,7 @@ def test_varied_reward_tasks_counts_tasks_whose_samples_disagree():
                record(2, 1, 0.0)]
     (cell,) = score_run(records, pass_ks=(2,))
     assert cell.varied_reward_tasks == pytest.approx(1 / 3)
+    assert cell.solved_tasks == pytest.approx(1 / 3)  # task 0: both samples won; task 2: no signal, not solved
     assert cell.pass_at == {"1": pytest.approx(0.5), "2": pytest.approx(2 / 3)}
     (single,) = score_run([record(0, 0, 1.0), record(1, 0, 0.0)])
     assert single.varied_reward_tasks == 0.0  # one sample per task: no group has a spread

@@ -119,6 +119,9 @@ class SplitMetrics:
     varied_reward_tasks: float = 0.0
     """Fraction of tasks whose samples' rewards are not all equal: the GRPO groups with a learning
     signal (a group of equal rewards has zero advantage for every sample). 0 when k = 1."""
+    solved_tasks: float = 0.0
+    """Fraction of tasks whose samples all succeeded: groups without signal because the task is saturated,
+    not because the policy collapsed onto a wrong answer (the two look alike in ``varied_reward_tasks``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,6 +183,7 @@ def split_metrics(
         tokens_generated=int(sum(record.tokens_generated for record in records)),
         errors=sum(record.error is not None for record in records),
         varied_reward_tasks=float(np.mean([len({r.reward for r in group}) > 1 for group in by_task.values()])),
+        solved_tasks=float(np.mean([all(r.success for r in group) for group in by_task.values()])),
     )
 
 

@@ -252,6 +252,8 @@ def on_policy_metrics(model: nn.Module, tokenizer, env_id: str, settings: OnPoli
     - ``sampled_success``: success rate over all sampled episodes;
     - ``zero_signal_groups``: fraction of tasks whose G episodes' total rewards are all equal
       (GRPO groups with zero advantage), i.e. 1 − the evaluator's ``varied_reward_tasks``;
+    - ``saturated_groups``: of those, the share of all tasks whose G episodes all succeeded (no signal
+      because the task is solved, not because the policy collapsed);
     - ``onpolicy_entropy``, ``onpolicy_top1_prob``: of softmax(logits / temperature) at each sampled token,
       ``onpolicy_loss``: their NLL at temperature 1, ``onpolicy_tokens``: how many;
     - ``onpolicy_hessian_max_abs_eigenvalue`` (signed) and ``onpolicy_hessian_converged`` (``HessianEigenvalue``),
@@ -272,6 +274,7 @@ def on_policy_metrics(model: nn.Module, tokenizer, env_id: str, settings: OnPoli
     metrics = {
         "sampled_success": run.cell.success_rate,
         "zero_signal_groups": 1.0 - run.cell.varied_reward_tasks,
+        "saturated_groups": run.cell.solved_tasks,
         "onpolicy_entropy": stats["entropy"],
         "onpolicy_top1_prob": stats["top1_prob"],
         "onpolicy_loss": stats["sft_loss"],

@@ -37,7 +37,8 @@ CEILING = 0.85
 LADDER_ROWS = [
     ("sampled_success", "sampled success", "{:.3f}"), ("greedy_success", "greedy success", "{:.3f}"),
     ("onpolicy_entropy", "on-policy entropy (nats)", "{:.3f}"), ("onpolicy_top1_prob", "on-policy top-1 probability", "{:.3f}"),
-    ("zero_signal_groups", "GRPO groups without signal", "{:.2f}"), ("drift", "drift ‖Δ‖/‖θ_base‖", "{:.3f}"),
+    ("zero_signal_groups", "GRPO groups without signal", "{:.2f}"),
+    ("saturated_groups", "of them solved (every sample won)", "{:.2f}"), ("drift", "drift ‖Δ‖/‖θ_base‖", "{:.3f}"),
     ("onpolicy_loss", "on-policy NLL", "{:.3f}"),
     ("onpolicy_hessian_max_abs_eigenvalue", "on-policy Hessian eigenvalue, largest magnitude (signed)", "{:.3g}"),
     ("onpolicy_adaptive_sharpness", "on-policy adaptive sharpness", "{:.3g}"),
