@@ -87,15 +87,17 @@ def test_on_policy_metrics_match_their_episodes(run, policy):
     heldout = calibration_from_env(COUNTING, tokenizer, episodes=2)
     metrics = on_policy_metrics(model, tokenizer, VOWELS, SETTINGS, heldout=heldout)
     assert set(metrics) == {
-        "sampled_success", "zero_signal_groups", "onpolicy_entropy", "onpolicy_top1_prob", "onpolicy_loss",
+        "sampled_success", "zero_signal_groups", "saturated_groups", "onpolicy_entropy", "onpolicy_top1_prob", "onpolicy_loss",
         "onpolicy_tokens", "onpolicy_hessian_max_abs_eigenvalue", "onpolicy_hessian_converged",
         "onpolicy_hessian_relative_change", "onpolicy_perturbation_sharpness", "onpolicy_adaptive_sharpness",
         "heldout_loss", "heldout_entropy", "heldout_hessian_max_abs_eigenvalue", "heldout_hessian_converged",
         "heldout_hessian_relative_change", "heldout_adaptive_sharpness"}
     assert all(math.isfinite(value) for value in metrics.values())
-    groups = defaultdict(set)
+    groups, wins = defaultdict(set), defaultdict(list)
     for record in run.records:  # the same seeds play the same episodes
         groups[record["task_seed"]].add(record["reward"])
+        wins[record["task_seed"]].append(record["success"])
+    assert metrics["saturated_groups"] == pytest.approx(sum(all(w) for w in wins.values()) / len(wins))
     assert metrics["zero_signal_groups"] == pytest.approx(sum(len(g) == 1 for g in groups.values()) / len(groups))
     assert metrics["sampled_success"] == pytest.approx(sum(r["success"] for r in run.records) / len(run.records))
     examples = [turn.example for turn in run.turns]
