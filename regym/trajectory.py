@@ -161,10 +161,10 @@ def read_jsonl(path: str | Path, *, repair: bool = False, torn_tail: bool = True
     values: list[Any] = []
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            values.append((number, _json_line(path, number, line)))
+            values.append((number, _json_line(path, number, line, torn_tail)))
     if tail.strip():
         if not torn_tail:
-            values.append((len(lines) + 1, _json_line(path, len(lines) + 1, tail)))
+            values.append((len(lines) + 1, _json_line(path, len(lines) + 1, tail, torn_tail)))
         else:
             try:
                 values.append((len(lines) + 1, json.loads(tail)))
@@ -179,12 +179,12 @@ def read_jsonl(path: str | Path, *, repair: bool = False, torn_tail: bool = True
     return values if numbered else [value for _, value in values]
 
 
-def _json_line(path: Path, number: int, line: bytes) -> Any:
+def _json_line(path: Path, number: int, line: bytes, torn_tail: bool) -> Any:
     try:
         return json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise CorruptLogError(f"{path}, line {number}: not JSON ({error}); only a torn last line "
-                              "is skipped, so this file was damaged after it was written") from error
+        why = "; only a torn last line is skipped, so this file was damaged after it was written" if torn_tail else ""
+        raise CorruptLogError(f"{path}, line {number}: not JSON ({error}){why}") from error
 
 
 def load_jsonl(path: str | Path) -> list[Trajectory]:

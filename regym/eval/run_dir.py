@@ -100,6 +100,4 @@ def metrics_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-
-
 __all__ = ["TRAJECTORIES", "metrics_markdown", "prepare_run_dir", "write_metrics"]
