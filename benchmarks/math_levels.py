@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=192, help="reply budget in tokens")
     parser.add_argument("--batch", type=int, default=32, help="problems generated together (left-padded)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a transformers checkpoint folder to measure instead (e.g. an SFT epoch of the lab)")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
 
@@ -90,9 +92,14 @@ def main() -> None:
     levels = args.levels or suite_levels()
     for name in levels:
         get_level(name)  # an unknown name fails before the model loads
-    model, tokenizer = load_smollm2()
-    agent = policy_agent(HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=args.max_new_tokens,
-                                  name="SmolLM2-135M-Instruct"))
+    if args.model is None:
+        model, tokenizer = load_smollm2()
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(args.model), AutoTokenizer.from_pretrained(args.model)
+    name = "SmolLM2-135M-Instruct" if args.model is None else args.model.name
+    agent = policy_agent(HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=args.max_new_tokens, name=name))
     rows = []
     for name in levels:
         rows.append(measure_level(agent, name, args.problems, args.batch))

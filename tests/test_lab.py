@@ -50,14 +50,14 @@ def test_the_normalised_gain_is_the_share_of_the_headroom_won():
 
 
 def test_over_sft_is_the_first_mark_past_moderate_that_meets_the_rule():
-    rule = OverSFTRule(max_entropy=0.1, min_zero_signal=0.5)
-    rows = {"sft@1ep": {"onpolicy_entropy": 0.05, "zero_signal_groups": 0.9},  # at the moderate mark: not a candidate
-            "sft@2ep": {"onpolicy_entropy": 0.3, "zero_signal_groups": 0.8},   # signal starved, entropy not collapsed
-            "sft@4ep": {"onpolicy_entropy": 0.08, "zero_signal_groups": 0.25},  # collapsed, signal left
-            "sft@8ep": {"onpolicy_entropy": 0.07, "zero_signal_groups": 0.5},
-            "sft@16ep": {"onpolicy_entropy": 0.01, "zero_signal_groups": 1.0}}
+    rule = OverSFTRule(max_entropy=0.1, min_collapsed=0.5)
+    rows = {"sft@1ep": {"onpolicy_entropy": 0.05, "collapsed_groups": 0.9},  # at the moderate mark: not a candidate
+            "sft@2ep": {"onpolicy_entropy": 0.3, "collapsed_groups": 0.8},   # signal starved, entropy not collapsed
+            "sft@4ep": {"onpolicy_entropy": 0.08, "collapsed_groups": 0.25},  # collapsed, signal left
+            "sft@8ep": {"onpolicy_entropy": 0.07, "collapsed_groups": 0.5},
+            "sft@16ep": {"onpolicy_entropy": 0.01, "collapsed_groups": 1.0}}
     assert choose_over_mark(rows, [1, 2, 4, 8, 16], 1, rule) == (8, True)
-    rows["sft@8ep"]["zero_signal_groups"] = rows["sft@16ep"]["zero_signal_groups"] = 0.1
+    rows["sft@8ep"]["collapsed_groups"] = rows["sft@16ep"]["collapsed_groups"] = 0.1
     assert choose_over_mark(rows, [1, 2, 4, 8, 16], 1, rule) == (16, False)
 
 
@@ -68,9 +68,9 @@ def test_the_matched_temperature_reaches_the_target_entropy():
 
 
 def _lab_data(over_row: dict, rejuvenated_start: dict, runs: list | None = None) -> dict:
-    return {"diagnostics": {"sft@1ep": {"onpolicy_entropy": 0.4, "zero_signal_groups": 0.2}, "sft@8ep": over_row},
+    return {"diagnostics": {"sft@1ep": {"onpolicy_entropy": 0.4, "collapsed_groups": 0.2}, "sft@8ep": over_row},
             "over_mark": 8.0, "moderate_mark": 1.0, "over_rule_met": True,
-            "rule": {"max_entropy": 0.1, "min_zero_signal": 0.5}, "runs": runs or [],
+            "rule": {"max_entropy": 0.1, "min_collapsed": 0.5}, "runs": runs or [],
             "config": {"rl": {"max_steps": 16, "tasks_per_step": 4, "num_generations": 8}},
             "temperature_matching": {"temperature": 1.0, "starts": {"over-sft+fusion+reset": rejuvenated_start}}}
 
@@ -93,7 +93,7 @@ def _table(diff, moderate_pre=0.4, moderate_gain=(0.2, 0.1, 0.3), over_gain=(0.0
 
 
 def test_the_verdict_names_the_preconditions_before_the_effect():
-    data = _lab_data({"onpolicy_entropy": 0.05, "zero_signal_groups": 0.8}, {"onpolicy_entropy": 0.3, "zero_signal_groups": 0.3})
+    data = _lab_data({"onpolicy_entropy": 0.05, "collapsed_groups": 0.8}, {"onpolicy_entropy": 0.3, "collapsed_groups": 0.3})
     lines = verdict(data, _table(_cell(0.15, 0.05, 0.25)))
     assert lines[0] == "**Preconditions** held: 1, 2, 3, 4, 5; failed: none; not measured: 6."
     assert lines[1].startswith("**RL budget**: 16 steps of 4 tasks × 8 samples") and \
@@ -105,7 +105,7 @@ def test_the_verdict_names_the_preconditions_before_the_effect():
 
 
 def test_a_failed_precondition_qualifies_the_effect_and_is_named_first():
-    data = _lab_data({"onpolicy_entropy": 0.05, "zero_signal_groups": 0.8}, {"onpolicy_entropy": 0.3, "zero_signal_groups": 0.3})
+    data = _lab_data({"onpolicy_entropy": 0.05, "collapsed_groups": 0.8}, {"onpolicy_entropy": 0.3, "collapsed_groups": 0.3})
     floor = verdict(data, _table(_cell(0.15, 0.05, 0.25), moderate_pre=0.05))  # no headroom below: the floor
     assert "failed: 2 (headroom on both sides)" in floor[0]
     assert floor[2].startswith("Because preconditions failed, this is not evidence")
@@ -181,7 +181,7 @@ def test_micro_lab_runs_every_stage_and_resumes(tmp_path, one_thread):
         assert run["summary"]["before"] == {}  # step 0 is the arm's one shared pre-RL evaluation
         assert run["summary"]["reference"] == data["arms"][run["arm"]]["reference"]
     assert data["arms"]["over-sft+fusion+reset"]["reference"] == data["arms"]["over-sft"]["start"]
-    assert all(key in data["diagnostics"]["sft@2ep"] for key in ("onpolicy_entropy", "zero_signal_groups", "drift"))
+    assert all(key in data["diagnostics"]["sft@2ep"] for key in ("onpolicy_entropy", "zero_signal_groups", "collapsed_groups", "drift"))
     for number in range(1, 7):
         assert any(re.fullmatch(rf"lab {number}/6: .*: started \(\d+ to do\)", line) for line in lines), number
         assert any(re.fullmatch(rf"lab {number}/6: .*: done in .*", line) for line in lines), number

@@ -17,6 +17,7 @@ from regym.agents.prompts import build_messages
 from regym.eval.plasticity import (
     OnPolicySettings,
     calibration_from_env,
+    collapsed_group_share,
     greedy_success,
     on_policy_metrics,
     play_on_policy,
@@ -87,7 +88,7 @@ def test_on_policy_metrics_match_their_episodes(run, policy):
     heldout = calibration_from_env(COUNTING, tokenizer, episodes=2)
     metrics = on_policy_metrics(model, tokenizer, VOWELS, SETTINGS, heldout=heldout)
     assert set(metrics) == {
-        "sampled_success", "zero_signal_groups", "saturated_groups", "onpolicy_entropy", "onpolicy_top1_prob", "onpolicy_loss",
+        "sampled_success", "zero_signal_groups", "saturated_groups", "collapsed_groups", "onpolicy_entropy", "onpolicy_top1_prob", "onpolicy_loss",
         "onpolicy_tokens", "onpolicy_hessian_max_abs_eigenvalue", "onpolicy_hessian_converged",
         "onpolicy_hessian_relative_change", "onpolicy_perturbation_sharpness", "onpolicy_adaptive_sharpness",
         "heldout_loss", "heldout_entropy", "heldout_hessian_max_abs_eigenvalue", "heldout_hessian_converged",
@@ -99,6 +100,7 @@ def test_on_policy_metrics_match_their_episodes(run, policy):
         wins[record["task_seed"]].append(record["success"])
     assert metrics["saturated_groups"] == pytest.approx(sum(all(w) for w in wins.values()) / len(wins))
     assert metrics["zero_signal_groups"] == pytest.approx(sum(len(g) == 1 for g in groups.values()) / len(groups))
+    assert metrics["collapsed_groups"] == collapsed_group_share(run.records) <= metrics["zero_signal_groups"]
     assert metrics["sampled_success"] == pytest.approx(sum(r["success"] for r in run.records) / len(run.records))
     examples = [turn.example for turn in run.turns]
     stats = token_statistics(model, examples)
@@ -159,3 +161,20 @@ def test_adaptive_sharpness_ignores_function_preserving_rescaling():
     assert adaptive_sharpness(rescaled, calib, radius=0.2) == pytest.approx(asam, rel=1e-4)
     hessian, moved = (hessian_max_abs_eigenvalue(m, calib, iterations=8).value for m in (model, rescaled))
     assert abs(moved - hessian) > 0.2 * abs(hessian)
+
+
+def _record(task: int, won: bool, actions: list[str], reward: float | None = None) -> dict:
+    return {"task_seed": task, "success": won, "reward": (1.0 if won else -1.0) if reward is None else reward,
+            "trajectory": {"turns": [{"action": action} for action in actions]}}
+
+
+def test_collapsed_groups_leave_out_tasks_solved_by_varied_samples():
+    records = [
+        _record(0, True, ["\\boxed{4}"]), _record(0, True, ["2 + 2 = 4, \\boxed{4}"]),    # solved, varied: saturation
+        _record(1, True, ["\\boxed{7}"]), _record(1, True, ["\\boxed{7}"]),                # solved, alike: collapse
+        _record(2, False, ["\\boxed{1}"]), _record(2, False, ["\\boxed{2}"]),              # none won: collapse
+        _record(3, True, ["\\boxed{5}"]), _record(3, False, ["\\boxed{6}"]),               # signal
+    ]
+    assert collapsed_group_share(records) == 0.5
+    with pytest.raises(ValueError, match="no episodes"):
+        collapsed_group_share([])

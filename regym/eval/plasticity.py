@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -224,6 +225,27 @@ def play_on_policy(model: nn.Module, tokenizer, env_id: str, settings: OnPolicyS
     return OnPolicyRun(cell, records, turns)
 
 
+def collapsed_group_share(records: Sequence[dict[str, Any]]) -> float:
+    """Share of tasks whose G sampled episodes carry no GRPO signal because of the policy: equal rewards and
+    either no episode succeeded or every episode played the very same actions. Solved tasks whose samples
+    differ are not counted: that is a task without headroom, not a policy that has stopped exploring."""
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[record["task_seed"]].append(record)
+    if not groups:
+        raise ValueError("no episodes to group")
+
+    def collapsed(group: list[dict[str, Any]]) -> bool:
+        if len({record["reward"] for record in group}) > 1:
+            return False
+        if not all(record["success"] for record in group):
+            return True
+        plays = {tuple(turn["action"] for turn in record["trajectory"]["turns"]) for record in group}
+        return len(plays) == 1
+
+    return sum(collapsed(group) for group in groups.values()) / len(groups)
+
+
 def _spread(items: Sequence, count: int) -> list:
     """``count`` items evenly spaced over ``items`` (all of them when there are no more)."""
     if count >= len(items):
@@ -254,6 +276,7 @@ def on_policy_metrics(model: nn.Module, tokenizer, env_id: str, settings: OnPoli
       (GRPO groups with zero advantage), i.e. 1 − the evaluator's ``varied_reward_tasks``;
     - ``saturated_groups``: of those, the share of all tasks whose G episodes all succeeded (no signal
       because the task is solved, not because the policy collapsed);
+    - ``collapsed_groups``: the share of tasks without signal for the policy's sake (``collapsed_group_share``);
     - ``onpolicy_entropy``, ``onpolicy_top1_prob``: of softmax(logits / temperature) at each sampled token,
       ``onpolicy_loss``: their NLL at temperature 1, ``onpolicy_tokens``: how many;
     - ``onpolicy_hessian_max_abs_eigenvalue`` (signed) and ``onpolicy_hessian_converged`` (``HessianEigenvalue``),
@@ -275,6 +298,7 @@ def on_policy_metrics(model: nn.Module, tokenizer, env_id: str, settings: OnPoli
         "sampled_success": run.cell.success_rate,
         "zero_signal_groups": 1.0 - run.cell.varied_reward_tasks,
         "saturated_groups": run.cell.solved_tasks,
+        "collapsed_groups": collapsed_group_share(run.records),
         "onpolicy_entropy": stats["entropy"],
         "onpolicy_top1_prob": stats["top1_prob"],
         "onpolicy_loss": stats["sft_loss"],

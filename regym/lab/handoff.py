@@ -64,7 +64,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sft_batch_size": 8,
         "sft_max_length": 256,
         "over_max_entropy": 0.15,
-        "over_min_zero_signal": 0.5,
+        "over_min_collapsed": 0.5,
         "eval_episodes": 1000,
         "eval_greedy": True,
         "diagnostic_tasks": 16,
@@ -141,9 +141,10 @@ class HandoffConfig:
     """``OverSFTRule.max_entropy``: on-policy entropy (nats) at or below which a mark has collapsed: the sampled
     token then holds about 96 % of the mass, so the G samples of a turn nearly always agree (seed 0: base 1.89,
     2 epochs 0.45, 4 epochs 0.30, 8 and 16 epochs 0.11)."""
-    over_min_zero_signal: float = 0.75
-    """``OverSFTRule.min_zero_signal``: share of GRPO groups without signal at or above which RL is starved:
-    three groups in four give no gradient (seed 0: 0.88 from 2 epochs, 1.0 from 8)."""
+    over_min_collapsed: float = 0.75
+    """``OverSFTRule.min_collapsed``: share of collapsed GRPO groups (no signal, and no sample won or all
+    samples alike) at or above which RL is starved: three groups in four give no gradient (tiny, seed 0, when
+    the rule counted every group without signal: 0.88 from 2 epochs, 1.0 from 8)."""
     sft_lr: float | None = None
     """SFT learning rate (None: the tiny pipeline's)."""
     sft_batch_size: int | None = None
@@ -202,7 +203,7 @@ class HandoffConfig:
 
     @property
     def rule(self) -> OverSFTRule:
-        return OverSFTRule(self.over_max_entropy, self.over_min_zero_signal)
+        return OverSFTRule(self.over_max_entropy, self.over_min_collapsed)
 
 
 HOW_IT_RUNS = ("workers", "job_threads", "results", "commit_results", "seeds_primary", "seeds_other", "arms")

@@ -20,16 +20,18 @@ from regym.cache import read_stamp, reusable, write_stamp
 @dataclass(frozen=True)
 class OverSFTRule:
     """Over-SFT is the first mark past the moderate one whose on-policy entropy has collapsed *and* whose
-    GRPO groups mostly carry no signal (all G rewards equal: zero advantage for every episode)."""
+    GRPO groups mostly carry no signal because of the policy (``collapsed_groups``: all G rewards equal with
+    no sample won, or every sample the same play). Groups solved by varied samples do not count: in the
+    SmolLM2 lab's first exploration the rule was met by tasks the model had learnt, not by collapse."""
 
     max_entropy: float = 0.1
     """Mean entropy (nats) of the policy's sampled action tokens at or below which it has "collapsed": the
     sampled token then holds about 98 % of the mass, so G samples of a turn mostly agree."""
-    min_zero_signal: float = 0.5
-    """Share of GRPO groups with identical rewards at or above which RL has little to learn from."""
+    min_collapsed: float = 0.5
+    """Share of collapsed GRPO groups at or above which RL has little to learn from."""
 
     def holds(self, metrics: dict[str, float]) -> bool:
-        return metrics["onpolicy_entropy"] <= self.max_entropy and metrics["zero_signal_groups"] >= self.min_zero_signal
+        return metrics["onpolicy_entropy"] <= self.max_entropy and metrics["collapsed_groups"] >= self.min_collapsed
 
 
 def choose_over_mark(diagnostics: dict[str, dict[str, float]], marks: Sequence[float], moderate: float,

@@ -38,7 +38,8 @@ LADDER_ROWS = [
     ("sampled_success", "sampled success", "{:.3f}"), ("greedy_success", "greedy success", "{:.3f}"),
     ("onpolicy_entropy", "on-policy entropy (nats)", "{:.3f}"), ("onpolicy_top1_prob", "on-policy top-1 probability", "{:.3f}"),
     ("zero_signal_groups", "GRPO groups without signal", "{:.2f}"),
-    ("saturated_groups", "of them solved (every sample won)", "{:.2f}"), ("drift", "drift ‖Δ‖/‖θ_base‖", "{:.3f}"),
+    ("saturated_groups", "of them solved (every sample won)", "{:.2f}"),
+    ("collapsed_groups", "collapsed groups (none won, or all alike)", "{:.2f}"), ("drift", "drift ‖Δ‖/‖θ_base‖", "{:.3f}"),
     ("onpolicy_loss", "on-policy NLL", "{:.3f}"),
     ("onpolicy_hessian_max_abs_eigenvalue", "on-policy Hessian eigenvalue, largest magnitude (signed)", "{:.3g}"),
     ("onpolicy_adaptive_sharpness", "on-policy adaptive sharpness", "{:.3g}"),
@@ -114,9 +115,9 @@ def precondition_checks(data: dict[str, Any], table: dict[str, dict[str, dict[st
     over_row, moderate_row = diagnostics[over], diagnostics[moderate]
     checks.append(Check(1, "over-SFT found by measurement", bool(data["over_rule_met"]),
                         f"over-SFT = {over}: on-policy entropy {over_row['onpolicy_entropy']:.3f} (≤ "
-                        f"{rule['max_entropy']:g}?), groups without signal {over_row['zero_signal_groups']:.2f} (≥ "
-                        f"{rule['min_zero_signal']:g}?); moderate = {moderate}: {moderate_row['onpolicy_entropy']:.3f}, "
-                        f"{moderate_row['zero_signal_groups']:.2f}"
+                        f"{rule['max_entropy']:g}?), collapsed groups {over_row['collapsed_groups']:.2f} (≥ "
+                        f"{rule['min_collapsed']:g}?); moderate = {moderate}: {moderate_row['onpolicy_entropy']:.3f}, "
+                        f"{moderate_row['collapsed_groups']:.2f}"
                         + ("" if data["over_rule_met"] else "; no mark met the rule, the last mark stands in")))
     pre = table.get("moderate-sft", {})
     if ID in pre:
@@ -424,8 +425,8 @@ def write_lab_report(data: dict[str, Any], out: Path) -> dict[str, Path]:
         "## The SFT ladder",
         f"Measured on the policy's own samples on the RL pool (groups of G at T = 1), greedy play, and held-out "
         f"expert text. Over-SFT rule: the first mark past the moderate one ({data['moderate_mark']:g} epochs) with "
-        f"on-policy entropy ≤ {data['rule']['max_entropy']:g} nats and ≥ {data['rule']['min_zero_signal']:g} of "
-        f"the groups without signal; chosen: {data['over_mark']:g} epochs"
+        f"on-policy entropy ≤ {data['rule']['max_entropy']:g} nats and ≥ {data['rule']['min_collapsed']:g} of "
+        f"the groups collapsed (no signal, and no sample won or every sample alike); chosen: {data['over_mark']:g} epochs"
         f"{'' if data['over_rule_met'] else ' (rule not met by any mark: the last mark)'}.",
         ladder_markdown(data),
         "![ladder](ladder.png)",
