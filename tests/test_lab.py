@@ -201,7 +201,7 @@ def test_the_smollm2_math_preset_plays_the_level_suite_greedily_and_records_ever
     assert config.eval_episodes >= 1000 and config.eval_greedy and config.results == "docs/lab/smollm2-math/jobs"
     settings = rl_settings(config, "regym/Math-v0", model="m", reference="r", seed=1, output_dir=tmp_path,
                            temperature=1.3)
-    assert settings["env_kwargs"] == {"level_set": "smollm2", "mode": "single_turn"}
+    assert settings["env_kwargs"] == {"level_set": "smollm2_sft", "mode": "single_turn"}
     assert (settings["eval_temperature"], settings["temperature"], settings["num_generations"]) == (0.0, 1.3, 8)
     assert (settings["max_turns"], settings["reference"], settings["dense_reward"]) == (1, "r", False)
     assert settings["eval_splits"] == ["in_distribution", "near_out_of_distribution", "out_of_distribution"]

@@ -54,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "smollm2-math": {
         "env": "math",
-        "env_kwargs": {"level_set": "smollm2", "mode": "single_turn"},
+        "env_kwargs": {"level_set": "smollm2_sft", "mode": "single_turn"},
         "rl_tasks": 512,
         "demo_tasks": 512,
         "demo_episodes": 64,
