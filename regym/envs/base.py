@@ -70,6 +70,9 @@ SPLIT_ALIASES = {
     "smollm2_id": "smollm2_id",  # the SmolLM2 math suite's levels (regym/Math-v0 only)
     "smollm2_near": "smollm2_near",
     "smollm2_far": "smollm2_far",
+    "smollm2_sft_id": "smollm2_sft_id",  # the same, calibrated after SFT (the lab's second exploration)
+    "smollm2_sft_near": "smollm2_sft_near",
+    "smollm2_sft_far": "smollm2_sft_far",
 }
 
 
