@@ -197,7 +197,7 @@ def test_the_smollm2_math_preset_plays_the_level_suite_greedily_and_records_ever
 
     config = load_handoff_config(preset="smollm2-math")
     assert (config.env, config.env_kwargs["level_set"], config.ladder[-1], config.moderate_epochs) == \
-        ("math", "smollm2", 32, 2)
+        ("math", "smollm2_sft", 32, 2)
     assert config.eval_episodes >= 1000 and config.eval_greedy and config.results == "docs/lab/smollm2-math/jobs"
     settings = rl_settings(config, "regym/Math-v0", model="m", reference="r", seed=1, output_dir=tmp_path,
                            temperature=1.3)

@@ -16,7 +16,7 @@ class EnvsArgs:
 def main(argv: list[str] | None = None) -> int:
     parse(EnvsArgs, argv, prog="regym envs", description=__doc__)
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     console, listings = Console(), list_envs()
     table = Table("id", "short name", "splits")
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     for listing in listings:
         if not listing.levels:
             continue
-        levels = Table("level", "asks", "splits", title=f"{listing.env_id} difficulty levels")
+        names = Column("level", no_wrap=True, min_width=max(len(level) for level, _ in listing.levels))
+        levels = Table(names, "asks", "splits", title=f"{listing.env_id} difficulty levels")  # names whole: they are typed
         for level, asks in listing.levels:
             splits = [split for split, its_levels in listing.level_splits if level in its_levels]
             levels.add_row(level, asks, ", ".join(splits))
