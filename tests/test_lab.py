@@ -208,7 +208,10 @@ def test_the_smollm2_math_preset_plays_the_level_suite_greedily_and_records_ever
     assert default_splits("regym/Math-v0") == ["in_distribution", "out_of_distribution"]  # near-OOD needs a level set
     assert pool_kwargs(config, "regym/Math-v0", 8) == config.env_kwargs
     quick = load_handoff_config(preset="smollm2-math", quick=True)
-    assert quick.out == "lab-smollm2-math-quick" and quick.results is None and quick.rl["max_steps"] == 8
+    assert quick.out == "lab-smollm2-math-quick" and quick.results is None and quick.rl["max_steps"] == 2
+    assert (quick.ladder, quick.ladder_sharpness, quick.attribution_targets) == ([1, 2, 4], False, 8)
+    assert quick.arms == ["moderate-sft", "over-sft", "over-sft+fusion+reset"]
+    assert load_handoff_config(preset="smollm2-math", quick=True, arms=["over-sft"]).arms == ["over-sft"]
     assert load_handoff_config(preset="smollm2-math", quick=True, out=str(tmp_path)).out == str(tmp_path)
     with pytest.raises(ValueError, match="over-sft"):
         load_handoff_config(preset="smollm2-math", arms=["moderate-sft"])

@@ -48,8 +48,9 @@ class Arm:
 
 
 def make_rejuvenated_starts(base_dir: Path, over: Path, folder: Path, *, alpha: float, reset_fraction: float,
-                            calibration: list[dict[str, Any]] | None) -> dict[str, Path]:
-    """Fusion alone, fusion + attribution reset, fusion + random reset of the same ρ (each made once)."""
+                            calibration: list[dict[str, Any]] | None, attribution_targets: int = 64) -> dict[str, Path]:
+    """Fusion alone, fusion + attribution reset, fusion + random reset of the same ρ (each made once);
+    ``attribution_targets``: the entropy-gap targets the attribution criterion scores units on."""
     from regym.rejuvenation.pipeline import rejuvenate_checkpoint
 
     recipes = {"over-sft+fusion": ("none", 0.0), "over-sft+fusion+reset": ("attribution", reset_fraction),
@@ -60,7 +61,7 @@ def make_rejuvenated_starts(base_dir: Path, over: Path, folder: Path, *, alpha: 
         if not (out / "config.json").exists():
             rejuvenate_checkpoint(base_dir, over, out, alpha=alpha, reset_fraction=fraction, criterion=criterion,
                                   calib_texts=calibration if criterion == "attribution" else None, seed=0,
-                                  overwrite=True)
+                                  overwrite=True, top_n_targets=attribution_targets)
         starts[name] = out
     return starts
 

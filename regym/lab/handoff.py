@@ -78,8 +78,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "job_threads": 2,
         "out": "lab-smollm2-math",
         "results": "docs/lab/smollm2-math/jobs",
-        "quick": {"demo_episodes": 32, "ladder": [1, 2, 8, 32], "eval_episodes": 48, "greedy_episodes": 16,
-                  "heldout_episodes": 4, "diagnostic_tasks": 4},
+        "quick": {"demo_episodes": 32, "ladder": [1, 2, 4], "eval_episodes": 32, "greedy_episodes": 16,
+                  "heldout_episodes": 4, "diagnostic_tasks": 4, "ladder_sharpness": False, "attribution_targets": 8,
+                  "arms": ["moderate-sft", "over-sft", "over-sft+fusion+reset"], "rl_steps": 2},
         "rl": {"preset": "smollm2", "use_cpu": True, "max_turns": 1, "max_new_tokens": 96, "max_episode_tokens": 512,
                "num_generations": 8, "tasks_per_step": 4, "num_envs": 32, "learning_rate": 5e-6, "beta": 0.02,
                "dense_reward": False, "max_steps": 40, "eval_every": 40, "save_steps": 10, "save_total_limit": 1,
@@ -100,7 +101,9 @@ runs' training success per step (metrics.jsonl), so no evaluation episodes are s
 
 QUICK = {"seeds_primary": 1, "seeds_other": 1, "eval_episodes": 32, "diagnostic_tasks": 8, "greedy_episodes": 16,
          "results": None}
-"""``--quick``: fewer seeds and episodes, the same design (stages, arms, rule, verdict)."""
+"""``--quick``: fewer seeds and episodes, the same stages, rule and verdict. A preset's own ``quick`` may shrink
+more: smollm2-math's SFTs to 4 epochs, skips the Hessian, scores 8 attribution targets, runs three arms (every
+arm the verdict needs) for 2 RL steps, to fit 20 minutes on 2 cores. Settings given by the user stand."""
 QUICK_RL_STEPS = 8
 """``--quick``'s RL steps per run (half the full budget; every arm the same), to fit 20 minutes on 2 cores."""
 
@@ -157,6 +160,9 @@ class HandoffConfig:
     """Fusion weight α of the rejuvenated arms."""
     reset_fraction: float = 0.01
     """ρ of both reset arms (attribution and random)."""
+    attribution_targets: int = 64
+    """Entropy-gap targets the attribution reset scores units on (its cost grows with them: 17 min for 64 on
+    SmolLM2 on 2 cores)."""
     eval_splits: list[str] | None = None
     """Splits evaluated before and after RL. None: in-distribution, near-OOD where the env has it, far-OOD."""
     eval_episodes: int = 128
@@ -167,6 +173,9 @@ class HandoffConfig:
     """Ladder diagnostics: tasks (GRPO groups) of the RL pool sampled per checkpoint."""
     greedy_episodes: int = 32
     """Ladder diagnostics: greedy episodes per checkpoint."""
+    ladder_sharpness: bool = True
+    """Ladder diagnostics: the Hessian's top eigenvalue and perturbation sharpness too (most of a SmolLM2
+    mark's 6-30 CPU minutes; the scale-invariant adaptive sharpness is always measured)."""
     heldout_episodes: int = 8
     """Expert episodes on games neither SFT nor RL plays: the held-out text of the sharpness measures."""
     workers: int = 2
@@ -235,8 +244,9 @@ def load_handoff_config(path: str | Path | None = None, **overrides: Any) -> Han
     config = HandoffConfig(**{**preset, **values, "rl": rl})
     if not config.quick:
         return config
-    steps = min(QUICK_RL_STEPS, int(config.rl.get("max_steps", QUICK_RL_STEPS)))
+    steps = min(quick.pop("rl_steps", QUICK_RL_STEPS), int(config.rl.get("max_steps", QUICK_RL_STEPS)))
     out = {} if "out" in values else {"out": f"{config.out}-quick"}  # never mixed with the full design's jobs
+    quick = {name: value for name, value in quick.items() if name not in values}  # what the user set stands
     return replace(config, **{**QUICK, **quick, **out}, rl={**config.rl, "max_steps": steps, "eval_every": steps,
                                                            "save_steps": steps})
 
@@ -372,7 +382,8 @@ def measure_job(config: HandoffConfig, env_id: str, base: dict[str, Any], model:
             "max_turns": int(defaults.get("max_turns", RLConfig.max_turns)),
             "max_new_tokens": int(defaults.get("max_new_tokens", RLConfig.max_new_tokens)),
             "greedy_episodes": config.greedy_episodes if greedy else 0,
-            "heldout": base["heldout"] if heldout else None, "sharpness": heldout, "out": str(out),
+            "heldout": base["heldout"] if heldout else None, "sharpness": heldout and config.ladder_sharpness,
+            "out": str(out),
             "threads": config.job_threads}
 
 
@@ -500,6 +511,8 @@ class Starts:
         self.paths = {name: folder / name.replace("+", "_") for name in self.RECIPES}
         self.settings = {"over": str(over), "alpha": config.alpha, "reset_fraction": config.reset_fraction,
                          "sft": self._recorded_sft()}
+        if config.attribution_targets != HandoffConfig.attribution_targets:  # starts recorded before the knob
+            self.settings["attribution_targets"] = config.attribution_targets
         self.recorded = ledger.lookup("starts", self.settings) if ledger is not None else None
         self._built = False
 
@@ -515,7 +528,8 @@ class Starts:
             began = time.time()
             calibration = expert_calibration(self.config, self.env_id, self.base)
             make_rejuvenated_starts(Path(self.base["base_dir"]), self.over, self.folder, alpha=self.config.alpha,
-                                    reset_fraction=self.config.reset_fraction, calibration=calibration)
+                                    reset_fraction=self.config.reset_fraction, calibration=calibration,
+                                    attribution_targets=self.config.attribution_targets)
             digests = {name: checkpoint_digest(path) for name, path in self.paths.items()}
             if self.recorded is not None and self.recorded["digests"] != digests:
                 raise RuntimeError("rebuilt rejuvenated starts differ from the ones the ledger recorded: "
