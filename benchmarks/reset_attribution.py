@@ -86,8 +86,8 @@ def smollm2_pair(epochs: int) -> tuple[Path, Path, list[dict], list[dict]]:
 
 
 def tiny_pair(epochs: int) -> tuple[Path, Path, list[dict], list[dict]]:
+    from regym.demos import load_demos
     from regym.recipes.tiny import ensure_tiny_pipeline
-    from regym.rl.demos import load_demos
 
     pipeline = ensure_tiny_pipeline("textworld", sft_epochs=epochs)
     demos = load_demos(pipeline.demos_dir)

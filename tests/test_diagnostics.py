@@ -168,7 +168,7 @@ def test_env_metrics_and_expert_calibration_on_math():
 
     tokenizer = tiny_tokenizer()
     calib = calibration_from_env("math", tokenizer, episodes=2)
-    assert len(calib) == 2 and all(example.num_scored > 0 for example in calib)
+    assert len(calib) >= 2 and all(example.num_scored > 0 for example in calib)  # one per expert turn
     metrics = env_metrics(tiny_llama(seed=0), tokenizer, "math",
                           ReportSettings(env_tasks=2, env_samples=2, env_k=2, env_max_new_tokens=8))
     assert set(metrics) == {"pass@1", "pass@2", "nonzero_variance_groups"}

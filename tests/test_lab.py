@@ -11,7 +11,7 @@ import time
 import pytest
 
 from regym.lab.arms import ARMS, PRIMARY, match_temperature
-from regym.lab.handoff import HandoffConfig, load_handoff_config, run_handoff
+from regym.lab.handoff import HandoffConfig, load_handoff_config, rl_field, rl_settings, run_handoff
 from regym.lab.ladder import OverSFTRule, choose_over_mark
 from regym.lab.report import seed_spread, verdict
 from regym.lab.stats import bootstrap_normalised_gain, bootstrap_paired_difference, format_ci, mean_ci
@@ -138,6 +138,16 @@ def test_config_checks_marks_seeds_and_quick():
     quick = load_handoff_config(quick=True)
     assert (quick.seeds_primary, quick.seeds_other, quick.eval_episodes) == (1, 1, 32)
     assert quick.ladder == config.ladder and quick.rl == {**config.rl, "max_steps": 8, "eval_every": 8}
+
+
+def test_rl_field_is_what_the_lab_rl_runs_get():
+    """The handoff's calibration plays expert turns with the RL runs' own max_turns and prompt style."""
+    config = load_handoff_config(rl={"max_turns": 3})
+    env_id = "regym/Math-v0"
+    settings = rl_settings(config, env_id, model="m", reference="m", seed=0, output_dir="out")
+    assert rl_field(config, env_id, "max_turns") == settings["max_turns"] == 3  # the lab's own setting
+    assert rl_field(config, env_id, "max_new_tokens") == settings["max_new_tokens"] == 48  # Math's rl_defaults
+    assert rl_field(config, env_id, "prompt_style") == "plain"  # RLConfig's default
 
 
 def test_micro_lab_runs_every_stage_and_resumes(tmp_path, one_thread):

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("regym.envs", "regym.rejuvenation"),
     ("regym.agents",),
     ("regym.rollout",),
+    ("regym.demos",),
     ("regym.eval",),
     ("regym.rl",),
     ("regym.recipes",),

@@ -332,3 +332,18 @@ def test_gradient_accumulation_must_divide_the_step_and_needs_the_full_context()
         RLConfig(context="window", gradient_accumulation_steps=2)
     with pytest.raises(ValueError, match="gradient_accumulation_steps must be >= 1"):
         RLConfig(gradient_accumulation_steps=0)
+
+
+def test_the_plasticity_report_measures_the_text_rejuvenation_scores(tiny_sft):
+    """One calibration builder: plasticity-report --env encodes exactly rl-train's expert turns."""
+    from regym.eval.plasticity import calibration_from_env
+    from regym.rejuvenation import encode_calibration
+    from regym.rl.train import expert_calibration, load_tokenizer, make_envs
+
+    tokenizer = load_tokenizer(tiny_sft)
+    config = config_for(tiny_sft, "unused", env=EXPERT_ENV_ID, calibration_episodes=2)
+    envs = make_envs(config, EXPERT_ENV_ID, "in_distribution", 1, {})
+    scored = encode_calibration(tokenizer, expert_calibration(config, envs, tokenizer))
+    measured = calibration_from_env(EXPERT_ENV_ID, tokenizer, episodes=2)
+    assert [example.input_ids.tolist() for example in measured] == [example.input_ids.tolist() for example in scored]
+    assert [example.loss_mask.tolist() for example in measured] == [example.loss_mask.tolist() for example in scored]

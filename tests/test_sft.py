@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from regym.agents.prompts import PromptFormat, build_messages
+from regym.demos import collect_demos, load_demos
 from regym.envs.base import Outcome, TextEnv
 from regym.recipes.tiny import train_tokenizer
-from regym.rl.demos import collect_demos, load_demos
 from regym.rl.sft import conversation_windows, message_token_counts, sft, sft_dataset
 from regym.trajectory import Trajectory
 

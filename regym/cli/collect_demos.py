@@ -53,9 +53,9 @@ class CollectDemosArgs:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(CollectDemosArgs, argv, prog="regym collect-demos", description=__doc__)
+    from regym.demos import collect_demos
     from regym.envs import normalize_split, resolve_env_id
     from regym.eval.metrics import success_rate
-    from regym.rl.demos import collect_demos
 
     try:
         env_id = resolve_env_id(args.env)

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from regym.agents import ExpertAgent
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.llm import chat_token_ids
+from regym.agents.prompts import PromptFormat
+from regym.demos import CALIBRATION_MAX_TOKENS, expert_calibration
 from regym.envs import normalize_split, resolve_env_id
 from regym.eval.agents import policy_agent
 from regym.eval.episodes import episode_key, plan_episodes
@@ -47,7 +48,6 @@ from regym.rejuvenation.diagnostics import (
     token_statistics,
 )
 from regym.rejuvenation.stages import Stages, silent
-from regym.rollout import rollout
 from regym.trajectory import Trajectory
 
 
@@ -476,17 +476,14 @@ def write_report(report: dict[str, object], out_dir: str | Path) -> dict[str, Pa
     return paths
 
 
-def calibration_from_env(env_name: str, tokenizer, episodes: int = 8, max_length: int = 512,
-                         system_prompt: str | None = None) -> list[CalibrationExample]:
-    """Expert demonstrations of an env as chat transcripts (the expert's actions are the scored turns)."""
+def calibration_from_env(env_name: str, tokenizer, episodes: int = 8,
+                         prompt_format: PromptFormat = PromptFormat()) -> list[CalibrationExample]:
+    """``regym.demos.expert_calibration`` of an env, encoded: the same expert turns rejuvenation scores."""
     import gymnasium as gym
 
     env = gym.make(resolve_env_id(env_name))
     try:
-        trajectories = rollout(env, ExpertAgent(), episodes=episodes)
+        examples = expert_calibration(env, tokenizer, episodes=episodes, prompt_format=prompt_format, limit=None)
     finally:
         env.close()
-    examples = [{"messages": t.messages(system_prompt)} for t in trajectories if t.turns and not t.error]
-    if not examples:
-        raise ValueError(f"the expert played no complete episode of {env_name}")
-    return encode_calibration(tokenizer, examples, max_length)
+    return encode_calibration(tokenizer, examples, CALIBRATION_MAX_TOKENS)

@@ -25,7 +25,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -285,12 +285,24 @@ def rl_settings(config: HandoffConfig, env_id: str, *, model: str | Path, refere
     }
 
 
+def rl_field(config: HandoffConfig, env_id: str, name: str) -> Any:
+    """One ``RLConfig`` field as the lab's RL runs get it: the lab's ``rl`` settings, else the env's
+    ``rl_defaults``, else ``RLConfig``'s default (the same order as ``rl_settings``)."""
+    from regym.rl.config import RLConfig, env_rl_defaults
+
+    chosen = {**env_rl_defaults(env_id), **config.rl}
+    if name in chosen:
+        return chosen[name]
+    default = next(item for item in fields(RLConfig) if item.name == name)
+    return default.default_factory() if default.default is MISSING else default.default
+
+
 # --- 1. base model and demonstrations -------------------------------------------------------------
 def prepare_base(config: HandoffConfig, env_id: str, out: Path) -> dict[str, Any]:
     """The base model folder, SFT demos from the first ``demo_tasks`` games, and held-out expert text."""
     from regym import seeds
+    from regym.demos import collect_demos, load_demos
     from regym.recipes.tiny import TinyPipelineConfig, ensure_tiny_base
-    from regym.rl.demos import collect_demos, load_demos
 
     if config.preset.startswith("smollm2"):
         from regym.models import smollm2_checkpoint
@@ -581,16 +593,15 @@ def expert_calibration(config: HandoffConfig, env_id: str, base: dict[str, Any])
     """The attribution criterion's calibration set: expert turns of the games SFT was trained on."""
     from transformers import AutoTokenizer
 
-    from regym.rl.config import RLConfig
-    from regym.rl.train import expert_calibration as expert_turns
-    from regym.rl.train import make_envs
+    from regym.agents.prompts import PromptFormat
+    from regym.demos import expert_calibration as expert_turns
+    from regym.envs.workers import make_envs
 
-    settings = rl_settings(config, env_id, model=base["base_dir"], reference=base["base_dir"], seed=0,
-                           output_dir="unused")
-    rl_config = replace(RLConfig(**settings), calibration_episodes=16)
-    envs = make_envs(rl_config, env_id, "in_distribution", 2, pool_kwargs(config, env_id, config.demo_tasks))
+    envs = make_envs(env_id, 2, max_turns=rl_field(config, env_id, "max_turns"),
+                     **pool_kwargs(config, env_id, config.demo_tasks))
     try:
-        return expert_turns(rl_config, envs, AutoTokenizer.from_pretrained(str(base["base_dir"])))
+        return expert_turns(envs, AutoTokenizer.from_pretrained(str(base["base_dir"])), episodes=16,
+                            prompt_format=PromptFormat(style=rl_field(config, env_id, "prompt_style")))
     finally:
         for env in envs:
             env.close()

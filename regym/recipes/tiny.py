@@ -12,7 +12,7 @@ With no model given, regym builds its own small stack so that SFT → rejuvenati
 3. **Base model**: a small Llama (a few million parameters) pretrained by next-token
    prediction on the corpus. It knows the envs' text and action vocabulary, not
    the expert policy.
-4. **Demos** (``regym.rl.demos``): expert episodes of the chosen env, ID split.
+4. **Demos** (``regym.demos``): expert episodes of the chosen env, ID split.
 5. **SFT** (``regym.rl.sft``): TRL ``SFTTrainer`` on the demos, assistant tokens only,
    for a moderate number of epochs so that RL has room to improve.
 
@@ -446,8 +446,8 @@ def _build_env_stage(pipeline: TinyPipeline, base_seconds: float, started: float
     """Demos and SFT for one env, written into a temporary folder then renamed to ``pipeline.root``."""
     from transformers import AutoTokenizer
 
+    from regym.demos import collect_demos
     from regym.eval.metrics import success_rate
-    from regym.rl.demos import collect_demos
     from regym.rl.sft import sft
 
     config = pipeline.config

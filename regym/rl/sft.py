@@ -1,6 +1,6 @@
 """Supervised fine-tuning of a causal LM on agent trajectories, through TRL's ``SFTTrainer``.
 
-The data is conversations in THE prompt format (``regym.rl.demos``: one ``messages``
+The data is conversations in THE prompt format (``regym.demos``: one ``messages``
 column). The loss is on assistant tokens only (``SFTConfig(assistant_only_loss=True)``:
 the tokenizer's chat template marks assistant spans with ``{% generation %}``), so
 the model learns the policy's actions, never to predict the env's text.
@@ -153,7 +153,7 @@ def sft(
 ) -> Path:
     """Fine-tune ``model`` (an HF folder path or a loaded model) on ``dataset`` and save it to ``out_dir``.
 
-    ``dataset``: rows with a ``messages`` conversation (e.g. ``regym.rl.demos.collect_demos``).
+    ``dataset``: rows with a ``messages`` conversation (e.g. ``regym.demos.collect_demos``).
     ``epochs`` may be fractional (0.5 = half a pass). ``save_epochs`` (and
     ``save_every_epoch``: 1, 2, ... up to ``epochs``) also writes the model at those
     marks to ``out_dir/epochs/epoch-<mark>``. Returns ``out_dir``, an HF folder with

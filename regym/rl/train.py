@@ -147,19 +147,11 @@ def rejuvenated_checkpoint(config: RLConfig, base: Path | None, sft: Path, folde
     return folder
 
 
-def expert_calibration(config: RLConfig, envs: Sequence[gym.Env], tokenizer: Any, max_tokens: int = 256,
-                       limit: int = 32) -> list[dict[str, Any]]:
-    """Expert turns as ``{"messages": [system, observation, expert action]}`` in the policy's prompt format.
-
-    One example per turn (history dropped) so each fits the calibration window of
-    ``max_tokens`` and ends with a scored reply. Raises ``ValueError`` naming the fix when
-    no calibration set can be made: no episodes asked for, no expert in the env, or no
-    expert turn that fits.
-    """
-    from regym.agents import ExpertAgent
-    from regym.agents.llm import chat_token_ids
-    from regym.agents.prompts import build_messages
-    from regym.rollout import rollout
+def expert_calibration(config: RLConfig, envs: Sequence[gym.Env], tokenizer: Any) -> list[dict[str, Any]]:
+    """``regym.demos.expert_calibration`` of ``config.calibration_episodes`` in the policy's prompt format;
+    a ``ValueError`` naming the flags that avoid calibration when no set can be made."""
+    from regym.demos import CalibrationError
+    from regym.demos import expert_calibration as expert_turns
 
     instead = ("pass --reset-criterion drift (it needs no calibration data), --reset-fallback-criterion drift "
                "(drift only when this calibration set cannot be made; recorded in rejuvenation.json), "
@@ -168,26 +160,11 @@ def expert_calibration(config: RLConfig, envs: Sequence[gym.Env], tokenizer: Any
         raise ValueError(f"--reset-criterion {config.reset_criterion} calibrates on expert episodes, and "
                          f"--calibration-episodes is {config.calibration_episodes}: raise it, or {instead}")
     try:
-        trajectories = rollout(envs, ExpertAgent(), episodes=config.calibration_episodes)
-    except RuntimeError as error:  # e.g. the env gives no expert_action
-        raise ValueError(f"--reset-criterion {config.reset_criterion} calibrates on expert episodes of {config.env}, "
-                         f"and its expert cannot play: {error}. Instead, {instead}") from error
-    prompt_format = PromptFormat(style=config.prompt_style)
-    examples = []
-    for trajectory in trajectories:
-        if trajectory.error is not None:
-            continue
-        messages = build_messages(trajectory, prompt_format)
-        for user in range(1, len(messages) - 1, 2):
-            example = [messages[0], messages[user], messages[user + 1]]
-            if len(chat_token_ids(tokenizer, example, add_generation_prompt=False)) <= max_tokens:
-                examples.append({"messages": example})
-    if not examples:
-        errors = sum(trajectory.error is not None for trajectory in trajectories)
-        raise ValueError(f"--reset-criterion {config.reset_criterion}: {len(trajectories)} expert episodes of "
-                         f"{config.env} gave no calibration example ({errors} ended in an env error; every other "
-                         f"turn is longer than {max_tokens} tokens). Instead, {instead}")
-    return examples[:limit]
+        return expert_turns(envs, tokenizer, episodes=config.calibration_episodes,
+                            prompt_format=PromptFormat(style=config.prompt_style))
+    except CalibrationError as error:
+        raise ValueError(f"--reset-criterion {config.reset_criterion} calibrates on expert episodes of "
+                         f"{config.env}: {error}. Instead, {instead}") from error
 
 
 def load_model(folder: Path, use_cpu: bool):

@@ -5,18 +5,24 @@ One row per episode. ``messages`` is the conversation in THE prompt format
 "Available actions: ..." list, the agent's actions as assistant turns), which is
 what TRL's ``SFTTrainer`` reads; ``trajectory`` keeps the whole record as JSON
 (``Trajectory.from_dict(json.loads(row["trajectory"]))``) so nothing is lost.
+
+Expert episodes are also regym's calibration text (``calibration_examples``): what rejuvenation's
+criteria score and what the plasticity report measures, built here once for rl-train, the lab and
+the report.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 from regym.agents import Agent, ExpertAgent, RandomAgent
 from regym.agents.prompts import PromptFormat, build_messages
-from regym.rl.checkpoints import atomic_directory
+from regym.paths import atomic_directory
 from regym.rollout import rollout
 from regym.trajectory import Trajectory
 
@@ -113,3 +119,57 @@ def load_demos(path: str | Path):
     from datasets import load_from_disk
 
     return load_from_disk(str(path))
+
+
+CALIBRATION_MAX_TOKENS = 256
+"""Calibration window: rl-train's rejuvenation, the lab's rejuvenated starts and the plasticity report score
+examples of at most this many tokens."""
+
+
+def calibration_examples(conversations: Iterable[Sequence[dict[str, str]]], tokenizer: Any, *,
+                         max_tokens: int = CALIBRATION_MAX_TOKENS, limit: int | None = None) -> list[dict[str, Any]]:
+    """THE calibration text of regym: one example per expert turn, ``{"messages": [system, observation, action]}``.
+
+    Each conversation is in the policy's prompt format (``build_messages``: the system prompt, then
+    observation / action pairs). Every action becomes one example with the system prompt and the
+    observation it answered; the history is dropped, so each example ends with a scored reply and fits
+    the window. Turns whose example renders (chat template) to more than ``max_tokens`` tokens are left
+    out; at most ``limit`` examples are kept, in order. Rejuvenation's criteria and the plasticity report
+    measure this same text.
+    """
+    from regym.agents.llm import chat_token_ids
+
+    examples = []
+    for messages in conversations:
+        for user in range(1, len(messages) - 1, 2):
+            example = [messages[0], messages[user], messages[user + 1]]
+            if len(chat_token_ids(tokenizer, example, add_generation_prompt=False)) <= max_tokens:
+                examples.append({"messages": example})
+    return examples if limit is None else examples[:limit]
+
+
+class CalibrationError(ValueError):
+    """No calibration set can be made from an env's expert episodes; the message says why."""
+
+
+def expert_calibration(envs: gym.Env | Sequence[gym.Env], tokenizer: Any, *, episodes: int,
+                       prompt_format: PromptFormat = PromptFormat(), max_tokens: int = CALIBRATION_MAX_TOKENS,
+                       limit: int | None = 32) -> list[dict[str, Any]]:
+    """``calibration_examples`` of ``episodes`` expert episodes played on ``envs``.
+
+    Raises ``CalibrationError`` when none can be made: the env's expert cannot play, or no turn fits.
+    """
+    if episodes <= 0:
+        raise CalibrationError(f"calibration plays expert episodes, and {episodes} were asked for")
+    try:
+        trajectories = rollout(envs, ExpertAgent(), episodes=episodes)
+    except RuntimeError as error:  # e.g. the env gives no expert_action
+        raise CalibrationError(f"the env's expert cannot play: {error}") from error
+    played = [trajectory for trajectory in trajectories if trajectory.error is None]
+    examples = calibration_examples((build_messages(trajectory, prompt_format) for trajectory in played), tokenizer,
+                                    max_tokens=max_tokens, limit=limit)
+    if not examples:
+        raise CalibrationError(f"{len(trajectories)} expert episodes gave no calibration example "
+                               f"({len(trajectories) - len(played)} ended in an env error; every other turn is "
+                               f"longer than {max_tokens} tokens)")
+    return examples
