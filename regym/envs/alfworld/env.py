@@ -159,6 +159,12 @@ class ALFWorldEnv(TextEnv):
                 raise FileNotFoundError(f"no playable games under {self.data_root / folder}")
         return self._real_games
 
+    @property
+    def task_ids(self) -> list[str] | None:
+        """ALFWorld's own games of the split (real data), sorted; None for generated games, which a seeded reset
+        draws from a pool of ``num_tasks``."""
+        return [str(path) for path in self._real_pool()] if self.source == "real" else None
+
     def _task_id_for(self, rng: np.random.Generator) -> str:
         if self.source == "real":
             pool = self._real_pool()
