@@ -72,6 +72,7 @@ SPLIT_ALIASES = {
     "ood": "out_of_distribution",
     "unseen": "out_of_distribution",
     "valid_unseen": "valid_unseen",  # ALFWorld's own valid_unseen rooms (regym/ALFWorld-v0 only)
+    "held_out_rooms": "held_out_rooms",  # ALFWorld's 28 generated held-out rooms (regym/ALFWorld-v0 only)
     "smollm2_id": "smollm2_id",  # the SmolLM2 math suite's levels (regym/Math-v0 only)
     "smollm2_near": "smollm2_near",
     "smollm2_far": "smollm2_far",
@@ -151,6 +152,9 @@ class TextEnv(gym.Env[str, str]):
     """The family's named difficulty levels, each with what it asks (``regym envs`` lists them); none: {}."""
     level_splits: ClassVar[dict[str, tuple[str, ...]]] = {}
     """The splits made of levels, each with its levels in ``difficulty_levels``."""
+    split_roles: ClassVar[dict[str, str]] = {}
+    """The family's own split that plays a usual role (``near_out_of_distribution``, ``out_of_distribution``)
+    where the family names it otherwise (ALFWorld's near-OOD is ``valid_unseen``); eval suites play it."""
 
     @classmethod
     def splits_with(cls, **options: Any) -> tuple[str, ...]:

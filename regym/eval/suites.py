@@ -79,12 +79,20 @@ def column_name(env_id: str, split: str) -> str:
 
 SUITES = {
     "agentic-id": Suite("agentic-id", "the in-distribution split of every registered env", (ID,)),
-    "agentic-ood": Suite("agentic-ood", "the out-of-distribution split of every registered env", (OOD,)),
-    "all": Suite("all", "both splits of every registered env", (ID, OOD)),
+    "agentic-ood": Suite("agentic-ood", "the far out-of-distribution split of every registered env, under the "
+                         "family's own name where it has one (ALFWorld: held_out_rooms, 28 generated rooms)", (OOD,)),
+    "all": Suite("all", "the in-distribution and far out-of-distribution splits of every registered env "
+                 "(ALFWorld's far-OOD: held_out_rooms)", (ID, OOD)),
     "smollm2-math": Suite("smollm2-math", "Math's SmolLM2 suite, single-turn boxed answers: ID levels, harder "
                           "settings of them (near) and other families (far); docs/math.md",
                           ("smollm2_id", "smollm2_near", "smollm2_far"), env_names=("regym/Math-v0",), num_tasks=64),
 }
+
+
+def family_split(env_id: str, split: str) -> str:
+    """The env family's own name for a usual split (``TextEnv.split_roles``: ALFWorld's near-OOD is
+    ``valid_unseen``, its far-OOD ``held_out_rooms``), so a suite's column says what it plays."""
+    return dict(getattr(env_class(env_id), "split_roles", None) or {}).get(split, split)
 
 
 def env_splits(env_id: str) -> tuple[str, ...]:
@@ -194,7 +202,7 @@ def suite_entries(
         for split in suite.splits:
             if split not in available:
                 raise ValueError(f"{env_id} has no {split!r} split (it has {sorted(available)})")
-            entries.append(SuiteEntry(env_id, split, count or DEFAULT_NUM_TASKS,
+            entries.append(SuiteEntry(env_id, family_split(env_id, split), count or DEFAULT_NUM_TASKS,
                                       TASK_SEED_BASE if task_seed is None else task_seed))
     return resolve_task_lists(entries, count, env_kwargs)
 
