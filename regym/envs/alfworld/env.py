@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from regym.envs.alfworld import tasks
+from regym.envs.alfworld import progress, tasks
 from regym.envs.alfworld.engine import keep_argv, make_engine, room_observation
 from regym.envs.alfworld.search_expert import SearchExpert
 from regym.envs.base import Outcome, TextEnv, normalize_split
@@ -87,10 +87,11 @@ class ALFWorldEnv(TextEnv):
         task_types: play tasks of these types only (ALFWorld's six: ``tasks.TASK_TYPES``): generated, the pool
             is then the first ``num_tasks`` generated tasks of those types, the same games as in the whole pool;
             real data, the split's games of those types. None: all six.
-        dense_reward: pay progress along the planner's shortest plan instead of ALFWorld's 0/1 win reward: each
-            step pays (plan steps left before - after) / plan steps at the start, a potential-based shaping
-            that telescopes to 1 for a win and leaves the best policy unchanged (as TextWorld's option; for RL
-            on small policies whose groups would otherwise all lose). Success is ALFWorld's ``won`` either way.
+        dense_reward: pay progress through the task's milestones instead of ALFWorld's 0/1 win reward (hold a
+            target, clean/heat/cool it, place it; ``regym.envs.alfworld.progress``): each step pays the change in
+            the fraction of milestones reached, a potential-based shaping whose episode sum is 1 for a win and
+            never below 0, paid only for events the agent observed (for RL on small policies whose groups would
+            otherwise all lose). Success is ALFWorld's ``won`` either way.
         expert: which expert fills ``info["expert_action"]``/``info["expert_plan"]``:
             "planner" (plans from the true state) or "search" (ALFWorld's handcoded expert);
             False or None for none (both None). True means "planner".
@@ -155,7 +156,8 @@ class ALFWorldEnv(TextEnv):
         self.num_tasks = int(num_tasks)
         self.task_types = tasks.check_task_types(task_types)
         self.dense_reward = bool(dense_reward)
-        self._steps_left = self._steps_at_start = 0
+        self._milestones = 0
+        self._placed_at_start: frozenset[str] = frozenset()
         self._plan_of_state: list[str] | None = None
         self.expert: str | None = expert or None
         self.generator_seed = int(generator_seed)
@@ -241,7 +243,9 @@ class ALFWorldEnv(TextEnv):
         if self.dense_reward:
             if self._params is None:
                 raise ValueError(f"dense_reward needs the task's PDDL parameters, and {game_file} has none")
-            self._steps_left = self._steps_at_start = max(1, len(self._planner_plan() or []))
+            world = tasks.current_world(self._engine)
+            self._placed_at_start = frozenset(progress.placed_targets(world, self._params))
+            self._milestones = progress.milestones_reached(world, self._params, False, self._placed_at_start)
         if self.expert == "search" and self._params is not None:
             self._search = SearchExpert(game_file, seed=task_id)
         return Outcome(room_observation(self._state["feedback"]), info=self._extras(last_action=""))
@@ -262,11 +266,11 @@ class ALFWorldEnv(TextEnv):
         )
 
     def _progress(self, won: bool) -> float:
-        """Planner steps this action removed (negative for a detour), over the plan's steps at the start."""
-        plan = [] if won else self._planner_plan()
-        steps_left = len(plan) if plan is not None and (won or plan) else self._steps_left  # no plan: unmeasurable
-        reward = (self._steps_left - steps_left) / self._steps_at_start
-        self._steps_left = steps_left
+        """The change in the fraction of the task's milestones reached (``progress``; negative when the action
+        undid one, as dropping the target)."""
+        reached = progress.milestones_reached(tasks.current_world(self._engine), self._params, won, self._placed_at_start)
+        reward = (reached - self._milestones) / progress.milestone_count(self._params)
+        self._milestones = reached
         return reward
 
     def _expert_plan(self, last_action: str) -> list[str] | None:
@@ -281,8 +285,7 @@ class ALFWorldEnv(TextEnv):
         return self._planner_plan()
 
     def _planner_plan(self) -> list[str]:
-        """The planner's plan from the current state, computed once per state (the dense reward and
-        ``expert_plan`` both read it)."""
+        """The planner's plan from the current state, computed once per state."""
         if self._plan_of_state is None:
             self._plan_of_state = tasks.current_expert_plan(self._engine, self._params)
         return self._plan_of_state

@@ -421,11 +421,16 @@ def task_params(traj: dict[str, Any]) -> TaskParams:
                       params.get("toggle_target", ""))
 
 
-def current_expert_plan(engine, params: TaskParams) -> list[str]:
-    """The fact-based expert's plan from the engine's current state."""
+def current_world(engine) -> World:
+    """The engine's current PDDL facts, indexed as the expert and the dense reward read them."""
     pddl_env = engine.unwrapped
     names = {entity: info.name for entity, info in pddl_env._entity_infos.items()}
-    return expert_plan(World(pddl_env._pddl_state.facts, names), params)
+    return World(pddl_env._pddl_state.facts, names)
+
+
+def current_expert_plan(engine, params: TaskParams) -> list[str]:
+    """The fact-based expert's plan from the engine's current state."""
+    return expert_plan(current_world(engine), params)
 
 
 def solve(game_file: Path, params: TaskParams, engine=None, planner: bool = False) -> list[str] | None:
