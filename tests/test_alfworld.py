@@ -307,23 +307,38 @@ def test_task_types_draw_a_pool_of_those_types_from_the_same_games(cache):
         gym.make("regym/ALFWorld-v0", task_types=["pick_and_juggle"])
 
 
-def test_dense_reward_is_progress_along_the_planners_plan(cache):
-    """Each step pays the plan steps it removed over the plan at the start: the expert's steps sum to 1, a
-    detour costs until it is undone, and winning is ALFWorld's either way."""
+def test_dense_reward_pays_only_observed_milestones_and_never_sums_below_zero(cache):
+    """Reaching and opening the (hidden) target's receptacle pays nothing; taking the target pays half of a
+    pick-and-place task, placing it the rest; a detour pays 0; the rewards of any prefix of any episode sum
+    to at least 0; winning is ALFWorld's either way."""
     env = gym.make("regym/ALFWorld-v0", split=OOD, dense_reward=True)
     _, info = env.reset(options={"task_id": SIMPLE})
     plan = list(info["expert_plan"])
-    go_elsewhere = next(a for a in info["admissible_actions"] if a.startswith("go to ") and a != plan[0])
-    _, detour, *_ = env.step(go_elsewhere)
-    assert detour <= 0
-    rewards = [detour]
+    take = next(i for i, action in enumerate(plan) if action.startswith("take "))
+    rewards = [env.step(action)[1] for action in plan[:take]]  # go to (and open) where the target hides
+    assert take >= 1 and rewards == [0.0] * take
+    _, reward, *_, info = env.step(plan[take])
+    assert reward == pytest.approx(0.5)
+    go_elsewhere = next(a for a in info["admissible_actions"] if a.startswith("go to ") and a != info["expert_action"])
+    rewards += [reward, env.step(go_elsewhere)[1]]
+    assert rewards[-1] == 0.0
     while True:
         _, reward, terminated, truncated, info = env.step(info["expert_action"])
         rewards.append(reward)
         if terminated or truncated:
             break
-    assert terminated and info["won"]
-    assert sum(rewards) == pytest.approx(1.0) and all(r > 0 for r in rewards[1:] if r != 0)
+    assert terminated and info["won"] and sum(rewards) == pytest.approx(1.0)
+
+    rng = np.random.default_rng(0)
+    for task_id in (SIMPLE, LIGHT, CLEAN):
+        _, info = env.reset(options={"task_id": task_id})
+        total = 0.0
+        for _ in range(25):
+            _, reward, terminated, truncated, info = env.step(str(rng.choice(info["admissible_actions"])))
+            total += reward
+            assert total >= -1e-9
+            if terminated or truncated:
+                break
     sparse = gym.make("regym/ALFWorld-v0", split=OOD)
     _, info = sparse.reset(options={"task_id": SIMPLE})
     assert [sparse.step(action)[1] for action in plan][-1] == 1.0

@@ -23,7 +23,7 @@ from regym.eval.episodes import Episode, plan_episodes
 from regym.eval.log import TrajectoryLog, read_log
 from regym.eval.run_dir import TRAJECTORIES, prepare_run_dir
 from regym.eval.runner import evaluate
-from regym.eval.suites import TASK_SEED_BASE, get_suite, suite_entries
+from regym.eval.suites import TASK_SEED_BASE, family_split, get_suite, suite_entries
 
 COUNT_ID = "regym/EvalCount-v0"
 BROKEN_ID = "regym/EvalBroken-v0"
@@ -100,10 +100,12 @@ def test_suites_cover_every_registered_env_and_split():
     from regym.envs import list_envs
 
     listings = list_envs()
-    expected = {(listing.env_id, split) for listing in listings for split in ("in_distribution", "out_of_distribution")}
+    expected = {(listing.env_id, family_split(listing.env_id, split)) for listing in listings
+                for split in ("in_distribution", "out_of_distribution")}
     entries = suite_entries("all", num_tasks=2)
     assert {(entry.env_id, entry.split) for entry in entries} == expected
-    assert {entry.split for entry in suite_entries("agentic-ood", num_tasks=1)} == {"out_of_distribution"}
+    assert {entry.split for entry in suite_entries("agentic-ood", num_tasks=1)} == {"out_of_distribution",
+                                                                                    "held_out_rooms"}
     assert {entry.env_id for entry in suite_entries("agentic-id", num_tasks=1)} == {listing.env_id for listing in listings}
     assert (COUNT_ID, "in_distribution") in expected
 
@@ -117,7 +119,7 @@ def test_splits_that_all_leaves_out_are_suites_by_name():
                                                                                 "near_out_of_distribution")]
     assert [(e.env_id, e.split) for e in suite_entries("alfworld-valid_unseen")] == [("regym/ALFWorld-v0",
                                                                                        "valid_unseen")]
-    assert suite_entries("regym/ALFWorld-v0-ood")[0].split == "out_of_distribution"
+    assert suite_entries("regym/ALFWorld-v0-ood")[0].split == "held_out_rooms"
 
 
 def test_task_sets_are_fixed_by_seed():

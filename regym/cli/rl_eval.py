@@ -68,7 +68,8 @@ class EvalConfig:
     envs: list[str] = field(default_factory=list)
     """Keep only these envs of the suite (ids or short names; "a,b" is read as "a b")."""
     num_tasks: int | None = None
-    """Tasks per (env, split); None: the suite's (8)."""
+    """Tasks per (env, split); None: every task of a finite split (ALFWorld's downloaded games, WebShop's goals), each
+    once in order, and the suite's count (8) of seeded tasks elsewhere. A number plays a finite split's first ones."""
     task_seed: int | None = None
     """Reset seed of each (env, split)'s first task (tasks are task_seed + i); None: the suites' 1_000_000
     (regym.seeds.EVAL_SUITE_FIRST). 10000 (regym.seeds.RL_EVAL_FIRST) plays rl-train's evaluation tasks."""
@@ -253,7 +254,7 @@ def suite_of(config: EvalConfig):
     from regym.eval.suites import suite_entries
 
     return suite_entries(config.suite, envs=config.envs or None, num_tasks=config.num_tasks,
-                         task_seed=config.task_seed)
+                         task_seed=config.task_seed, env_kwargs=config.env_kwargs)
 
 
 def check_inputs(config: EvalConfig) -> None:
@@ -297,7 +298,8 @@ def evaluate_config(config: EvalConfig, *, console=None, overwrite: bool | None 
     prepare_run_dir(run_dir, asdict(config), identity, config.overwrite if overwrite is None else overwrite)
     if console is not None:
         done = _count_logged(run_dir)
-        console.print(f"[bold]{run_name}[/]: {len(entries)} env/splits × {entries[0].num_tasks} tasks × k={config.k}"
+        tasks = sorted({entry.num_tasks for entry in entries})
+        console.print(f"[bold]{run_name}[/]: {len(entries)} env/splits × {'/'.join(map(str, tasks))} tasks × k={config.k}"
                       f" = {len(episodes)} episodes" + (f" ({done} already logged, resuming)" if done else ""))
     agent = build_agent(config)
     summary = {"run": run_name, "model": display_name(config), "agent": config.agent or "llm",

@@ -19,7 +19,12 @@ next reset starts cleanly.
 Standard ``info`` keys (present on every reset and step):
 ``task_id``, ``split``, ``turn``, ``won``, ``success``, ``invalid_action``,
 ``admissible_actions`` (list or None), ``expert_action`` (the next action an expert
-would take from this state, or None when the env has no expert).
+would take from this state, or None when the env has no expert), ``split_size`` (the number of
+tasks in the split when it is a finite list, ``task_ids``; None where seeded resets draw from a
+generator).
+
+A finite split is played by index, as benchmarks count it (each task once, in a fixed order):
+``reset(options={"task_index": i})`` plays ``task_ids[i]``.
 
 Every observation passes through ``printable_text`` once, here: control characters other
 than newline and tab (terminal escape sequences, carriage returns, NUL, C1 controls) are
@@ -31,7 +36,7 @@ from __future__ import annotations
 import numbers
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -67,6 +72,7 @@ SPLIT_ALIASES = {
     "ood": "out_of_distribution",
     "unseen": "out_of_distribution",
     "valid_unseen": "valid_unseen",  # ALFWorld's own valid_unseen rooms (regym/ALFWorld-v0 only)
+    "held_out_rooms": "held_out_rooms",  # ALFWorld's 28 generated held-out rooms (regym/ALFWorld-v0 only)
     "smollm2_id": "smollm2_id",  # the SmolLM2 math suite's levels (regym/Math-v0 only)
     "smollm2_near": "smollm2_near",
     "smollm2_far": "smollm2_far",
@@ -149,6 +155,9 @@ class TextEnv(gym.Env[str, str]):
     """The family's named difficulty levels, each with what it asks (``regym envs`` lists them); none: {}."""
     level_splits: ClassVar[dict[str, tuple[str, ...]]] = {}
     """The splits made of levels, each with its levels in ``difficulty_levels``."""
+    split_roles: ClassVar[dict[str, str]] = {}
+    """The family's own split that plays a usual role (``near_out_of_distribution``, ``out_of_distribution``)
+    where the family names it otherwise (ALFWorld's near-OOD is ``valid_unseen``); eval suites play it."""
 
     @classmethod
     def splits_with(cls, **options: Any) -> tuple[str, ...]:
@@ -179,6 +188,7 @@ class TextEnv(gym.Env[str, str]):
         self.turn = 0
         self._last_observation = ""
         self._last_info: dict[str, Any] = {}
+        self._split_size: int | None = None
         self._finished = True
 
     # --- hooks for env families -------------------------------------------------
@@ -190,6 +200,26 @@ class TextEnv(gym.Env[str, str]):
 
     def _act(self, action: str) -> Outcome:
         raise NotImplementedError
+
+    @property
+    def task_ids(self) -> Sequence[str] | None:
+        """The split's tasks in their fixed order when the split is a finite list (a data set's games, a
+        fixed set of goals); None where a seeded reset draws from a generator. A family with a finite split
+        overrides this; evaluation suites then play each task once, in this order."""
+        return None
+
+    def task_at(self, index: object) -> str:
+        """``task_ids[index]``, or an error naming why there is no such task."""
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"task_index must be an int, not {type(index).__name__} {index!r:.80}")
+        ids = self.task_ids
+        if ids is None:
+            raise ValueError(f"{type(self).__name__}'s split {self.split!r} is not a finite list of tasks: "
+                             "reset with a seed or a task_id instead of a task_index")
+        if not 0 <= index < len(ids):
+            raise ValueError(f"task_index {index} is outside {type(self).__name__}'s split {self.split!r} "
+                             f"(tasks 0 to {len(ids) - 1})")
+        return ids[int(index)]
 
     def parse(self, text: str) -> ParsedAction:
         """Turn a policy's raw text into the action the game receives (override for code/tool envs)."""
@@ -206,9 +236,16 @@ class TextEnv(gym.Env[str, str]):
         if options is not None and not isinstance(options, Mapping):
             raise TypeError(f"options must be a dict such as {{'task_id': ...}} or None, "
                             f"not {type(options).__name__} {options!r:.80}")
+        options = options or {}
+        task_id, task_index = options.get("task_id"), options.get("task_index")
+        if task_id is not None and task_index is not None:
+            raise ValueError("reset takes a task_id or a task_index, not both")
+        if task_index is not None:
+            task_id = self.task_at(task_index)
         super().reset(seed=seed)
         self._finished = True  # until the new task has begun there is no episode to step
-        task_id = (options or {}).get("task_id")
+        ids = self.task_ids
+        self._split_size = None if ids is None else len(ids)
         self.task_id = str(task_id) if task_id is not None else self._task_id_for(self.np_random)
         self.turn = 0
         outcome = self._begin(self.task_id)
@@ -238,7 +275,7 @@ class TextEnv(gym.Env[str, str]):
 
     # --- bookkeeping --------------------------------------------------------------
     _PER_STEP_KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"task_id", "split", "turn", "won", "success", "invalid_action"}
+        {"task_id", "split", "turn", "won", "success", "invalid_action", "split_size"}
     )
 
     def unchanged_info(self) -> dict[str, Any]:
@@ -255,6 +292,7 @@ class TextEnv(gym.Env[str, str]):
             "invalid_action": invalid,
             "admissible_actions": None,
             "expert_action": None,
+            "split_size": self._split_size,
         }
         info.update(outcome.info)
         observation = printable_text(outcome.observation)

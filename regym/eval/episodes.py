@@ -24,21 +24,30 @@ EPISODE_OPTION = "eval_episode"
 
 @dataclass(frozen=True)
 class Episode:
-    """Sample ``sample`` of the task ``(env_id, split, task_seed)``."""
+    """Sample ``sample`` of the task ``(env_id, split, task_seed)``; of a finite split, the task
+    ``task_index`` of its list (reset with that seed and ``{"task_index": task_index}``)."""
 
     env_id: str
     split: str
     task_seed: int
     sample: int
+    task_index: int | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.env_id}|{self.split}|{self.task_seed}|{self.sample}"
+        task = self.task_seed if self.task_index is None else f"{self.task_seed}#{self.task_index}"
+        return f"{self.env_id}|{self.split}|{task}|{self.sample}"
 
     @classmethod
     def from_key(cls, key: str) -> Episode:
-        env_id, split, task_seed, sample = key.rsplit("|", 3)
-        return cls(env_id, split, int(task_seed), int(sample))
+        env_id, split, task, sample = key.rsplit("|", 3)
+        task_seed, _, task_index = task.partition("#")
+        return cls(env_id, split, int(task_seed), int(sample), int(task_index) if task_index else None)
+
+    @property
+    def reset_options(self) -> dict[str, int]:
+        """What ``reset`` needs besides the seed to play this task."""
+        return {} if self.task_index is None else {"task_index": self.task_index}
 
     def agent_seed(self, base_seed: int = 0) -> int:
         """A seed for the agent's randomness in this episode, fixed by the key alone."""
@@ -47,13 +56,15 @@ class Episode:
 
 
 def plan_episodes(entries: Sequence[SuiteEntry], k: int) -> list[Episode]:
-    """Every (task, sample) of the suite, in a fixed order."""
+    """Every (task, sample) of the suite, in a fixed order: a finite split's tasks by index, once each
+    (times ``k``), others by seed."""
     if k < 1:
         raise ValueError("k must be >= 1")
     return [
-        Episode(entry.env_id, entry.split, seed, sample)
+        Episode(entry.env_id, entry.split, seed, sample,
+                None if entry.task_indices is None else entry.task_indices[position])
         for entry in entries
-        for seed in entry.task_seeds
+        for position, seed in enumerate(entry.task_seeds)
         for sample in range(k)
     ]
 

@@ -65,6 +65,7 @@ def episode_record(episode: Episode, trajectory: Trajectory, tokens_generated: i
         "split": episode.split,
         "task_seed": episode.task_seed,
         "sample": episode.sample,
+        "task_index": episode.task_index,
         "task_id": trajectory.task_id,
         "success": trajectory.success,
         "reward": trajectory.total_reward,

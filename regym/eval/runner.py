@@ -199,7 +199,7 @@ def play_group(
 
     try:
         rollout(envs, agent, seeds=[episode.task_seed for episode in group],
-                options=[{EPISODE_OPTION: episode.key} for episode in group], on_done=on_done)
+                options=[{EPISODE_OPTION: episode.key, **episode.reset_options} for episode in group], on_done=on_done)
     finally:
         for env in envs:
             env.close()

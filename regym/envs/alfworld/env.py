@@ -28,28 +28,54 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from regym.envs.alfworld import tasks
+from regym.envs.alfworld import progress, tasks
 from regym.envs.alfworld.engine import keep_argv, make_engine, room_observation
 from regym.envs.alfworld.search_expert import SearchExpert
-from regym.envs.base import Outcome, TextEnv
+from regym.envs.base import Outcome, TextEnv, normalize_split
 from regym.envs.options import ClientOption
 
 EXPERTS = ("planner", "search")
+
+SPLIT_ROLES = {"near_out_of_distribution": "valid_unseen", "out_of_distribution": "held_out_rooms"}
+"""ALFWorld's split for each usual role: near-OOD is ALFWorld's own ``valid_unseen`` (unseen rooms, real games when
+downloaded), far-OOD the 28 generated ``held_out_rooms``."""
+GENERATOR_POOLS = {"in_distribution": "in_distribution", "valid_unseen": "valid_unseen",
+                   "held_out_rooms": "out_of_distribution"}
+"""The generator's pool (``tasks.FLOOR_PLANS``, and the ``ood`` in ``alfworld-gen-ood-00042``) each split plays."""
+DEPRECATED_SPLITS = ("out_of_distribution", "ood", "unseen")
+
+
+def family_split(split: str, real_data: bool) -> str:
+    """ALFWorld's own name of a split. ``out_of_distribution`` (``ood``) once meant the valid_unseen games with
+    real data and 28 generated rooms without: it still plays what it played, with a DeprecationWarning."""
+    name = normalize_split(split)
+    if str(split).lower() in DEPRECATED_SPLITS:
+        plays = "valid_unseen" if real_data else "held_out_rooms"
+        warnings.warn(f"ALFWorld's split {split!r} is deprecated (it meant ALFWorld's valid_unseen games with real data "
+                      f"and 28 generated rooms without); this env plays {plays!r}. Name 'valid_unseen' (ALFWorld's "
+                      "unseen rooms, near-OOD) or 'held_out_rooms' (the 28 generated held-out rooms, far-OOD).",
+                      DeprecationWarning, stacklevel=3)
+        return plays
+    return SPLIT_ROLES.get(name, name)
 
 
 class ALFWorldEnv(TextEnv):
     """ALFWorld households: find, take, clean/heat/cool, place, or look at objects under a lamp.
 
     Args:
-        split: "in_distribution" (seen floor plans / ``valid_seen``),
-            "out_of_distribution" (the 28 held-out floor plans / ``valid_unseen``; "id"/"ood" work)
-            or "valid_unseen" (exactly ALFWorld's valid_unseen rooms, FloorPlans 10, 219, 308, 424).
+        split: "in_distribution" ("id": seen floor plans / ``valid_seen``), "valid_unseen" (ALFWorld's unseen
+            rooms, FloorPlans 10, 219, 308, 424 / its ``valid_unseen`` games; "near_out_of_distribution" names it
+            too) or "held_out_rooms" (28 generated rooms no ALFWorld game is trained in: the valid_unseen rooms and
+            ALFRED's test rooms; always generated; the far-OOD split, "out_of_distribution" when a suite asks).
+            "out_of_distribution"/"ood" given here is deprecated: it plays what it always did (``valid_unseen``
+            with real data, ``held_out_rooms`` without) with a DeprecationWarning.
         max_turns: episode limit (ALFWorld's usual setting is 50).
         data_path: a downloaded ALFWorld data folder (holding ``json_2.1.1``). Defaults to
             ``$ALFWORLD_DATA`` when that folder holds games.
@@ -58,19 +84,23 @@ class ALFWorldEnv(TextEnv):
             (real data: ``valid_seen``/``valid_unseen`` vs ``train``; generated: two
             disjoint seed streams).
         num_tasks: size of the generated pool a seeded reset draws from.
-        task_types: draw generated tasks of these types only (ALFWorld's six: ``tasks.TASK_TYPES``); the
-            pool is then the first ``num_tasks`` generated tasks of those types, the same games as in the
-            whole pool. None: all six.
-        dense_reward: pay progress along the planner's shortest plan instead of ALFWorld's 0/1 win reward: each
-            step pays (plan steps left before - after) / plan steps at the start, a potential-based shaping
-            that telescopes to 1 for a win and leaves the best policy unchanged (as TextWorld's option; for RL
-            on small policies whose groups would otherwise all lose). Success is ALFWorld's ``won`` either way.
+        task_types: play tasks of these types only (ALFWorld's six: ``tasks.TASK_TYPES``): generated, the pool
+            is then the first ``num_tasks`` generated tasks of those types, the same games as in the whole pool;
+            real data, the split's games of those types. None: all six.
+        dense_reward: pay progress through the task's milestones instead of ALFWorld's 0/1 win reward (hold a
+            target, clean/heat/cool it, place it; ``regym.envs.alfworld.progress``): each step pays the change in
+            the fraction of milestones reached, a potential-based shaping whose episode sum is 1 for a win and
+            never below 0, paid only for events the agent observed (for RL on small policies whose groups would
+            otherwise all lose). Success is ALFWorld's ``won`` either way.
         expert: which expert fills ``info["expert_action"]``/``info["expert_plan"]``:
             "planner" (plans from the true state) or "search" (ALFWorld's handcoded expert);
             False or None for none (both None). True means "planner".
     """
 
-    splits = tasks.SPLITS
+    splits = ("in_distribution", "near_out_of_distribution", "out_of_distribution", "valid_unseen", "held_out_rooms")
+    """The family's own splits (``in_distribution``, ``valid_unseen``, ``held_out_rooms``) and the role names that
+    reach them (``split_roles``; ``out_of_distribution`` given directly is deprecated)."""
+    split_roles = SPLIT_ROLES
     rl_defaults = {"max_turns": 30, "max_new_tokens": 16, "max_episode_tokens": 1024, "context": "window",
                    "history_turns": 2}
     """rl-train's episode shape (``regym.rl.config.resolve_config``; measured in docs/rl.md). The search expert
@@ -103,12 +133,19 @@ class ALFWorldEnv(TextEnv):
         task_types: str | Sequence[str] | None = None,
         dense_reward: bool = False,
     ):
+        if source not in ("auto", "real", "generated"):
+            raise ValueError(f"source must be 'auto', 'real' or 'generated', not {source!r}")
+        data_root = self._find_data(data_path, source)
+        split = family_split(split, real_data=data_root is not None)
+        if split == "held_out_rooms":
+            if source == "real":
+                raise ValueError("held_out_rooms are generated (ALFWorld ships no games in ALFRED's test rooms): "
+                                 "play split='valid_unseen' for ALFWorld's own unseen games")
+            data_root = None
         super().__init__(split=split, max_turns=max_turns, invalid_action_penalty=invalid_action_penalty,
                          render_mode=render_mode)
         if games not in tasks.PHASES:
             raise ValueError(f"games must be one of {tasks.PHASES}, not {games!r}")
-        if source not in ("auto", "real", "generated"):
-            raise ValueError(f"source must be 'auto', 'real' or 'generated', not {source!r}")
         if num_tasks < 1:
             raise ValueError("num_tasks must be >= 1")
         if expert is True:
@@ -119,15 +156,13 @@ class ALFWorldEnv(TextEnv):
         self.num_tasks = int(num_tasks)
         self.task_types = tasks.check_task_types(task_types)
         self.dense_reward = bool(dense_reward)
-        self._steps_left = self._steps_at_start = 0
+        self._milestones = 0
+        self._placed_at_start: frozenset[str] = frozenset()
         self._plan_of_state: list[str] | None = None
         self.expert: str | None = expert or None
         self.generator_seed = int(generator_seed)
-        self.data_root = self._find_data(data_path, source)
+        self.data_root = data_root
         self.source = "real" if self.data_root is not None else "generated"
-        if self.task_types is not None and self.source == "real":
-            raise ValueError("task_types chooses among generated tasks; ALFWorld's own games (data_path) "
-                             "are played as they are: pass source='generated', or drop task_types")
         self._real_games: list[Path] | None = None
         self._engine = None
         self._loaded_game: Path | None = None
@@ -154,17 +189,24 @@ class ALFWorldEnv(TextEnv):
             folder = tasks.REAL_DATA_FOLDERS.get((self.split, self.games))
             if folder is None:
                 raise ValueError(f"ALFWorld has no {self.games!r} games for split {self.split!r}")
-            self._real_games = tasks.find_real_games(self.data_root, folder)
+            self._real_games = tasks.find_real_games(self.data_root, folder, self.task_types)
             if not self._real_games:
-                raise FileNotFoundError(f"no playable games under {self.data_root / folder}")
+                kinds = f" of types {list(self.task_types)}" if self.task_types else ""
+                raise FileNotFoundError(f"no playable games{kinds} under {self.data_root / folder}")
         return self._real_games
+
+    @property
+    def task_ids(self) -> list[str] | None:
+        """ALFWorld's own games of the split (real data), sorted; None for generated games, which a seeded reset
+        draws from a pool of ``num_tasks``."""
+        return [str(path) for path in self._real_pool()] if self.source == "real" else None
 
     def _task_id_for(self, rng: np.random.Generator) -> str:
         if self.source == "real":
             pool = self._real_pool()
             return str(pool[int(rng.integers(len(pool)))])
         index = tasks.index_of_type(int(rng.integers(self.num_tasks)), self.task_types)
-        return tasks.generated_task_id(self.split, index, self.games)
+        return tasks.generated_task_id(GENERATOR_POOLS[self.split], index, self.games)
 
     def game_file(self, task_id: str) -> Path:
         """The ``game.tw-pddl`` a task id plays (generating the task on first use)."""
@@ -201,7 +243,9 @@ class ALFWorldEnv(TextEnv):
         if self.dense_reward:
             if self._params is None:
                 raise ValueError(f"dense_reward needs the task's PDDL parameters, and {game_file} has none")
-            self._steps_left = self._steps_at_start = max(1, len(self._planner_plan() or []))
+            world = tasks.current_world(self._engine)
+            self._placed_at_start = frozenset(progress.placed_targets(world, self._params))
+            self._milestones = progress.milestones_reached(world, self._params, False, self._placed_at_start)
         if self.expert == "search" and self._params is not None:
             self._search = SearchExpert(game_file, seed=task_id)
         return Outcome(room_observation(self._state["feedback"]), info=self._extras(last_action=""))
@@ -222,11 +266,11 @@ class ALFWorldEnv(TextEnv):
         )
 
     def _progress(self, won: bool) -> float:
-        """Planner steps this action removed (negative for a detour), over the plan's steps at the start."""
-        plan = [] if won else self._planner_plan()
-        steps_left = len(plan) if plan is not None and (won or plan) else self._steps_left  # no plan: unmeasurable
-        reward = (self._steps_left - steps_left) / self._steps_at_start
-        self._steps_left = steps_left
+        """The change in the fraction of the task's milestones reached (``progress``; negative when the action
+        undid one, as dropping the target)."""
+        reached = progress.milestones_reached(tasks.current_world(self._engine), self._params, won, self._placed_at_start)
+        reward = (reached - self._milestones) / progress.milestone_count(self._params)
+        self._milestones = reached
         return reward
 
     def _expert_plan(self, last_action: str) -> list[str] | None:
@@ -241,8 +285,7 @@ class ALFWorldEnv(TextEnv):
         return self._planner_plan()
 
     def _planner_plan(self) -> list[str]:
-        """The planner's plan from the current state, computed once per state (the dense reward and
-        ``expert_plan`` both read it)."""
+        """The planner's plan from the current state, computed once per state."""
         if self._plan_of_state is None:
             self._plan_of_state = tasks.current_expert_plan(self._engine, self._params)
         return self._plan_of_state

@@ -67,7 +67,6 @@ PHASES = ("eval", "train")
 REAL_DATA_FOLDERS = {
     ("in_distribution", "train"): "train",
     ("in_distribution", "eval"): "valid_seen",
-    ("out_of_distribution", "eval"): "valid_unseen",
     ("valid_unseen", "eval"): "valid_unseen",
 }
 
@@ -422,11 +421,16 @@ def task_params(traj: dict[str, Any]) -> TaskParams:
                       params.get("toggle_target", ""))
 
 
-def current_expert_plan(engine, params: TaskParams) -> list[str]:
-    """The fact-based expert's plan from the engine's current state."""
+def current_world(engine) -> World:
+    """The engine's current PDDL facts, indexed as the expert and the dense reward read them."""
     pddl_env = engine.unwrapped
     names = {entity: info.name for entity, info in pddl_env._entity_infos.items()}
-    return expert_plan(World(pddl_env._pddl_state.facts, names), params)
+    return World(pddl_env._pddl_state.facts, names)
+
+
+def current_expert_plan(engine, params: TaskParams) -> list[str]:
+    """The fact-based expert's plan from the engine's current state."""
+    return expert_plan(current_world(engine), params)
 
 
 def solve(game_file: Path, params: TaskParams, engine=None, planner: bool = False) -> list[str] | None:
@@ -577,12 +581,12 @@ def real_data_root(data_path: str | os.PathLike) -> Path | None:
     return None
 
 
-def find_real_games(root: Path, folder: str) -> list[Path]:
+def find_real_games(root: Path, folder: str, task_types: Sequence[str] | None = None) -> list[Path]:
     """The playable games of one folder, filtered exactly as ``AlfredTWEnv.collect_game_files``.
 
-    Skips movable-receptacle and sliced trajectories, other task types, missing game files
-    and games not marked solvable. Sorted, so task choice is reproducible (ALFWorld keeps
-    ``os.walk`` order).
+    Skips movable-receptacle and sliced trajectories, other task types (``task_types``: of
+    these types only, as ALFWorld's ``env.task_types`` setting), missing game files and games
+    not marked solvable. Sorted, so task choice is reproducible (ALFWorld keeps ``os.walk`` order).
     """
     games = []
     for dirpath, _, files in os.walk(root / folder):
@@ -591,7 +595,7 @@ def find_real_games(root: Path, folder: str) -> list[Path]:
         if "movable" in dirpath or "Sliced" in dirpath:
             continue
         traj = json.loads((Path(dirpath) / "traj_data.json").read_text())
-        if traj.get("task_type") not in TASK_TYPES:
+        if traj.get("task_type") not in (task_types or TASK_TYPES):
             continue
         game_file = Path(dirpath) / "game.tw-pddl"
         if not game_file.exists():

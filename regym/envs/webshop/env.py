@@ -45,7 +45,7 @@ from regym.envs.base import Outcome, TextEnv
 from regym.envs.options import ClientOption
 from regym.envs.webshop.app import end_session_path, session_path, shared_app
 from regym.envs.webshop.catalog import CATALOG_SEED, build_catalog
-from regym.envs.webshop.instructions import GOAL_STYLES, SPLIT_PREFIX, Goal, make_goal, task_prefix
+from regym.envs.webshop.instructions import GOAL_STYLES, SPLIT_PREFIX, Goal, make_goal, task_ids, task_prefix
 from regym.envs.webshop.levels import WEBSHOP_LEVELS
 from regym.envs.webshop.reward import can_fully_satisfy, get_reward
 from regym.envs.webshop.server import HTTPClient, InProcessClient, shared_server
@@ -153,6 +153,11 @@ class WebShopEnv(TextEnv):
         self.owner = uuid.uuid4().hex
         self._session_ender: weakref.finalize | None = None
         self._searches = 0
+
+    @property
+    def task_ids(self) -> list[str]:
+        """The split's (or level's) fixed goals, ``<prefix>-00000`` on: WebShop is scored on a fixed goal set."""
+        return task_ids(self.task_prefix)
 
     # --- TextEnv hooks --------------------------------------------------------
     def _task_id_for(self, rng: np.random.Generator) -> str:
