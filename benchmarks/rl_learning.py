@@ -7,8 +7,14 @@ with the gain as a difference and as a ratio against the SFT start measured in t
 run. Writes the curves to a PNG.
 
     python benchmarks/rl_learning.py [--seeds 0 1 2] [--env textworld] [--rejuvenate] [--out runs/rl_learning]
+    python benchmarks/rl_learning.py --envs textworld alfworld tool_use webshop math --rejuvenate
 
-Seeds run one after another (each takes the default budget: about 12 minutes on 2 cores).
+Seeds run one after another (each takes the default budget: about 12 minutes on 2 cores); a seed
+whose ``summary.json`` exists is read, not rerun, so an interrupted sweep resumes. Each run also
+evaluates near-OOD where the family has it. With several ``--envs`` it prints a table per family,
+then one row per family (ID start, end, gain with its 95 % t-interval over seeds, near-OOD start and
+end, minutes per seed), and draws ``families.png``: per family, ID and near-OOD success against RL
+step, mean over seeds with a band from the lowest to the highest seed.
 ``--replot`` redraws a figure from the per-seed table a doc records, without training:
 
     python benchmarks/rl_learning.py --replot docs/rl.md --section "On the default CPU pipeline" \
@@ -21,6 +27,20 @@ import argparse
 import json
 from pathlib import Path
 
+ID, NEAR, FAR = "in_distribution", "near_out_of_distribution", "out_of_distribution"
+
+
+def evaluated_splits(env: str) -> list[str]:
+    """ID, near-OOD where the family declares it (with its default options), far-OOD."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    from regym.envs import declared_splits, register_envs, resolve_env_id
+
+    register_envs()
+    declared = declared_splits(load_env_creator(gym.spec(resolve_env_id(env)).entry_point))
+    return [split for split in (ID, NEAR, FAR) if split in declared]
+
 
 def run_seed(env: str, seed: int, out: Path, rejuvenate: bool, overrides: dict) -> dict:
     from regym.recipes.tiny import with_tiny_pipeline
@@ -32,7 +52,8 @@ def run_seed(env: str, seed: int, out: Path, rejuvenate: bool, overrides: dict) 
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
         config, sources = resolve_config(None, {"env": env, "seed": seed, "rejuvenate": rejuvenate,
-                                                "output_dir": str(run_dir), "progress": False, **overrides})
+                                                "output_dir": str(run_dir), "progress": False,
+                                                "eval_splits": evaluated_splits(env), **overrides})
         summary = train(with_tiny_pipeline(config, sources))  # as rl-train; its "seconds" is the run's wall time
     summary["evals"] = read_jsonl(run_dir / "eval.jsonl")
     return summary
@@ -79,10 +100,9 @@ def plot(curves: dict[int, list[tuple[int, float]]], path: Path, title: str) -> 
 
 
 def main() -> None:
-    from regym.lab.stats import format_ci
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="textworld")
+    parser.add_argument("--envs", nargs="+", help="several families, one after another (overrides --env)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rejuvenate", action="store_true")
     parser.add_argument("--out", default="runs/rl_learning")
@@ -100,16 +120,38 @@ def main() -> None:
         print(f"curves: {args.figure}")
         return
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    split = "in_distribution"
+    envs = args.envs or [args.env]
+    rows = []
+    for env in envs:
+        folder = out / env if len(envs) > 1 else out
+        folder.mkdir(parents=True, exist_ok=True)
+        summaries = {seed: run_seed(env, seed, folder, args.rejuvenate, args.set) for seed in args.seeds}
+        rows.append(report_family(env, summaries, folder, args.rejuvenate))
+    if len(envs) > 1:
+        print("\n| family | ID start | ID end | ID gain (95 % CI over seeds) | near-OOD start | near-OOD end "
+              "| minutes per seed |\n|---|---|---|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['env']} | {row['start']:.3f} | {row['end']:.3f} | {row['gain']} | {row['near_start']} "
+                  f"| {row['near_end']} | {row['minutes']:.1f} |")
+        figure = out / "families.png"
+        plot_families(rows, figure, f"RL from {'rejuvenated ' if args.rejuvenate else ''}SFT, "
+                                    f"{len(args.seeds)} seeds per family")
+        print(f"\ncurves: {figure}")
 
-    summaries = {seed: run_seed(args.env, seed, out, args.rejuvenate, args.set) for seed in args.seeds}
-    curves = {seed: [(row["step"], row[split]["success_rate"]) for row in s["evals"] if split in row]
-              for seed, s in summaries.items()}
+
+def split_curves(summaries: dict[int, dict], split: str) -> dict[int, list[tuple[int, float]]]:
+    """Per seed, (step, success) at every evaluation that played ``split``."""
+    return {seed: [(row["step"], row[split]["success_rate"]) for row in s["evals"] if split in row]
+            for seed, s in summaries.items()}
+
+
+def report_family(env: str, summaries: dict[int, dict], out: Path, rejuvenate: bool) -> dict:
+    """Print one family's per-seed table; return its summary row and curves."""
+    from regym.lab.stats import format_ci
+
+    curves = split_curves(summaries, ID)
     steps = sorted({step for points in curves.values() for step, _ in points})
-
-    print(f"\n{args.env} · {split} success, sampled at T=1 · init: "
-          f"{'rejuvenated SFT' if args.rejuvenate else 'SFT'}\n")
+    print(f"\n{env} · {ID} success, sampled at T=1 · init: {'rejuvenated SFT' if rejuvenate else 'SFT'}\n")
     print("| seed | " + " | ".join(f"step {step}" for step in steps) + " | gain | ratio | minutes |")
     print("|---" * (len(steps) + 4) + "|")
     gains, ratios = [], []
@@ -124,15 +166,51 @@ def main() -> None:
                        for step in steps)
     finite = [ratio for ratio in ratios if ratio != float("inf")]
     print(f"| mean ± 95% CI | {means} | {format_ci(gains)} | {format_ci(finite, 2)}× | |")
-    ood = "out_of_distribution"
-    print(f"\n| seed | {ood} before RL | after RL |\n|---|---|---|")
-    for seed, summary in sorted(summaries.items()):
-        rows = [row for row in summary["evals"] if ood in row]
-        if rows:
-            print(f"| {seed} | {rows[0][ood]['success_rate']:.3f} | {rows[-1][ood]['success_rate']:.3f} |")
+    for split in (NEAR, FAR):
+        print(f"\n| seed | {split} before RL | after RL |\n|---|---|---|")
+        for seed, points in sorted(split_curves(summaries, split).items()):
+            if points:
+                print(f"| {seed} | {points[0][1]:.3f} | {points[-1][1]:.3f} |")
     figure = out / "learning_curves.png"
-    plot(curves, figure, f"{args.env}: RL from {'rejuvenated ' if args.rejuvenate else ''}SFT, {len(curves)} seeds")
+    plot(curves, figure, f"{env}: RL from {'rejuvenated ' if rejuvenate else ''}SFT, {len(curves)} seeds")
     print(f"\ncurves: {figure}")
+    near = [points for points in split_curves(summaries, NEAR).values() if points]
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    return {"env": env, "start": mean([dict(p)[steps[0]] for p in curves.values()]),
+            "end": mean([dict(p)[steps[-1]] for p in curves.values()]), "gain": format_ci(gains),
+            "near_start": f"{mean([p[0][1] for p in near]):.3f}" if near else "—",
+            "near_end": f"{mean([p[-1][1] for p in near]):.3f}" if near else "—",
+            "minutes": mean([s["seconds"] / 60 for s in summaries.values()]),
+            "curves": {ID: curves, NEAR: split_curves(summaries, NEAR)}}
+
+
+def plot_families(rows: list[dict], path: Path, title: str) -> None:
+    """One panel per family: ID and near-OOD success against RL step, mean over seeds, band = lowest to highest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.4), sharey=True, squeeze=False)
+    for axis, row in zip(axes[0], rows, strict=True):
+        for split, color, label in ((ID, "tab:blue", "ID"), (NEAR, "tab:orange", "near-OOD")):
+            curves = {seed: dict(points) for seed, points in row["curves"][split].items() if points}
+            if not curves:
+                continue
+            steps = sorted(set.intersection(*(set(points) for points in curves.values())))
+            values = [[points[step] for points in curves.values()] for step in steps]
+            axis.plot(steps, [sum(v) / len(v) for v in values], color=color, marker="o", label=label)
+            axis.fill_between(steps, [min(v) for v in values], [max(v) for v in values], color=color, alpha=0.2)
+        axis.set_title(row["env"], fontsize=10)
+        axis.set_xlabel("RL step")
+        axis.set_ylim(0, 1)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("success (sampled, T=1)")
+    axes[0][0].legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
