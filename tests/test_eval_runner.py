@@ -122,6 +122,20 @@ def test_splits_that_all_leaves_out_are_suites_by_name():
     assert suite_entries("regym/ALFWorld-v0-ood")[0].split == "held_out_rooms"
 
 
+def test_the_baselines_suite_plays_every_split_a_family_has_and_skips_the_rest():
+    from regym.envs import list_envs
+
+    entries = {(entry.env_id, entry.split) for entry in suite_entries("baselines", num_tasks=1)}
+    for listing in list_envs():
+        for split in ("in_distribution", "near_out_of_distribution", "out_of_distribution"):
+            played = (listing.env_id, family_split(listing.env_id, split)) in entries
+            assert played == (split in listing.splits), (listing.env_id, split)
+    assert ("regym/Math-v0", "near_out_of_distribution") not in entries  # no level set: no near-OOD
+    assert ("regym/TextWorld-v0", "near_out_of_distribution") in entries
+    with pytest.raises(ValueError, match="has no 'near_out_of_distribution' split"):
+        suite_entries("math-near")  # a suite that names the split still refuses
+
+
 def test_task_sets_are_fixed_by_seed():
     first, second = count_plan(), count_plan()
     assert first == second and len(first) == 2 * 4 * 3

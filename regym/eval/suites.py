@@ -43,6 +43,9 @@ class Suite:
     """Envs to include (ids or short names); None means every registered env."""
     num_tasks: int | None = None
     """Tasks per (env, split); None: every task of a finite split, ``DEFAULT_NUM_TASKS`` seeded ones elsewhere."""
+    skip_missing: bool = False
+    """Leave out the splits an env does not declare (Math has no near-OOD without a level set) instead of
+    refusing the suite."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ SUITES = {
     "smollm2-math": Suite("smollm2-math", "Math's SmolLM2 suite, single-turn boxed answers: ID levels, harder "
                           "settings of them (near) and other families (far); docs/math.md",
                           ("smollm2_id", "smollm2_near", "smollm2_far"), env_names=("regym/Math-v0",), num_tasks=64),
+    "baselines": Suite("baselines", "ID, near-OOD where the family has it, and far-OOD of every registered env: "
+                       "where the headroom is (docs/baselines.md, benchmarks/baselines.py)", (ID, NEAR, OOD),
+                       skip_missing=True),
 }
 
 
@@ -201,6 +207,8 @@ def suite_entries(
         available = {normalize_split(split) for split in splits_by_env[env_id]}
         for split in suite.splits:
             if split not in available:
+                if suite.skip_missing:
+                    continue
                 raise ValueError(f"{env_id} has no {split!r} split (it has {sorted(available)})")
             entries.append(SuiteEntry(env_id, family_split(env_id, split), count or DEFAULT_NUM_TASKS,
                                       TASK_SEED_BASE if task_seed is None else task_seed))
