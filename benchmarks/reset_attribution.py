@@ -197,7 +197,7 @@ def composition(plan, layers: int) -> str:
 def run(label: str, pair, per_cell: int, top_n: int, seed: int) -> dict:
     from transformers import AutoTokenizer
 
-    from regym.rejuvenation import load_causal_lm
+    from regym.models.loading import load_causal_lm
 
     base_dir, sft_dir, calibration, heldout = pair
     base, tokenizer = load_causal_lm(base_dir)

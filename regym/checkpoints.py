@@ -19,6 +19,10 @@ from typing import Any
 from regym.paths import atomic_directory
 
 
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, malformed, or does not match another one."""
+
+
 def write_model_files(
     model: Any,
     folder: str | Path,

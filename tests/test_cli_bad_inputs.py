@@ -268,7 +268,7 @@ def test_no_command_accepts_an_abbreviated_flag(capsys):
 
 
 def test_an_rl_run_without_evaluations_says_so_instead_of_an_empty_table():
-    from regym.rl.train import summary_table
+    from regym.rl.run_log import summary_table
 
     text = summary_table({"steps": 3, "before": {}, "after": {}})
     assert "|" not in text and "no evaluation" in text and "--eval-every 0" in text

@@ -85,7 +85,8 @@ def actions_by_key(run_dir):
 
 def test_rl_train_evaluation_of_a_checkpoint_equals_rl_eval(checkpoint, tmp_path):
     from regym.cli.rl_eval import evaluate_config
-    from regym.rl.train import evaluate, load_model, load_tokenizer, read_jsonl, train
+    from regym.rl.evaluation import evaluate
+    from regym.rl.train import load_tokenizer, load_training_model, read_jsonl, train
 
     config = rl_config(checkpoint, tmp_path / "rl")
     train(config)
@@ -118,7 +119,7 @@ def test_rl_train_evaluation_of_a_checkpoint_equals_rl_eval(checkpoint, tmp_path
     # Re-evaluating a step (as after --resume) replaces its folder; stale episodes are not merged in.
     with (step0 / "trajectories.jsonl").open("a") as handle:
         handle.write(json.dumps({"key": f"{ENV_ID}|in_distribution|99|0", "stale": True}) + "\n")
-    again = evaluate(load_model(checkpoint, use_cpu=True), load_tokenizer(checkpoint), config, config.eval_splits,
+    again = evaluate(load_training_model(checkpoint, use_cpu=True), load_tokenizer(checkpoint), config, config.eval_splits,
                      config.eval_episodes, run_dir=step0)
     assert actions_by_key(step0) == trained
     assert {split: again[split] for split in config.eval_splits} == {split: eval_row[split]
@@ -126,7 +127,7 @@ def test_rl_train_evaluation_of_a_checkpoint_equals_rl_eval(checkpoint, tmp_path
 
 
 def test_resume_drops_eval_folders_past_the_checkpoint(tmp_path):
-    from regym.rl.train import drop_evals_after
+    from regym.rl.run_log import drop_evals_after
 
     for step in (0, 4, 8, 12):
         (tmp_path / f"step-{step}").mkdir()

@@ -196,7 +196,7 @@ def test_smollm2_over_sft_loses_entropy_and_rejuvenation_restores_it(tmp_path):
     sft_dir = save_checkpoint(model, tokenizer, tmp_path / "sft", max_shard_size="2GB")
     out = tmp_path / "rejuvenated"
     rejuvenate_checkpoint(base_dir, sft_dir, out, calib_texts=rows, top_n_targets=16)
-    from regym.rejuvenation import load_causal_lm
+    from regym.models.loading import load_causal_lm
 
     calib = encode_calibration(tokenizer, rows)
     entropy = {label: token_statistics(load_causal_lm(path)[0], calib)["entropy"]

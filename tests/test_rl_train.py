@@ -161,7 +161,8 @@ def test_cli_rejuvenate_starts_from_the_fused_model_with_the_sft_model_as_kl_ref
 
 def test_rejuvenate_resets_by_the_asked_criterion_or_stops_naming_the_fix(tiny_sft, tmp_path):
     """No expert, no calibration set: an error naming --reset-criterion drift, never a silent switch to drift."""
-    from regym.rl.train import make_envs, rejuvenated_checkpoint
+    from regym.rl.rejuvenated_start import rejuvenated_checkpoint
+    from regym.rl.train import make_envs
 
     base = tmp_path / "base"
     model, tokenizer = tiny_chat_model(seed=7)
@@ -219,7 +220,8 @@ def test_reset_fallback_criterion_is_opt_in_and_recorded(tiny_sft, tmp_path):
 
 
 def test_expert_calibration_with_no_episodes_is_an_error(tiny_sft):
-    from regym.rl.train import expert_calibration, load_tokenizer, make_envs
+    from regym.rl.rejuvenated_start import expert_calibration
+    from regym.rl.train import load_tokenizer, make_envs
 
     config = config_for(tiny_sft, "unused", env=EXPERT_ENV_ID, calibration_episodes=0)
     envs = make_envs(config, EXPERT_ENV_ID, "in_distribution", 1, {})
@@ -338,7 +340,8 @@ def test_the_plasticity_report_measures_the_text_rejuvenation_scores(tiny_sft):
     """One calibration builder: plasticity-report --env encodes exactly rl-train's expert turns."""
     from regym.eval.plasticity import calibration_from_env
     from regym.rejuvenation import encode_calibration
-    from regym.rl.train import expert_calibration, load_tokenizer, make_envs
+    from regym.rl.rejuvenated_start import expert_calibration
+    from regym.rl.train import load_tokenizer, make_envs
 
     tokenizer = load_tokenizer(tiny_sft)
     config = config_for(tiny_sft, "unused", env=EXPERT_ENV_ID, calibration_episodes=2)

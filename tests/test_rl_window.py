@@ -276,7 +276,7 @@ def test_the_loss_over_row_chunks_has_the_value_and_gradient_of_the_loss_over_al
 def test_evaluation_plays_the_window_a_window_trained_policy_saw(monkeypatch):
     """``LLMAgent(history_turns=k)`` (rl-eval --history-turns, rl-train's evals with context window) prompts
     with ``window_messages``; rl-train passes its window to the evaluator only for context "window"."""
-    import regym.rl.train as train_module
+    import regym.rl.evaluation as evaluation
     from regym.agents.llm import Generation, LLMAgent
     from regym.trajectory import Trajectory
 
@@ -301,11 +301,11 @@ def test_evaluation_plays_the_window_a_window_trained_policy_saw(monkeypatch):
     assert len(windowed) == 1 + 2 * 2 + 1 and len(whole) == 1 + 2 * 4 + 1  # task + last exchange, now
 
     asked = []
-    monkeypatch.setattr(train_module, "HFPolicy", lambda *args, **kwargs: None)
-    monkeypatch.setattr(train_module, "policy_agent", lambda *a, **kw: asked.append(kw["history_turns"]) or 1 / 0)
+    monkeypatch.setattr(evaluation, "HFPolicy", lambda *args, **kwargs: None)
+    monkeypatch.setattr(evaluation, "policy_agent", lambda *a, **kw: asked.append(kw["history_turns"]) or 1 / 0)
     for context, expected in (("window", 3), ("full", None)):
         with pytest.raises(ZeroDivisionError):
-            train_module.evaluate(None, None, RLConfig(context=context, history_turns=3), ["in_distribution"], 1)
+            evaluation.evaluate(None, None, RLConfig(context=context, history_turns=3), ["in_distribution"], 1)
         assert asked[-1] == expected
 
 

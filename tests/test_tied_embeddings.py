@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from regym.models.loading import load_causal_lm
 from regym.models.testing import perturbed_copy, save_checkpoint, tiny_llama, tiny_tokenizer
 from regym.rejuvenation import (
     encode_calibration,
     fuse,
     fuse_checkpoints,
     fuse_tensor,
-    load_causal_lm,
     rejuvenate,
     rejuvenate_checkpoint,
     reset_neurons,

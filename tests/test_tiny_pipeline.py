@@ -153,7 +153,8 @@ def test_cold_cache_build_reproduces_the_recorded_pipeline(tmp_path, monkeypatch
     accuracy within 0.02, and step-0 success within three standard errors of 64 episodes.
     """
     from regym.rl.config import RLConfig
-    from regym.rl.train import evaluate, load_model, load_tokenizer, resolve_checkpoints
+    from regym.rl.evaluation import evaluate
+    from regym.rl.train import load_tokenizer, load_training_model, resolve_checkpoints
 
     monkeypatch.setenv("REGYM_CACHE", str(tmp_path))
     built = ensure_tiny_pipeline("regym/TextWorld-v0")
@@ -168,7 +169,7 @@ def test_cold_cache_build_reproduces_the_recorded_pipeline(tmp_path, monkeypatch
     _, sft_dir, env_kwargs = resolve_checkpoints(rl_config, "regym/TextWorld-v0")
     assert sft_dir == built.sft_dir
     assert env_kwargs == rl_config.env_kwargs  # what evaluate plays the env with
-    start = evaluate(load_model(sft_dir, use_cpu=True), load_tokenizer(sft_dir), rl_config, ["in_distribution"],
+    start = evaluate(load_training_model(sft_dir, use_cpu=True), load_tokenizer(sft_dir), rl_config, ["in_distribution"],
                      rl_config.eval_episodes)["in_distribution"]
     standard_error = (RECORDED_STEP0_SUCCESS * (1 - RECORDED_STEP0_SUCCESS) / rl_config.eval_episodes) ** 0.5
     assert abs(start["success_rate"] - RECORDED_STEP0_SUCCESS) <= 3 * standard_error

@@ -181,16 +181,14 @@ class HFPolicy:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype = torch.float32, device: str | None = None,
                         gguf_file: str | None = None, **kwargs: Any) -> HFPolicy:
-        """Load a Hugging Face folder (or a GGUF file inside one, with ``gguf_file``)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Load a Hugging Face folder (or a GGUF file inside one, with ``gguf_file``) through ``regym.models.loading``."""
+        from regym.models.loading import load_model, load_tokenizer
 
-        extra = {"gguf_file": gguf_file} if gguf_file else {}
-        tokenizer = AutoTokenizer.from_pretrained(str(path), **extra)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **extra)
+        model = load_model(path, dtype=dtype, gguf_file=gguf_file or None)
         if device is not None:
             model = model.to(device)
         kwargs.setdefault("name", Path(str(path)).name)
-        return cls(model.eval(), tokenizer, **kwargs)
+        return cls(model, load_tokenizer(path, gguf_file=gguf_file or None), **kwargs)
 
     @property
     def device(self) -> torch.device:

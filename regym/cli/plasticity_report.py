@@ -114,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         markdown,
         write_report,
     )
+    from regym.models.loading import load_causal_lm, resolve_checkpoint
     from regym.progress import StageProgress, library_progress_bars_off
-    from regym.rejuvenation import encode_calibration, load_calibration_file, load_causal_lm
+    from regym.rejuvenation import encode_calibration, load_calibration_file
     from regym.rejuvenation.checkpoint import check_checkpoints
-    from regym.rejuvenation.pipeline import resolve_checkpoint
 
     stages = partial(StageProgress, stream=sys.stderr)
     torch.manual_seed(args.seed)

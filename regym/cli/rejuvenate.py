@@ -128,7 +128,7 @@ def start_success(sft: str, out: str, env: str, episodes: int) -> tuple[float, f
     """Greedy in-distribution success of the SFT checkpoint and of the rejuvenated one (one model at a time)."""
     from regym.envs import resolve_env_id
     from regym.eval.plasticity import greedy_success
-    from regym.rejuvenation import load_causal_lm
+    from regym.models.loading import load_causal_lm
     from regym.rl.config import RLConfig, env_rl_defaults
 
     env_id = resolve_env_id(env)

@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         report_error("rl-train", error)
         return 2
     from regym.progress import library_progress_bars_off
-    from regym.rl.train import summary_table, train
+    from regym.rl.run_log import summary_table
+    from regym.rl.train import train
 
     with library_progress_bars_off():
         from regym.recipes.tiny import with_tiny_pipeline

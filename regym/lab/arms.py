@@ -105,14 +105,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 def pre_evaluation(job: dict[str, Any]) -> dict[str, Any]:
     """An arm's starting checkpoint played on every eval split exactly as its RL runs' own evaluations play."""
     from regym.rl.config import RLConfig
-    from regym.rl.train import evaluate, load_model, load_tokenizer
+    from regym.rl.evaluation import evaluate
+    from regym.rl.train import load_tokenizer, load_training_model
 
     folder = Path(job["folder"])
     done = folder / "pre.json"
     if reusable(done, job, rebuild=True):  # a pre.json of another job's settings is measured again
         return read_stamp(done)["result"]
     config = RLConfig(**job["rl"])
-    model = load_model(Path(config.model), use_cpu=True)
+    model = load_training_model(Path(config.model), use_cpu=True)
     results = evaluate(model, load_tokenizer(Path(config.model)), config, config.eval_splits, config.eval_episodes,
                        run_dir=folder / "eval", name=job["name"])
     write_outcomes(folder / "eval")

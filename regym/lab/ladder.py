@@ -71,7 +71,7 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
     samples, temperature, max_turns, max_new_tokens, greedy_episodes, heldout (messages), out (a JSON path).
     """
     from regym.eval.plasticity import OnPolicySettings, greedy_success, on_policy_metrics, total_drift
-    from regym.rejuvenation.pipeline import load_causal_lm
+    from regym.models.loading import load_causal_lm
 
     out = Path(job["out"])
     if reusable(out, job, rebuild=True):  # a measurement of another job's settings is taken again

@@ -1,7 +1,9 @@
-"""Models regym ships or builds: the packaged SmolLM2-135M-Instruct and tiny random test models.
+"""Models regym ships or builds, and the one loader: the packaged SmolLM2-135M-Instruct, tiny random
+test models, and ``regym.models.loading`` (every checkpoint folder becomes a model there).
 
 Import-light on purpose: ``import regym.models`` pulls in neither torch nor transformers;
-the loaders live in submodules (``regym.models.smollm2``, ``regym.models.testing``).
+the loaders live in submodules (``regym.models.loading``, ``regym.models.smollm2``,
+``regym.models.testing``).
 """
 
 from __future__ import annotations

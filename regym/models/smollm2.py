@@ -57,11 +57,11 @@ def load_smollm2(dtype=None):
     ``smollm2_checkpoint`` exports ``TRAINING_CHAT_TEMPLATE`` (the same text, with SFT markers).
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from regym.models.loading import load_causal_lm
 
     path = smollm2_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype or torch.float32)
+    model, tokenizer = load_causal_lm(path.parent, dtype=dtype or torch.float32, gguf_file=path.name)
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
     model.eval()

@@ -8,11 +8,11 @@ from regym.rejuvenation.calibration import CalibrationExample, encode_calibratio
 from regym.rejuvenation.checkpoint import CheckpointError
 from regym.rejuvenation.criteria import select_units, shrink_perturb
 from regym.rejuvenation.fusion import fuse, fuse_checkpoints, fuse_tensor
-from regym.rejuvenation.pipeline import RejuvenationSummary, load_causal_lm, rejuvenate, rejuvenate_checkpoint
+from regym.rejuvenation.pipeline import RejuvenationSummary, rejuvenate, rejuvenate_checkpoint
 from regym.rejuvenation.reset import ResetPlan, reset_neurons
 
 __all__ = [
     "CalibrationExample", "CheckpointError", "RejuvenationSummary", "ResetPlan", "encode_calibration", "fuse",
-    "fuse_checkpoints", "fuse_tensor", "load_calibration_file", "load_causal_lm", "rejuvenate",
+    "fuse_checkpoints", "fuse_tensor", "load_calibration_file", "rejuvenate",
     "rejuvenate_checkpoint", "reset_neurons", "select_units", "shrink_perturb",
 ]

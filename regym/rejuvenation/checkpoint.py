@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from regym.checkpoints import CheckpointError
 from regym.paths import atomic_directory
 from regym.rejuvenation.stages import Stages, silent
 
@@ -56,10 +57,6 @@ SIZE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_lay
 ARCHITECTURE_FIELDS = ("model_type", "architectures", "tie_word_embeddings", "hidden_act", "activation_function",
                        *SIZE_FIELDS)
 """Fields two checkpoints must agree on to be mixed; others (dtype, token ids, rope scaling) may differ."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing, malformed, or does not match another one."""
 
 
 @dataclass(frozen=True)
@@ -249,7 +246,7 @@ def check_config_describes_weights(checkpoint: Checkpoint) -> None:
 
     The model is built on the meta device (no memory for its weights, so a config claiming a
     10⁹-token vocabulary costs nothing) and compared name by name and shape by shape, as
-    ``transformers``' loader does when the reset path loads it (``pipeline.load_causal_lm``): a tensor
+    ``transformers``' loader does when the reset path loads it (``regym.models.loading.load_model``): a tensor
     the model lacks or expects, or one of another shape, means the config does not describe the
     weights. A weight tied to one in the checkpoint (``lm_head`` tied to the embeddings) may be absent.
     """

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from regym.checkpoints import save_model
+from regym.models.loading import load_causal_lm, resolve_checkpoint
 from regym.rejuvenation.attribution import token_entropies
 from regym.rejuvenation.blocks import ROLES
 from regym.rejuvenation.calibration import CalibrationExample, encode_calibration
@@ -143,42 +144,6 @@ def rejuvenate(base: nn.Module, sft: nn.Module, alpha: float = 0.5, reset_fracti
             _name_the_reset(summary)
     summary.seconds = time.perf_counter() - start
     return model, summary
-
-
-def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None):
-    """``(model, tokenizer)`` from an HF folder; the name ``smollm2`` means the packaged SmolLM2-135M.
-
-    ``device`` (e.g. "cuda"): the weights are loaded straight onto it, shard by shard, not via a host copy.
-
-    Strict where ``transformers`` is lenient: a weight the config.json's model lacks, expects
-    and does not find (it would be randomly initialised), or expects in another shape is a
-    ``CheckpointError``: the config does not describe these weights.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_checkpoint(path)
-    try:
-        placement = {"device_map": str(device)} if device is not None else {}
-        model, loading = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True,
-                                                              **placement)
-    except RuntimeError as error:  # transformers raises RuntimeError for size mismatches
-        raise CheckpointError(f"{path}: config.json does not describe these weights: {str(error).splitlines()[0]}") \
-            from None
-    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        keys = sorted(map(str, loading.get(kind) or []))
-        if keys:
-            raise CheckpointError(f"{path}: config.json does not describe these weights ({len(keys)} "
-                                  f"{kind.replace('_', ' ')}, e.g. {keys[0]!r})")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    return model.eval(), tokenizer
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    if str(path) == "smollm2":
-        from regym.models.smollm2 import smollm2_checkpoint
-
-        return smollm2_checkpoint()
-    return Path(path)
 
 
 def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *, alpha: float = 0.5,

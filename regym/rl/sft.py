@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from regym.checkpoints import save_model, write_model_files
+from regym.models.loading import load_model
 from regym.paths import atomic_directory
 
 SUMMARY_FILE = "sft_summary.json"
@@ -162,7 +163,6 @@ def sft(
     train on window rows (``sft_dataset``), for a policy that RL trains with ``context: window``.
     """
     import torch
-    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     if epochs <= 0:
@@ -170,7 +170,7 @@ def sft(
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     if isinstance(model, str | Path):
-        model = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32)
+        model = load_model(model)
     marks = sorted({float(mark) for mark in save_epochs if 0 < float(mark) <= epochs})
     if save_every_epoch:
         marks = sorted(set(marks) | {float(epoch) for epoch in range(1, math.floor(epochs) + 1)})
