@@ -6,14 +6,17 @@ facts of the current state (where each object is, what the agent holds, which re
 are open, which objects are hot/cool/clean, whether the lamp is on) and writes the plan the
 six task types need: drop a wrong object back where it came from, reach and open the
 target's receptacle, take it, use the appliance, reach and open the goal receptacle, put it
-(twice for pick_two), or carry the object to the lamp and switch it on. Planning takes
-milliseconds, so ``info["expert_action"]`` is fresh on every step.
+(twice for pick_two), or carry the object to the lamp and switch it on; of the plans that
+every choice of instances gives, the shortest (breadth-first search over ALFWorld's operators,
+``shortest``, finds none shorter). Planning takes milliseconds, so ``info["expert_action"]``
+is fresh on every step.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import permutations
 
 APPLIANCE_COMMAND = {
     "pick_clean_then_place_in_recep": ("clean", "sinkbasintype", "isclean"),
@@ -71,16 +74,66 @@ def _reach(world: World, receptacle: str, location: str | None) -> tuple[list[st
     return commands, target
 
 
+@dataclass(frozen=True)
+class Choice:
+    """Which instances a plan uses: the targets in the order it takes them, the goal receptacle, the
+    appliance and the lamp (None where the task has none)."""
+
+    targets: tuple[str, ...]
+    parent: str | None = None
+    tool: str | None = None
+    lamp: str | None = None
+
+
 def expert_plan(world: World, task: TaskParams) -> list[str]:
-    """The commands that finish ``task`` from ``world``'s state ([] when there is no way)."""
+    """A shortest plan that finishes ``task`` from ``world``'s state ([] when there is no way).
+
+    Every choice of instances (which target first, which goal receptacle, which appliance, which lamp)
+    gives one plan; the shortest wins (ties: the first in name order). So a target in plain sight is
+    taken before one in a closed drawer, and an open or open-topped goal receptacle before a closed
+    one. ``regym.envs.alfworld.shortest`` checks the result against breadth-first search."""
+    best: list[str] | None = None
+    for choice in _choices(world, task):
+        plan = _plan(_copy(world), task, choice)
+        if plan is not None and (best is None or len(plan) < len(best)):
+            best = plan
+    return best or []
+
+
+def _copy(world: World) -> World:
+    """A world whose facts ``_plan`` may change without touching ``world``'s."""
+    copy = object.__new__(World)
+    copy.__dict__.update(world.__dict__)
+    copy.unary = defaultdict(set, {name: set(values) for name, values in world.unary.items()})
+    return copy
+
+
+def _choices(world: World, task: TaskParams):
+    targets = world.of_type(_type(task.object_target), "object")
+    needed = 2 if task.task_type == "pick_two_obj_and_place" else 1
+    orders = list(permutations(targets, min(needed, len(targets)))) or [()]
+    if task.task_type == "look_at_obj_in_light":
+        for order in orders:
+            for lamp in world.of_type(_type(task.toggle_target), "object"):
+                yield Choice(order, lamp=lamp)
+        return
+    appliance = APPLIANCE_COMMAND.get(task.task_type)
+    tools = world.of_type(appliance[1], "receptacle") if appliance else [None]
+    for order in orders:
+        for parent in world.of_type(_type(task.parent_target), "receptacle"):
+            for tool in tools:
+                yield Choice(order, parent, tool)
+
+
+def _plan(world: World, task: TaskParams, choice: Choice) -> list[str] | None:
+    """The plan that uses ``choice``'s instances (None when they cannot finish the task)."""
     plan: list[str] = []
     location = world.agent_location
     held = world.held
-    opened = set(world.unary["opened"])
-    world.unary["opened"] = opened  # _reach reads it; the simulation below adds to it
-    object_type = _type(task.object_target)
-    targets = world.of_type(object_type, "object")
+    opened = world.unary["opened"]
+    targets = world.of_type(_type(task.object_target), "object")
     inside = dict(world.binary["inreceptacle"])
+    preferred = [*choice.targets, *(o for o in targets if o not in choice.targets)]
 
     def reach(receptacle: str) -> None:
         nonlocal location
@@ -104,55 +157,43 @@ def expert_plan(world: World, task: TaskParams) -> list[str]:
     if held is not None and held not in targets:  # put a wrong object back where it started
         home = world.binary["wasinreceptacle"].get(held)
         if home is None:
-            return []
+            return None
         put(home)
 
     if task.task_type == "look_at_obj_in_light":
-        lamps = world.of_type(_type(task.toggle_target), "object")
-        if not lamps or not targets:
-            return []
-        lamp = lamps[0]
+        if choice.lamp is None or not targets:
+            return None
         if held is None:
-            take(targets[0])
-        lamp_place = inside.get(lamp)
+            take(preferred[0])
+        lamp_place = inside.get(choice.lamp)
         if lamp_place is None:
-            return []
-        target_location = world.binary["receptacleatlocation"].get(lamp_place)
-        if location != target_location:
+            return None
+        if location != world.binary["receptacleatlocation"].get(lamp_place):
             plan.append(f"go to {world.name(lamp_place)}")
-        if lamp not in world.unary["istoggled"]:
-            plan.append(f"use {world.name(lamp)}")
+        if choice.lamp not in world.unary["istoggled"]:
+            plan.append(f"use {world.name(choice.lamp)}")
         return plan
 
-    parent_type = _type(task.parent_target)
-    parents = world.of_type(parent_type, "receptacle")
-    if not parents:
-        return []
+    parent = choice.parent
     needed = 2 if task.task_type == "pick_two_obj_and_place" else 1
     appliance = APPLIANCE_COMMAND.get(task.task_type)
 
     def done_in(receptacle: str) -> list[str]:
         return [o for o in targets if inside.get(o) == receptacle and (not appliance or o in world.unary[appliance[2]])]
 
-    # The goal receptacle: the one already holding the most finished targets.
-    parent = max(parents, key=lambda r: (len(done_in(r)), r == parents[0]))
     for _ in range(needed - len(done_in(parent))):
         if held is None:
-            candidates = [o for o in targets if o in inside and inside[o] != parent]
-            candidates += [o for o in targets if o in inside and o not in done_in(parent) and o not in candidates]
+            candidates = [o for o in preferred if o in inside and o not in done_in(parent)]
             if not candidates:
-                return []
+                return None
             take(candidates[0])
         if appliance and held not in world.unary[appliance[2]]:
-            verb, appliance_type, state = appliance
-            tools = world.of_type(appliance_type, "receptacle")
-            if not tools:
-                return []
-            tool_location = world.binary["receptacleatlocation"].get(tools[0])
+            verb, _, state = appliance
+            tool_location = world.binary["receptacleatlocation"].get(choice.tool)
             if location != tool_location:
-                plan.append(f"go to {world.name(tools[0])}")
+                plan.append(f"go to {world.name(choice.tool)}")
                 location = tool_location
-            plan.append(f"{verb} {world.name(held)} with {world.name(tools[0])}")
-            world.unary[state] = world.unary[state] | {held}
+            plan.append(f"{verb} {world.name(held)} with {world.name(choice.tool)}")
+            world.unary[state].add(held)
         put(parent)
     return plan
