@@ -231,8 +231,8 @@ def test_valid_unseen_split_plays_alfworlds_four_unseen_rooms(cache):
     assert "stoveburner 4" in obs and "sinkbasin 1" in obs
     floor_plans = {env.reset(seed=seed)[1]["floor_plan"] for seed in range(4)}
     assert {int(fp.removeprefix("FloorPlan")) for fp in floor_plans} <= set(tasks.VALID_UNSEEN_FLOOR_PLANS)
-    # The leaderboard suites keep meaning ID and OOD.
-    assert [entry.split for entry in suite_entries("all", envs=["alfworld"])] == [ID, OOD]
+    # The leaderboard suites play ID and far-OOD, under ALFWorld's own name for it.
+    assert [entry.split for entry in suite_entries("all", envs=["alfworld"])] == [ID, "held_out_rooms"]
 
 
 def test_search_expert_option_round_trips_and_leaves_the_host_random_alone(cache):

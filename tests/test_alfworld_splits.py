@@ -69,3 +69,22 @@ def test_task_types_filter_alfworlds_own_games(real_data):
     assert len(ALFWorldEnv(split="valid_unseen", data_path=real_data).task_ids) == 2
     with pytest.raises(FileNotFoundError, match="of types"):
         ALFWorldEnv(split="valid_unseen", data_path=real_data, task_types=["pick_two_obj_and_place"]).reset(seed=0)
+
+
+def test_levels_are_the_room_sets_mapped_to_id_near_and_far_and_listed_by_regym_envs(real_data):
+    from regym.envs import list_envs
+
+    (listing,) = [listing for listing in list_envs() if listing.env_id == ALFWORLD]
+    assert dict(listing.level_splits) == {"in_distribution": ("seen_rooms.1",),
+                                          "near_out_of_distribution": ("unseen_rooms.1",),
+                                          "out_of_distribution": ("unseen_rooms.2",)}
+    levels = dict(listing.levels)
+    assert "valid_unseen" in levels["unseen_rooms.1"] and "28 rooms" in levels["unseen_rooms.2"]
+    for split, level in (("in_distribution", "seen_rooms.1"), ("valid_unseen", "unseen_rooms.1"),
+                         ("held_out_rooms", "unseen_rooms.2")):
+        env = ALFWorldEnv(split=split, expert=False, num_tasks=1)
+        _, info = env.reset(seed=0)
+        assert info["task_level"] == level
+        floor_plan = int(info["floor_plan"].removeprefix("FloorPlan"))
+        pool = {"in_distribution": "in_distribution", "valid_unseen": "valid_unseen"}.get(split, "out_of_distribution")
+        assert floor_plan in tasks.FLOOR_PLANS[pool]

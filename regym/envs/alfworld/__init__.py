@@ -2,8 +2,10 @@
 
 See ``docs/alfworld.md``. ``ALFWorldEnv`` (``env``) is registered as ``regym/ALFWorld-v0``;
 ``engine`` builds ALFWorld's engine stack with compiled games cached, ``tasks`` loads the
-downloaded task set or generates one, ``expert`` plans from the engine's current facts, and
-``search_expert`` runs ALFWorld's own handcoded expert, which searches receptacles.
+downloaded task set or generates one, ``levels`` names its room sets, ``expert`` plans from the
+engine's current facts (``shortest`` checks it by breadth-first search), ``progress`` is the dense
+reward's milestones, and ``search_expert`` runs ALFWorld's own handcoded expert, which searches
+receptacles.
 """
 
 from regym.envs.alfworld.engine import make_engine

@@ -37,6 +37,7 @@ import numpy as np
 
 from regym.envs.alfworld import progress, tasks
 from regym.envs.alfworld.engine import keep_argv, make_engine, room_observation
+from regym.envs.alfworld.levels import ALFWORLD_LEVELS, LEVEL_OF_SPLIT
 from regym.envs.alfworld.search_expert import SearchExpert
 from regym.envs.base import Outcome, TextEnv, normalize_split
 from regym.envs.options import ClientOption
@@ -46,9 +47,6 @@ EXPERTS = ("planner", "search")
 SPLIT_ROLES = {"near_out_of_distribution": "valid_unseen", "out_of_distribution": "held_out_rooms"}
 """ALFWorld's split for each usual role: near-OOD is ALFWorld's own ``valid_unseen`` (unseen rooms, real games when
 downloaded), far-OOD the 28 generated ``held_out_rooms``."""
-GENERATOR_POOLS = {"in_distribution": "in_distribution", "valid_unseen": "valid_unseen",
-                   "held_out_rooms": "out_of_distribution"}
-"""The generator's pool (``tasks.FLOOR_PLANS``, and the ``ood`` in ``alfworld-gen-ood-00042``) each split plays."""
 DEPRECATED_SPLITS = ("out_of_distribution", "ood", "unseen")
 
 
@@ -101,6 +99,8 @@ class ALFWorldEnv(TextEnv):
     """The family's own splits (``in_distribution``, ``valid_unseen``, ``held_out_rooms``) and the role names that
     reach them (``split_roles``; ``out_of_distribution`` given directly is deprecated)."""
     split_roles = SPLIT_ROLES
+    difficulty_levels = ALFWORLD_LEVELS.descriptions()
+    level_splits = ALFWORLD_LEVELS.split_levels()
     rl_defaults = {"max_turns": 30, "max_new_tokens": 16, "max_episode_tokens": 1024, "context": "window",
                    "history_turns": 2}
     """rl-train's episode shape (``regym.rl.config.resolve_config``; measured in docs/rl.md). The search expert
@@ -206,7 +206,7 @@ class ALFWorldEnv(TextEnv):
             pool = self._real_pool()
             return str(pool[int(rng.integers(len(pool)))])
         index = tasks.index_of_type(int(rng.integers(self.num_tasks)), self.task_types)
-        return tasks.generated_task_id(GENERATOR_POOLS[self.split], index, self.games)
+        return tasks.generated_task_id(LEVEL_OF_SPLIT[self.split].settings["pool"], index, self.games)
 
     def game_file(self, task_id: str) -> Path:
         """The ``game.tw-pddl`` a task id plays (generating the task on first use)."""
@@ -236,6 +236,7 @@ class ALFWorldEnv(TextEnv):
             "task_type": traj.get("task_type"),
             "floor_plan": scene.get("floor_plan"),
             "task_source": self.source,
+            "task_level": LEVEL_OF_SPLIT[self.split].name,
             "gamefile": str(game_file),
         }
         self._params = tasks.task_params(traj) if traj.get("pddl_params") else None

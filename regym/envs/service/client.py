@@ -1,7 +1,7 @@
 """``RemoteEnv``: a Gymnasium env whose game runs in a ``regym serve-env`` server.
 
-``gym.make("regym/Remote-v0", url="http://127.0.0.1:8000", env="alfworld", split="ood", max_turns=20)``
-plays exactly what ``gym.make("regym/ALFWorld-v0", split="ood", max_turns=20)`` plays locally: every
+``gym.make("regym/Remote-v0", url="http://127.0.0.1:8000", env="alfworld", split="held_out_rooms", max_turns=20)``
+plays exactly what ``gym.make("regym/ALFWorld-v0", split="held_out_rooms", max_turns=20)`` plays locally: every
 seed, reset option and ``info`` key crosses the wire, so by seed the trajectories are the same bit
 for bit, and ``regym.rollout`` (hence ``rl-train`` and ``rl-eval``) uses it as any env.
 
