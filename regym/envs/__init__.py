@@ -56,24 +56,6 @@ def accepts_option(env_id: str, option: str) -> bool:
         return False
 
 
-def make_pooled_env(env_id: str, *, split: str = "in_distribution", max_turns: int | None = None,
-             task_pool: int | None = None, env_kwargs: dict | None = None) -> gym.Env:
-    """``gym.make`` of one split, on a small pool of tasks where the env has one.
-
-    ``task_pool`` is passed as ``num_tasks`` to envs that have that option (a seeded
-    reset then draws from a small pool of tasks, e.g. few TextWorld games to compile).
-    ``env_kwargs``: further constructor options (e.g. ALFWorld's ``expert="search"``).
-    """
-    register_envs()
-    kwargs: dict = {**(env_kwargs or {}), "split": split}
-    if max_turns is not None:
-        kwargs["max_turns"] = max_turns
-    if task_pool is not None:
-        if accepts_option(env_id, "num_tasks"):
-            kwargs["num_tasks"] = task_pool
-    return gym.make(env_id, **kwargs)
-
-
 @dataclass(frozen=True)
 class EnvListing:
     env_id: str
@@ -132,7 +114,6 @@ __all__ = [
     "accepts_option",
     "env_class",
     "list_envs",
-    "make_pooled_env",
     "normalize_split",
     "parse_action",
     "register_envs",
