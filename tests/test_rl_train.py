@@ -351,3 +351,12 @@ def test_the_plasticity_report_measures_the_text_rejuvenation_scores(tiny_sft):
     measured = calibration_from_env(EXPERT_ENV_ID, tokenizer, episodes=2)
     assert [example.input_ids.tolist() for example in measured] == [example.input_ids.tolist() for example in scored]
     assert [example.loss_mask.tolist() for example in measured] == [example.loss_mask.tolist() for example in scored]
+
+
+def test_the_reset_criterion_is_checked_when_the_config_is_made():
+    """A typo in --reset-criterion stops rl-train before the SFT model or any env loads, naming the choices."""
+    with pytest.raises(ValueError, match="unknown criterion 'atribution'; choose from attribution"):
+        RLConfig(reset_criterion="atribution")
+    with pytest.raises(ValueError, match="needs calibration texts too"):
+        RLConfig(reset_fallback_criterion="redo")
+    assert RLConfig(reset_criterion="drift", reset_fallback_criterion=None).reset_criterion == "drift"

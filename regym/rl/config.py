@@ -307,6 +307,9 @@ class RLConfig:
             raise ValueError(f"context must be one of {CONTEXTS}, not {self.context!r}")
         if self.reference is not None and not self.reference.strip():
             raise ValueError("reference must name a checkpoint folder, or be None (the SFT checkpoint `model`)")
+        from regym.rejuvenation.criteria import check_criteria
+
+        check_criteria(self.reset_criterion, self.reset_fallback_criterion)  # before any model or env loads
         if self.history_turns < 0:
             raise ValueError("history_turns must be >= 0")
         if min(self.tasks_per_step, self.num_envs, self.max_turns, self.max_new_tokens, self.max_steps,
