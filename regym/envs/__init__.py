@@ -1,7 +1,8 @@
 """regym's multi-turn text environments, registered with Gymnasium.
 
-``import regym`` (or Gymnasium's plugin entry point) registers every id below, so
-``gym.make("regym/ALFWorld-v0")`` just works. Adding an env is one line here.
+``import regym`` registers every id below (``register_envs``; regym declares no Gymnasium plugin entry
+point, so ``gym.make("regym/ALFWorld-v0")`` works after ``import regym``). Adding an env family is its
+package ``regym/envs/<family>/`` plus one line in ``ENTRY_POINTS`` (docs/contributing.md).
 """
 
 from __future__ import annotations

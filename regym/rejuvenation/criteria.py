@@ -13,6 +13,11 @@
   ‖Δ_unit‖ / ‖θ_base,unit‖; needs no calibration data.
 - ``random``: a seeded uniform sample of units, the control for any criterion.
 - Shrink & Perturb (Ash & Adams, NeurIPS 2020) is not a unit selection; see ``shrink_perturb``.
+- ``none``: fusion alone, no unit reset.
+
+Adding a criterion (docs/contributing.md): its name in ``CRITERIA`` (and ``NEEDS_CALIBRATION`` when it scores
+calibration text), a branch of ``select_units`` returning its ``ResetPlan``, a line here and in
+docs/rejuvenation.md; tests/test_extending.py checks each.
 """
 
 from __future__ import annotations
