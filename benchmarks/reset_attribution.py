@@ -29,12 +29,12 @@ from pathlib import Path
 
 import torch
 
+from regym.eval.plasticity import token_statistics
 from regym.paths import cache_dir
 from regym.rejuvenation import encode_calibration, fuse, reset_neurons
 from regym.rejuvenation.attribution import attribution_scores, logit_attribution_scores
 from regym.rejuvenation.blocks import find_structure
 from regym.rejuvenation.criteria import select_units
-from regym.rejuvenation.diagnostics import token_statistics
 from regym.rejuvenation.reset import LAYER_BANDS, layer_band, plan_from_scores, plan_from_target_scores
 
 

@@ -85,11 +85,10 @@ def collect_demos(
     """
     from datasets import Dataset
 
-    from regym.envs import make_pooled_env
+    from regym.envs.spec import EnvSpec
 
     agent = make_agent(agent, seed) if isinstance(agent, str) else agent
-    envs = [make_pooled_env(env_id, split=split, max_turns=max_turns, task_pool=task_pool, env_kwargs=env_kwargs)
-            for _ in range(num_envs)]
+    envs = EnvSpec(env_id, split, env_kwargs or {}).with_options(max_turns=max_turns).on_task_pool(task_pool).make(num_envs)
     try:
         trajectories = rollout(envs, agent, seeds=list(range(seed, seed + episodes)), progress=progress)
     finally:

@@ -4,8 +4,9 @@ Episodes are fixed by their reset seed, so two jobs that must not see the same
 episodes (SFT demos, the pretraining corpus, RL's evaluation, a leaderboard suite)
 draw from disjoint ranges. Each range is named here, and only here, so a reader can
 check that they do not overlap and a change to one cannot silently move another.
-Changing any value changes what the tiny pipeline builds: bump
-``regym.recipes.tiny.PIPELINE_VERSION`` with it.
+Changing the demo or corpus ranges (``PIPELINE_STRIDE``, ``CORPUS_OFFSET``) changes what the tiny
+pipeline builds: bump ``regym.recipes.tiny.PIPELINE_VERSION`` with them. The others move evaluations
+(``RL_EVAL_FIRST``, ``EVAL_SUITE_FIRST``) or RL's sampling (``rl_sampling_seed``), not the pipeline.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ RL_EVAL_FIRST = 10_000
 EVAL_SUITE_FIRST = 1_000_000
 """Leaderboard suites play reset seeds ``1_000_000 + i``: far from what training draws."""
 RL_SAMPLING_STRIDE = 1_000_003
-"""RL rollouts sample with ``rl_seed * 1_000_003 + step`` (a prime stride: seeds never collide)."""
+"""RL rollouts sample with ``rl_sampling_seed``: ``rl_seed * 1_000_003 + step`` on the first process (a prime
+stride: the seeds of two RL seeds never collide), further processes ``7_919`` strides apart."""
 
 
 def demo_seeds(pipeline_seed: int, count: int) -> list[int]:

@@ -9,18 +9,21 @@ import torch
 
 from oversft import finetune
 from regym.eval.metrics import pass_at_k
-from regym.eval.plasticity import ReportSettings, build_report, markdown, write_report
-from regym.models.testing import perturbed_copy, tiny_llama, tiny_tokenizer
-from regym.rejuvenation import encode_calibration
-from regym.rejuvenation.diagnostics import (
+from regym.eval.plasticity import (
+    ReportSettings,
+    build_report,
     calibration_loss,
     dormant_fraction,
     hessian_max_abs_eigenvalue,
-    layer_drift,
-    next_token_stats,
+    markdown,
     perturbation_sharpness,
     token_statistics,
+    write_report,
 )
+from regym.models.testing import perturbed_copy, tiny_llama, tiny_tokenizer
+from regym.rejuvenation import encode_calibration
+from regym.rejuvenation.diagnostics import next_token_stats
+from regym.rejuvenation.drift import drift
 
 TEXTS = [{"prompt": "where is the key", "response": "the key is in the red box"},
          {"prompt": "open the door", "response": "go north and open the door"}]
@@ -36,7 +39,7 @@ def test_layer_drift_matches_definition():
     model = perturbed_copy(base, 0.0)
     with torch.no_grad():
         model.model.layers[1].mlp.up_proj.weight.add_(0.5)
-    rows = {row["group"]: row for row in layer_drift(base, model)}
+    rows = {row["group"]: row for row in drift(base, model, "layer")}
     assert rows["layer 0"]["relative_drift"] == 0.0 and rows["embeddings"]["relative_drift"] == 0.0
     layer = base.model.layers[1]
     base_norm = math.sqrt(sum(float(p.detach().pow(2).sum()) for p in layer.parameters()))
@@ -44,6 +47,27 @@ def test_layer_drift_matches_definition():
     changed = layer.mlp.up_proj.weight.numel()
     assert rows["layer 1"]["relative_drift"] == pytest.approx(math.sqrt(changed * 0.25) / base_norm, rel=1e-4)
     assert rows["layer 1"]["mean_squared_difference"] == pytest.approx(changed * 0.25 / count, rel=1e-4)
+
+
+def test_one_drift_function_reads_per_unit_layer_or_total_relative_to_the_base():
+    """drift(base, model): relative to the base's norm, so the order matters (doubling a weight is a drift of
+    1 from the base, 0.5 back from the doubled model); total drift pools every parameter's squares."""
+    base = tiny_llama(seed=0)
+    model = perturbed_copy(base, 0.1, seed=1)
+    total = drift(base, model, "total")
+    base_squared = sum(float(p.detach().pow(2).sum()) for p in base.parameters())
+    delta_squared = sum(float((p.detach() - q.detach()).pow(2).sum())
+                        for p, q in zip(model.parameters(), base.parameters(), strict=True))
+    assert total["drift_relative"] == pytest.approx(math.sqrt(delta_squared / base_squared), rel=1e-5)
+    doubled = perturbed_copy(base, 0.0)
+    with torch.no_grad():
+        doubled.model.layers[0].mlp.up_proj.weight.mul_(2)
+    name = "model.layers.0.mlp.up_proj"
+    assert torch.allclose(drift(base, doubled, "unit")[name], torch.ones(1))
+    assert torch.allclose(drift(doubled, base, "unit")[name], torch.full((1,), 0.5))
+    assert float(drift(base, doubled, "unit")["model.layers.1.mlp.up_proj"].max()) == 0.0
+    with pytest.raises(ValueError, match="choose one of"):
+        drift(base, model, "row")
 
 
 def test_token_statistics_only_count_response_tokens(calib):

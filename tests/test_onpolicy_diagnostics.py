@@ -16,20 +16,18 @@ from regym.agents.llm import chat_token_ids
 from regym.agents.prompts import build_messages
 from regym.eval.plasticity import (
     OnPolicySettings,
+    adaptive_sharpness,
     calibration_from_env,
+    calibration_loss,
     collapsed_group_share,
     greedy_success,
+    hessian_max_abs_eigenvalue,
     on_policy_metrics,
     play_on_policy,
+    token_statistics,
 )
 from regym.models.testing import tiny_llama, tiny_tokenizer
 from regym.rejuvenation import encode_calibration
-from regym.rejuvenation.diagnostics import (
-    adaptive_sharpness,
-    calibration_loss,
-    hessian_max_abs_eigenvalue,
-    token_statistics,
-)
 from regym.trajectory import Trajectory, Turn
 from tiny_chat import tiny_chat_model
 

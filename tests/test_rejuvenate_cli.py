@@ -183,9 +183,9 @@ def test_plasticity_report_shows_over_sft_and_rejuvenation(checkpoints, tmp_path
 @pytest.mark.slow
 def test_smollm2_over_sft_loses_entropy_and_rejuvenation_restores_it(tmp_path):
     """Minutes on CPU: fine-tune SmolLM2-135M for many epochs on a tiny set, then rejuvenate."""
+    from regym.eval.plasticity import token_statistics
     from regym.models.smollm2 import load_smollm2, smollm2_checkpoint
     from regym.rejuvenation import encode_calibration
-    from regym.rejuvenation.diagnostics import token_statistics
 
     rows = [{"messages": [{"role": "user", "content": f"What is the code word number {i}?"},
                           {"role": "assistant", "content": f"The code word number {i} is {word}."}]}

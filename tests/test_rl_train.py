@@ -162,7 +162,6 @@ def test_cli_rejuvenate_starts_from_the_fused_model_with_the_sft_model_as_kl_ref
 def test_rejuvenate_resets_by_the_asked_criterion_or_stops_naming_the_fix(tiny_sft, tmp_path):
     """No expert, no calibration set: an error naming --reset-criterion drift, never a silent switch to drift."""
     from regym.rl.rejuvenated_start import rejuvenated_checkpoint
-    from regym.rl.train import make_envs
 
     base = tmp_path / "base"
     model, tokenizer = tiny_chat_model(seed=7)
@@ -172,7 +171,7 @@ def test_rejuvenate_resets_by_the_asked_criterion_or_stops_naming_the_fix(tiny_s
     def rejuvenated(env_id, name, **overrides):
         config = config_for(tiny_sft, tmp_path / "run", env=env_id, rejuvenate=True, base=str(base),
                             reset_fraction=0.02, calibration_episodes=2, **overrides)
-        envs = make_envs(config, env_id, "in_distribution", 2, {})
+        envs = config.env_spec().make(2)
         folder = rejuvenated_checkpoint(config, base, tiny_sft, tmp_path / name, envs)
         return json.loads((folder / "regym_rejuvenation.json").read_text())["summary"]
 
@@ -221,10 +220,10 @@ def test_reset_fallback_criterion_is_opt_in_and_recorded(tiny_sft, tmp_path):
 
 def test_expert_calibration_with_no_episodes_is_an_error(tiny_sft):
     from regym.rl.rejuvenated_start import expert_calibration
-    from regym.rl.train import load_tokenizer, make_envs
+    from regym.rl.train import load_tokenizer
 
     config = config_for(tiny_sft, "unused", env=EXPERT_ENV_ID, calibration_episodes=0)
-    envs = make_envs(config, EXPERT_ENV_ID, "in_distribution", 1, {})
+    envs = config.env_spec().make(1)
     with pytest.raises(ValueError, match=r"--calibration-episodes is 0: raise it, or pass --reset-criterion drift"):
         expert_calibration(config, envs, load_tokenizer(tiny_sft))
     examples = expert_calibration(config_for(tiny_sft, "unused", env=EXPERT_ENV_ID, calibration_episodes=2), envs,
@@ -272,14 +271,16 @@ def test_gigpo_step_advantages_group_turns_by_anchor_state():
 
 
 def test_training_envs_get_the_dense_reward_only_where_the_env_has_one():
-    from regym.rl.train import training_env_kwargs
+    def options(env, env_kwargs=None, training=True, **config):
+        spec = RLConfig(env=env, env_kwargs=env_kwargs or {}, max_turns=5, **config).env_spec(training=training)
+        assert spec.kwargs["max_turns"] == 5
+        return {key: value for key, value in spec.kwargs.items() if key != "max_turns"}
 
-    config = RLConfig()
-    assert training_env_kwargs(config, "regym/TextWorld-v0", {"num_tasks": 16}) == {"num_tasks": 16,
-                                                                                  "dense_reward": True}
-    assert training_env_kwargs(config, ENV_ID, {}) == {}  # VowelGame has no such option
-    assert training_env_kwargs(RLConfig(dense_reward=False), "regym/TextWorld-v0", {}) == {}
-    assert training_env_kwargs(config, "regym/TextWorld-v0", {"dense_reward": False}) == {"dense_reward": False}
+    assert options("regym/TextWorld-v0", {"num_tasks": 16}) == {"num_tasks": 16, "dense_reward": True}
+    assert options(ENV_ID) == {}  # VowelGame has no such option
+    assert options("regym/TextWorld-v0", dense_reward=False) == {}
+    assert options("regym/TextWorld-v0", {"dense_reward": False}) == {"dense_reward": False}
+    assert options("regym/TextWorld-v0", training=False) == {}  # evaluations score the env's own reward
 
 
 def test_num_iterations_reaches_trl_and_is_validated(tmp_path):
@@ -341,12 +342,21 @@ def test_the_plasticity_report_measures_the_text_rejuvenation_scores(tiny_sft):
     from regym.eval.plasticity import calibration_from_env
     from regym.rejuvenation import encode_calibration
     from regym.rl.rejuvenated_start import expert_calibration
-    from regym.rl.train import load_tokenizer, make_envs
+    from regym.rl.train import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_sft)
     config = config_for(tiny_sft, "unused", env=EXPERT_ENV_ID, calibration_episodes=2)
-    envs = make_envs(config, EXPERT_ENV_ID, "in_distribution", 1, {})
+    envs = config.env_spec().make(1)
     scored = encode_calibration(tokenizer, expert_calibration(config, envs, tokenizer))
     measured = calibration_from_env(EXPERT_ENV_ID, tokenizer, episodes=2)
     assert [example.input_ids.tolist() for example in measured] == [example.input_ids.tolist() for example in scored]
     assert [example.loss_mask.tolist() for example in measured] == [example.loss_mask.tolist() for example in scored]
+
+
+def test_the_reset_criterion_is_checked_when_the_config_is_made():
+    """A typo in --reset-criterion stops rl-train before the SFT model or any env loads, naming the choices."""
+    with pytest.raises(ValueError, match="unknown criterion 'atribution'; choose from attribution"):
+        RLConfig(reset_criterion="atribution")
+    with pytest.raises(ValueError, match="needs calibration texts too"):
+        RLConfig(reset_fallback_criterion="redo")
+    assert RLConfig(reset_criterion="drift", reset_fallback_criterion=None).reset_criterion == "drift"

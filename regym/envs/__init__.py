@@ -1,7 +1,8 @@
 """regym's multi-turn text environments, registered with Gymnasium.
 
-``import regym`` (or Gymnasium's plugin entry point) registers every id below, so
-``gym.make("regym/ALFWorld-v0")`` just works. Adding an env is one line here.
+``import regym`` registers every id below (``register_envs``; regym declares no Gymnasium plugin entry
+point, so ``gym.make("regym/ALFWorld-v0")`` works after ``import regym``). Adding an env family is its
+package ``regym/envs/<family>/`` plus one line in ``ENTRY_POINTS`` (docs/contributing.md).
 """
 
 from __future__ import annotations
@@ -54,24 +55,6 @@ def accepts_option(env_id: str, option: str) -> bool:
         return option in inspect.signature(env_class(env_id)).parameters
     except (TypeError, ValueError):
         return False
-
-
-def make_pooled_env(env_id: str, *, split: str = "in_distribution", max_turns: int | None = None,
-             task_pool: int | None = None, env_kwargs: dict | None = None) -> gym.Env:
-    """``gym.make`` of one split, on a small pool of tasks where the env has one.
-
-    ``task_pool`` is passed as ``num_tasks`` to envs that have that option (a seeded
-    reset then draws from a small pool of tasks, e.g. few TextWorld games to compile).
-    ``env_kwargs``: further constructor options (e.g. ALFWorld's ``expert="search"``).
-    """
-    register_envs()
-    kwargs: dict = {**(env_kwargs or {}), "split": split}
-    if max_turns is not None:
-        kwargs["max_turns"] = max_turns
-    if task_pool is not None:
-        if accepts_option(env_id, "num_tasks"):
-            kwargs["num_tasks"] = task_pool
-    return gym.make(env_id, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -132,7 +115,6 @@ __all__ = [
     "accepts_option",
     "env_class",
     "list_envs",
-    "make_pooled_env",
     "normalize_split",
     "parse_action",
     "register_envs",

@@ -1,7 +1,7 @@
 """Where env copies run: in this process, or on Ray env workers that heal themselves.
 
 ``make_envs(env_id, count, split=..., env_workers=N)`` is the one way regym makes the
-env copies a rollout plays in lock-step. With ``env_workers=0`` they are plain
+env copies a rollout plays in lock-step; callers reach it through ``regym.envs.spec.EnvSpec.make``. With ``env_workers=0`` they are plain
 ``gym.make`` envs. With ``N > 0`` an ``EnvPool`` starts N Ray actors (``EnvWorker``),
 hands the copies out round-robin (copy i lives on worker i mod N) and returns one
 ``RayEnv`` proxy per copy: a ``gymnasium.Env`` whose ``reset``/``step`` run in the

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-
-from regym.envs.workers import make_envs as make_env_copies
+from regym.envs.spec import EnvSpec
 from regym.eval.agents import PerEpisodeAgent, ReseededLLMAgent, TokenCountingAgent
 from regym.eval.episodes import EPISODE_OPTION, Episode, TagEpisode, plan_episodes
 from regym.eval.log import TrajectoryLog, episode_record, read_log
@@ -183,9 +181,12 @@ def play_group(
     """Play the episodes of one (env, split) in lock-step; ``emit`` each record as it ends.
 
     ``env_workers > 0`` hosts the env copies on that many Ray env workers (``regym.envs.workers``)."""
-    env_id, split = group[0].env_id, group[0].split
-    envs = [TagEpisode(env) for env in make_envs(env_id, split, min(num_envs, len(group)), env_kwargs, env_workers,
-                                                        env_urls)]
+    spec = EnvSpec(group[0].env_id, group[0].split, env_kwargs or {}, workers=env_workers, urls=env_urls)
+    try:
+        envs = [TagEpisode(env) for env in spec.make(min(num_envs, len(group)))]
+    except Exception as error:
+        raise RuntimeError(f"could not make env {spec.id} (split {spec.split}): {type(error).__name__}: {error}") \
+            from error
 
     def on_done(index: int, trajectory: Trajectory) -> None:
         episode = group[index]
@@ -205,16 +206,6 @@ def play_group(
             env.close()
 
 
-def make_envs(env_id: str, split: str, count: int, env_kwargs: dict[str, Any] | None = None,
-              env_workers: int = 0, env_urls: dict[str, str] | None = None) -> list[gym.Env]:
-    """``count`` copies of one split, here, on Ray env workers or on a server; a failure names the env."""
-    try:
-        return make_env_copies(env_id, count, split=split, env_workers=env_workers, env_urls=env_urls,
-                               **(env_kwargs or {}))
-    except Exception as error:
-        raise RuntimeError(f"could not make env {env_id} (split {split}): {type(error).__name__}: {error}") from error
-
-
 __all__ = [
     # this module's own
     "MemoryLog",
@@ -222,7 +213,6 @@ __all__ = [
     "RunResult",
     "evaluate",
     "evaluate_episodes",
-    "make_envs",
     "play",
     "play_group",
     # re-exported for ``regym.cli.rl_eval`` and tests/test_dead_endpoint.py, which import them from here

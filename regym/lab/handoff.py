@@ -264,9 +264,10 @@ def default_splits(env_id: str, env_kwargs: dict[str, Any] | None = None) -> lis
 
 # --- shared settings ------------------------------------------------------------------------------
 def pool_kwargs(config: HandoffConfig, env_id: str, tasks: int) -> dict[str, Any]:
-    from regym.envs import accepts_option
+    """The lab's env options on a pool of ``tasks`` tasks (where the env has a task pool)."""
+    from regym.envs.spec import EnvSpec
 
-    return {**config.env_kwargs, **({"num_tasks": tasks} if accepts_option(env_id, "num_tasks") else {})}
+    return dict(EnvSpec(env_id, kwargs=config.env_kwargs).on_task_pool(tasks).kwargs)
 
 
 def rl_settings(config: HandoffConfig, env_id: str, *, model: str | Path, reference: str | Path, seed: int,
@@ -595,10 +596,10 @@ def expert_calibration(config: HandoffConfig, env_id: str, base: dict[str, Any])
 
     from regym.agents.prompts import PromptFormat
     from regym.demos import expert_calibration as expert_turns
-    from regym.envs.workers import make_envs
+    from regym.envs.spec import EnvSpec
 
-    envs = make_envs(env_id, 2, max_turns=rl_field(config, env_id, "max_turns"),
-                     **pool_kwargs(config, env_id, config.demo_tasks))
+    spec = EnvSpec(env_id, kwargs=pool_kwargs(config, env_id, config.demo_tasks))
+    envs = spec.with_options(max_turns=rl_field(config, env_id, "max_turns")).make(2)
     try:
         return expert_turns(envs, AutoTokenizer.from_pretrained(str(base["base_dir"])), episodes=16,
                             prompt_format=PromptFormat(style=rl_field(config, env_id, "prompt_style")))

@@ -70,8 +70,9 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
     ``job``: model, base, env_id, env_kwargs (training options: the RL pool, dense reward), split, tasks,
     samples, temperature, max_turns, max_new_tokens, greedy_episodes, heldout (messages), out (a JSON path).
     """
-    from regym.eval.plasticity import OnPolicySettings, greedy_success, on_policy_metrics, total_drift
+    from regym.eval.plasticity import OnPolicySettings, greedy_success, on_policy_metrics
     from regym.models.loading import load_causal_lm
+    from regym.rejuvenation.drift import drift
 
     out = Path(job["out"])
     if reusable(out, job, rebuild=True):  # a measurement of another job's settings is taken again
@@ -90,7 +91,7 @@ def measure_checkpoint(job: dict[str, Any]) -> dict[str, float]:
                                                    max_new_tokens=job["max_new_tokens"])
     if job.get("base"):
         base, _ = load_causal_lm(job["base"])
-        metrics["drift"] = total_drift(model, base)["drift_relative"]
+        metrics["drift"] = drift(base, model, "total")["drift_relative"]
     metrics = {key: float(value) for key, value in metrics.items()}
     write_stamp(out, job, result=metrics)
     return metrics

@@ -30,7 +30,8 @@ import numpy as np
 from regym import seeds
 from regym.agents import ExpertAgent, RandomAgent
 from regym.agents.prompts import PromptFormat, build_messages
-from regym.envs import ENTRY_POINTS, make_pooled_env
+from regym.envs import ENTRY_POINTS
+from regym.envs.spec import EnvSpec
 from regym.rollout import rollout
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def _add_env(corpus: Corpus, env_id: str, random_seeds: list[int], expert_seeds:
              task_pool: int | None, seed: int, prompt_format: PromptFormat) -> str | None:
     """Play one env into ``corpus``; returns why it could not, or None."""
     try:
-        env = make_pooled_env(env_id, max_turns=max_turns, task_pool=task_pool)
+        (env,) = EnvSpec(env_id).with_options(max_turns=max_turns).on_task_pool(task_pool).make()
     except Exception as error:  # noqa: BLE001 - any failure is raised as CorpusError naming the env
         return f"{type(error).__name__}: {error}"
     try:

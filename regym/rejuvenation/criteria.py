@@ -13,6 +13,11 @@
   ‖Δ_unit‖ / ‖θ_base,unit‖; needs no calibration data.
 - ``random``: a seeded uniform sample of units, the control for any criterion.
 - Shrink & Perturb (Ash & Adams, NeurIPS 2020) is not a unit selection; see ``shrink_perturb``.
+- ``none``: fusion alone, no unit reset.
+
+Adding a criterion (docs/contributing.md): its name in ``CRITERIA`` (and ``NEEDS_CALIBRATION`` when it scores
+calibration text), a branch of ``select_units`` returning its ``ResetPlan``, a line here and in
+docs/rejuvenation.md; tests/test_extending.py checks each.
 """
 
 from __future__ import annotations
@@ -24,12 +29,24 @@ from torch import nn
 
 from regym.rejuvenation.blocks import Structure, find_structure
 from regym.rejuvenation.calibration import CalibrationExample
+from regym.rejuvenation.drift import drift
 from regym.rejuvenation.reset import ResetPlan, UnitGroup, plan_from_scores, plan_from_target_scores
-from regym.rejuvenation.reset_effects import BaseTensor, base_tensors_of
+from regym.rejuvenation.reset_effects import BaseTensor
 from regym.rejuvenation.stages import Stages, silent
 
 CRITERIA = ("attribution", "logit_attribution", "redo", "drift", "random", "shrink_perturb", "none")
 NEEDS_CALIBRATION = ("attribution", "logit_attribution", "redo")
+
+
+def check_criteria(criterion: str, fallback_criterion: str | None = None) -> None:
+    """A ``ValueError`` naming the choices unless ``criterion`` is one of ``CRITERIA`` and the fallback (if any)
+    is one that needs no calibration data: checked where a run is configured, before anything loads."""
+    for name in (criterion, fallback_criterion):
+        if name is not None and name not in CRITERIA:
+            raise ValueError(f"unknown criterion {name!r}; choose from {', '.join(CRITERIA)}")
+    if fallback_criterion in NEEDS_CALIBRATION:
+        raise ValueError(f"fallback_criterion {fallback_criterion!r} needs calibration texts too; "
+                         f"choose one that needs none: {', '.join(c for c in CRITERIA if c not in NEEDS_CALIBRATION)}")
 
 
 def select_units(base_model: nn.Module | None, sft_model: nn.Module,
@@ -70,7 +87,8 @@ def select_units(base_model: nn.Module | None, sft_model: nn.Module,
         return plan_from_scores(units, result.scores, fraction, criterion, result.diagnostics())
     if criterion == "drift":
         with stages("scoring units by drift (matrices)", len(units)) as stage:
-            scores = drift_scores(base_model, sft_model, structure, advance=stage.advance, base_tensor=base_tensor)
+            scores = drift(base_model, sft_model, "unit", structure=structure, advance=stage.advance,
+                           base_tensor=base_tensor)
         return plan_from_scores(units, scores, fraction, criterion)
     if criterion == "random":
         generator = torch.Generator().manual_seed(seed)
@@ -82,31 +100,6 @@ def select_units(base_model: nn.Module | None, sft_model: nn.Module,
         return plan_from_scores(units, scores, fraction, criterion, {"seed": seed})
     with stages("scoring units by dormancy (calibration examples)", len(calib)) as stage:
         return redo_plan(sft_model, calib, structure, fraction, tau, advance=stage.advance)
-
-
-def drift_scores(base_model: nn.Module | None, sft_model: nn.Module, structure: Structure,
-                 advance: Callable[[int], object] | None = None,
-                 base_tensor: BaseTensor | None = None) -> dict[str, torch.Tensor]:
-    """Per unit ‖θ_sft − θ_base‖ / ‖θ_base‖ over the unit's row (readers) or column (writers), on the CPU.
-
-    ``base_tensor(parameter_name)`` (e.g. read from the base checkpoint) replaces ``base_model``.
-    ``advance(1)`` is called after each projection matrix.
-    """
-    if base_tensor is None:
-        if base_model is None:
-            raise ValueError("drift needs the base model or a base_tensor reader")
-        base_tensor = base_tensors_of(base_model)
-    sft_modules = dict(sft_model.named_modules())
-    scores = {}
-    for name, _, _, axis, _ in structure.units():
-        weight = sft_modules[name].weight.detach().float().cpu()
-        anchor = base_tensor(f"{name}.weight").float().cpu()
-        dim = 0 if axis == "column" else 1
-        delta = (weight - anchor).norm(dim=dim)
-        scores[name] = delta / anchor.norm(dim=dim).clamp_min(1e-12)
-        if advance is not None:
-            advance(1)
-    return scores
 
 
 def redo_plan(model: nn.Module, calib: Sequence[CalibrationExample], structure: Structure, fraction: float,

@@ -37,7 +37,12 @@ from regym.rejuvenation.checkpoint import (
     require_finite,
     tensor_index,
 )
-from regym.rejuvenation.criteria import CRITERIA, NEEDS_CALIBRATION, select_units, shrink_perturb
+from regym.rejuvenation.criteria import (
+    NEEDS_CALIBRATION,
+    check_criteria,
+    select_units,
+    shrink_perturb,
+)
 from regym.rejuvenation.diagnostics import next_token_stats
 from regym.rejuvenation.fusion import fuse, fuse_checkpoints, fuse_tensor
 from regym.rejuvenation.reset import ResetPlan, StreamingReset, reset_neurons
@@ -123,7 +128,7 @@ def rejuvenate(base: nn.Module, sft: nn.Module, alpha: float = 0.5, reset_fracti
     ``attribution`` and ``redo`` need ``calib``; without it this raises ``ValueError`` naming the fixes.
     Fusing, scoring units and resetting each report through ``stages`` (see ``regym.rejuvenation.stages``).
     """
-    _check_criterion(criterion)
+    check_criteria(criterion)
     if _needs_calibration(criterion, reset_fraction) and not calib:
         raise ValueError(missing_calibration(criterion))
     start = time.perf_counter()
@@ -178,12 +183,7 @@ def rejuvenate_checkpoint(base: str | Path, sft: str | Path, out: str | Path, *,
     shows each as a progress bar, or one line per tenth on a pipe.
     """
     base, sft, out = resolve_checkpoint(base), resolve_checkpoint(sft), Path(out)
-    _check_criterion(criterion)
-    if fallback_criterion is not None:
-        _check_criterion(fallback_criterion)
-        if fallback_criterion in NEEDS_CALIBRATION:
-            raise ValueError(f"fallback_criterion {fallback_criterion!r} needs calibration texts too; "
-                             f"choose one that needs none: {', '.join(c for c in CRITERIA if c not in NEEDS_CALIBRATION)}")
+    check_criteria(criterion, fallback_criterion)
     check_output(out, overwrite)
     start = time.perf_counter()
     requested, warnings = criterion, []
@@ -427,11 +427,6 @@ def check_stored_like(written: Mapping[str, TensorInfo], stored: Mapping[str, Te
             raise CheckpointError(f"rejuvenated tensor {name!r} came out {DTYPE_NAMES.get(info.dtype, info.dtype)} "
                                   f"{list(info.shape)}; the SFT checkpoint stores "
                                   f"{DTYPE_NAMES.get(want.dtype, want.dtype)} {list(want.shape)}")
-
-
-def _check_criterion(criterion: str) -> None:
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
 
 
 def _needs_calibration(criterion: str, reset_fraction: float) -> bool:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from regym.envs.spec import EnvSpec
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 ESTIMATORS = ("grpo", "rloo", "gigpo")
@@ -304,6 +307,9 @@ class RLConfig:
             raise ValueError(f"context must be one of {CONTEXTS}, not {self.context!r}")
         if self.reference is not None and not self.reference.strip():
             raise ValueError("reference must name a checkpoint folder, or be None (the SFT checkpoint `model`)")
+        from regym.rejuvenation.criteria import check_criteria
+
+        check_criteria(self.reset_criterion, self.reset_fallback_criterion)  # before any model or env loads
         if self.history_turns < 0:
             raise ValueError("history_turns must be >= 0")
         if min(self.tasks_per_step, self.num_envs, self.max_turns, self.max_new_tokens, self.max_steps,
@@ -324,6 +330,20 @@ class RLConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def env_spec(self, split: str = "in_distribution", *, training: bool = False) -> EnvSpec:
+        """The env as this run plays it: ``env_kwargs`` with ``max_turns``, on its hosting (``env_workers`` Ray env
+        workers, or the server at ``env_url``). ``training`` adds the env's dense reward when ``dense_reward`` is on
+        and the env offers one (evaluations score the env's own reward)."""
+        from regym.envs import accepts_option, resolve_env_id
+        from regym.envs.spec import EnvSpec
+
+        env_id = resolve_env_id(self.env)
+        kwargs = {**self.env_kwargs, "max_turns": self.max_turns}
+        if training and self.dense_reward and "dense_reward" not in kwargs and accepts_option(env_id, "dense_reward"):
+            kwargs["dense_reward"] = True
+        return EnvSpec(env_id, split, kwargs, workers=self.env_workers,
+                       urls={self.env: self.env_url} if self.env_url else None)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RLConfig:

@@ -6,7 +6,6 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from regym import seeds
 from regym.agents.hf_policy import HFPolicy
@@ -18,11 +17,6 @@ from regym.eval.runner import evaluate as evaluate_run
 from regym.eval.runner import evaluate_episodes
 from regym.eval.suites import SuiteEntry
 from regym.rl.config import RLConfig
-
-
-def env_hosting(config: RLConfig) -> dict[str, Any]:
-    """Where the envs run: ``env_workers`` Ray workers, or the ``regym serve-env`` server at ``env_url``."""
-    return {"env_workers": config.env_workers, "env_urls": {config.env: config.env_url} if config.env_url else None}
 
 
 def evaluate(model, tokenizer, config: RLConfig, splits: Sequence[str], episodes: int, *,
@@ -46,8 +40,9 @@ def evaluate(model, tokenizer, config: RLConfig, splits: Sequence[str], episodes
                       reuse_prefixes=True)  # as rl-eval's policy: the same episodes, each turn prefilling only new text
     agent = policy_agent(policy, prompt_style=config.prompt_style, name=name,
                          history_turns=config.history_turns if config.context == "window" else None)
-    env_kwargs = {**config.env_kwargs, "max_turns": config.max_turns}
-    hosting = env_hosting(config)  # the same envs as training: here, on Ray env workers, or on a server
+    spec = config.env_spec()  # the envs of training (less the dense reward): here, on Ray env workers, or a server
+    env_kwargs = dict(spec.kwargs)
+    hosting = {"env_workers": spec.workers, "env_urls": spec.urls}
     if run_dir is None:
         cells = evaluate_episodes(planned, agent, num_envs=config.num_envs, env_kwargs=env_kwargs, **hosting)
     else:

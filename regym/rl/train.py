@@ -25,7 +25,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 from transformers.trainer_callback import PrinterCallback
 
@@ -43,7 +42,6 @@ from regym.rl.checkpoints import (
     write_state,
 )
 from regym.rl.config import RLConfig
-from regym.rl.evaluation import env_hosting
 from regym.rl.rejuvenated_start import rejuvenated_checkpoint
 from regym.rl.run_log import EVALS, RunLog, console, drop_evals_after, plot_learning_curve
 from regym.rl.vllm_rollout import check_generation_backend
@@ -114,24 +112,6 @@ def load_tokenizer(folder: Path):
     return tokenizer
 
 
-# --- 2. envs (evaluations: regym.rl.evaluation) ------------------------------------------------------------
-def make_envs(config: RLConfig, env_id: str, split: str, count: int, env_kwargs: dict[str, Any]) -> list[gym.Env]:
-    """``count`` copies of the env: in this process, on Ray env workers, or on a server (``env_hosting``)."""
-    from regym.envs.workers import make_envs as make_env_copies
-
-    return make_env_copies(env_id, count, split=split, max_turns=config.max_turns, **env_hosting(config),
-                           **env_kwargs)
-
-
-def training_env_kwargs(config: RLConfig, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``env_kwargs`` plus the env's dense reward when ``config.dense_reward`` and the env offers one."""
-    from regym.envs import accepts_option
-
-    if config.dense_reward and "dense_reward" not in env_kwargs and accepts_option(env_id, "dense_reward"):
-        return {**env_kwargs, "dense_reward": True}
-    return dict(env_kwargs)
-
-
 # --- the script ----------------------------------------------------------------------------------
 def train(config: RLConfig) -> dict[str, Any]:
     """Run one RL job end to end; returns the summary also written to ``summary.json``."""
@@ -170,8 +150,7 @@ def train(config: RLConfig) -> dict[str, Any]:
     # 1. models
     base_dir, sft_dir, env_kwargs = resolve_checkpoints(config, env_id)
     ref_dir = reference_checkpoint(config, sft_dir)
-    train_envs = make_envs(config, env_id, "in_distribution", config.num_envs,
-                           training_env_kwargs(config, env_id, env_kwargs))
+    train_envs = config.env_spec(training=True).make(config.num_envs)  # evaluations make their own (regym.rl.evaluation)
     init_dir = sft_dir
     if config.rejuvenate:  # made once, by the main process; the others wait for it, then load it
         init_dir = out / "rejuvenated"
