@@ -46,7 +46,7 @@ from regym.rl.config import RLConfig
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5
 """Bumped when the build changes in a way that makes old caches wrong."""
 
 SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>")
