@@ -57,3 +57,12 @@ def tiny_sft(tmp_path_factory):
     from tiny_chat import save_tiny_chat
 
     return save_tiny_chat(tmp_path_factory.mktemp("tiny-sft"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def generated_alfworld_cache(tmp_path_factory):
+    """A module's own regym cache and no downloaded ALFWorld data: ALFWorld generates its games afresh."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REGYM_CACHE", str(tmp_path_factory.mktemp("regym-cache")))
+        patch.delenv("ALFWORLD_DATA", raising=False)
+        yield

@@ -17,14 +17,6 @@ from regym.envs.alfworld.engine import WELCOME_BANNER, keep_argv
 MAX_STEPS = 50  # ALFWorld's max_nb_steps_per_episode
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REGYM_CACHE", str(tmp_path_factory.mktemp("regym-cache")))
-        patch.delenv("ALFWORLD_DATA", raising=False)
-        yield
-
-
 def alfworld_loader(game_file: str):
     """ALFWorld's evaluation env for one game (``AlfredTWEnv.init_env`` with batch size 1)."""
     import textworld
@@ -80,12 +72,12 @@ def check_sample(games: list[tuple[str, int]]) -> None:
     assert all([play_both(split, index) for split, index in games])
 
 
-def test_six_games_of_every_type_are_step_identical_under_alfworlds_loader(cache):
+def test_six_games_of_every_type_are_step_identical_under_alfworlds_loader(generated_alfworld_cache):
     # Task types rotate with the index: even indices from one split, odd from the other, all six types.
     check_sample([("in_distribution" if index % 2 == 0 else "out_of_distribution", index) for index in range(6)])
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # generates its games from a cold cache: 10-25 min on 2 busy cores
-def test_120_games_of_both_splits_are_step_identical_under_alfworlds_loader(cache):
+def test_120_games_of_both_splits_are_step_identical_under_alfworlds_loader(generated_alfworld_cache):
     check_sample([(split, index) for split in ("in_distribution", "out_of_distribution") for index in range(60)])

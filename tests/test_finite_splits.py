@@ -29,15 +29,7 @@ VALID_UNSEEN_GAMES = 134
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REGYM_CACHE", str(tmp_path_factory.mktemp("regym-cache")))
-        patch.delenv("ALFWORLD_DATA", raising=False)
-        yield
-
-
-@pytest.fixture(scope="module")
-def valid_unseen_data(cache, tmp_path_factory):
+def valid_unseen_data(generated_alfworld_cache, tmp_path_factory):
     """A downloaded-layout data folder with 134 valid_unseen games (three generated games, copied into
     134 trial folders: distinct game files, as ALFWorld's own are)."""
     root = tmp_path_factory.mktemp("alfworld-data")
