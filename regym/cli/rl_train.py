@@ -64,13 +64,8 @@ def check_inputs(config: RLConfig) -> None:
         if value is not None:
             preflight.model_folder(value, flag)
     from regym.envs.base import normalize_split
-    from regym.rejuvenation.criteria import CRITERIA
     from regym.rl.checkpoints import list_checkpoints
 
-    for flag, value in (("--reset-criterion", config.reset_criterion),
-                        ("--reset-fallback-criterion", config.reset_fallback_criterion)):
-        if value is not None and value not in CRITERIA:
-            raise UsageError(f"{flag} {value!r}: choose one of {', '.join(CRITERIA)}")
     for split in config.eval_splits:
         try:
             normalize_split(split)
@@ -79,6 +74,18 @@ def check_inputs(config: RLConfig) -> None:
     if not config.resume and list_checkpoints(Path(config.output_dir)):
         raise UsageError(f"--output-dir {config.output_dir} already holds checkpoints: pass --resume to continue "
                          "that run, or another --output-dir")
+
+
+def check_criterion_flags(overrides: dict) -> None:
+    """The reset criteria given as flags, checked before the config is built so the error names the flag
+    (``RLConfig`` checks them again, for values from a ``--config`` file)."""
+    from regym.rejuvenation.criteria import CRITERIA
+
+    for flag, field in (("--reset-criterion", "reset_criterion"),
+                        ("--reset-fallback-criterion", "reset_fallback_criterion")):
+        value = overrides.get(field)
+        if value is not None and value not in CRITERIA:
+            raise UsageError(f"{flag} {value!r}: choose one of {', '.join(CRITERIA)}")
 
 
 @contextlib.contextmanager
@@ -103,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     config_file, overrides = parse_overrides(RLConfig, argv, prog="rl-train", description=__doc__, choices=CHOICES,
                                              legacy=LEGACY_FLAGS)
     try:
+        check_criterion_flags(overrides)
         config, sources = resolve_config(config_file, overrides)
         check_inputs(config)
         from regym.rl.vllm_rollout import check_generation_backend
