@@ -57,7 +57,7 @@ test: $(STAMP) chromium
 # The tests that run vLLM's CPU build for real (evaluation parity with transformers, rl-train's rollouts and
 # weight sync); each starts one engine at a time (75-190 s on 2 cores). 7.5 minutes (4 tests, loaded 2 cores). Only the files
 # that hold `vllm` tests: .venv-vllm has the dev extra, not serve or ray, which other test files import.
-VLLM_TESTS := tests/test_vllm_cpu.py
+VLLM_TESTS := tests/agents/test_vllm_cpu.py
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_BIN)/python -m pytest -m vllm -p no:cacheprovider $(VLLM_TESTS) $(PYTEST_ARGS)

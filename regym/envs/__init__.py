@@ -36,7 +36,7 @@ def register_envs() -> None:
             # Gymnasium 1.4's PassiveEnvChecker marks the first reset as checked before it runs,
             # so a first reset that raises leaves the wrapper broken for good (its next step fails
             # with "cannot unpack non-iterable NoneType"). regym envs recover from a failed reset;
-            # tests/test_registry.py runs the full ``check_env`` on every env instead.
+            # tests/envs/test_registry.py runs the full ``check_env`` on every env instead.
             gym.register(id=env_id, entry_point=entry_point, disable_env_checker=True)
 
 

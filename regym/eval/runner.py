@@ -215,7 +215,7 @@ __all__ = [
     "evaluate_episodes",
     "play",
     "play_group",
-    # re-exported for ``regym.cli.rl_eval`` and tests/test_dead_endpoint.py, which import them from here
+    # re-exported for ``regym.cli.rl_eval`` and tests/eval/test_dead_endpoint.py, which import them from here
     "TRAJECTORIES",
     "PerEpisodeAgent",
     "ReseededLLMAgent",

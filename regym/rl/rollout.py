@@ -188,7 +188,7 @@ class TokenPolicyAgent:
     ``kv_cache``: a policy that offers ``prefix_cache()`` (``HFPolicy``) keeps each live
     episode's KV cache across turns, so a turn prefills only the env's new text; each
     sequence only ever grows, so the whole of it is reused. Tokens and log-probs are those
-    of a full prefill up to float rounding (tests/test_kv_cache_rollout.py).
+    of a full prefill up to float rounding (tests/rl/test_kv_cache_rollout.py).
     """
 
     def __init__(self, policy: TokenPolicy, limits: RolloutLimits = RolloutLimits(),

@@ -30,8 +30,8 @@ Refused:
 Why hand-assembled classic BPF rather than libseccomp: the program is one fixed deny
 list of about 90 instructions, readable here in full; libseccomp would add a C library
 (and ctypes glue around it) to produce the same bytes. The syscall numbers are checked
-against the kernel headers by ``tests/test_sandbox_seccomp.py``, and each rule is
-observed from inside a real sandbox by ``tests/test_sandbox_escapes.py``.
+against the kernel headers by ``tests/envs/test_sandbox_isolation.py``, and each rule is
+observed from inside a real sandbox by ``tests/envs/test_sandbox_escapes.py``.
 """
 
 from __future__ import annotations

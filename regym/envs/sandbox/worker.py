@@ -17,7 +17,7 @@ The audit hook (PEP 578) refuses ``open`` outside the work dir and the Python in
 sockets, signals, fork/exec/subprocess and ctypes calls, with a clear ``PermissionError``.
 It is defence in depth only: code in the same interpreter can get past it (it is a
 Python object, and C code never calls it). Every escape it refuses is also refused by
-the kernel, and ``tests/test_sandbox_escapes.py`` checks that with the hook off.
+the kernel, and ``tests/envs/test_sandbox_escapes.py`` checks that with the hook off.
 
 The job's stdout and stderr share the pipe to the parent, which bounds what it keeps.
 """

@@ -1,7 +1,7 @@
 """Ray env workers play the same trajectories as in-process envs, and fail as they do.
 
 Real Ray actors on this machine host real regym envs (Math with its sandbox, TextWorld).
-Killing workers mid-run is tests/test_env_pool_healing.py.
+Killing workers mid-run is tests/envs/test_env_pool_healing.py.
 """
 
 from __future__ import annotations

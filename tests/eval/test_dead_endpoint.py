@@ -20,11 +20,11 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
+from games import EVAL_COUNT_ID, register_eval_count
 from regym.agents.openai_policy import EndpointError, OpenAIPolicy
 from regym.eval.runner import TRAJECTORIES, read_log
 
-TESTS = Path(__file__).parent
-COUNT_ID = "regym/EvalCount-v0"  # the counting game of test_eval_runner
+SUPPORT = Path(__file__).resolve().parents[1] / "support"  # games.py, for the rl-eval subprocess
 FAST = ["--request-timeout", "0.5", "--max-retries", "1"]
 
 
@@ -99,15 +99,13 @@ def closed_url():
 
 @pytest.fixture
 def count_game():
-    from test_eval_runner import register_test_envs
-
-    register_test_envs()
+    register_eval_count()
     yield
-    gym.registry.pop(COUNT_ID, None)
+    gym.registry.pop(EVAL_COUNT_ID, None)
 
 
 def eval_argv(url: str, runs: Path, *extra: str) -> list[str]:
-    return ["--openai-base-url", url, "--model-name", "served", "--suite", COUNT_ID, "--num-tasks", "2", "--k", "2",
+    return ["--openai-base-url", url, "--model-name", "served", "--suite", EVAL_COUNT_ID, "--num-tasks", "2", "--k", "2",
             "--max-turns", "1", "--num-envs", "1", "--no-baselines", "--output-dir", str(runs), *FAST, *extra]
 
 
@@ -118,12 +116,12 @@ def last_line(stderr: str) -> str:
 
 def test_silent_endpoint_stops_with_one_line_in_bounded_time(silent_url, tmp_path):
     """The real command in a fresh process: exit 1, no traceback, the last line says what and how to resume."""
-    code = ("import sys; sys.path.insert(0, {tests!r}); from test_eval_runner import register_test_envs; "
-            "register_test_envs(); from regym.cli.rl_eval import main; sys.exit(main({argv!r}))")
+    code = ("import sys; sys.path.insert(0, {support!r}); from games import register_eval_count; "
+            "register_eval_count(); from regym.cli.rl_eval import main; sys.exit(main({argv!r}))")
     argv = eval_argv(silent_url, tmp_path / "runs", "--num-envs", "2")
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code.format(tests=str(TESTS), argv=argv)], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(TESTS.parent)})
+    done = subprocess.run([sys.executable, "-c", code.format(support=str(SUPPORT), argv=argv)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(SUPPORT.parents[1])})
     elapsed = time.monotonic() - start
     assert done.returncode == 1, done.stderr
     line = last_line(done.stderr)

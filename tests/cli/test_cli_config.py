@@ -23,7 +23,7 @@ from regym.configs import build_parser, field_docs, parse, parse_overrides
 from regym.lab.handoff import HandoffConfig
 from regym.rl.config import RLConfig, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS = {  # command line → (its main, the words before the flags, its config dataclass)
     "rl-train": (rl_train.main, [], RLConfig),

@@ -17,7 +17,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-from regym.envs.base import Outcome, TextEnv
+from games import EVAL_COUNT_ID, SplitCountingGame, register_eval_count
 from regym.eval.agents import PerEpisodeAgent
 from regym.eval.episodes import Episode, plan_episodes
 from regym.eval.log import TrajectoryLog, read_log
@@ -25,58 +25,21 @@ from regym.eval.run_dir import TRAJECTORIES, prepare_run_dir
 from regym.eval.runner import evaluate
 from regym.eval.suites import TASK_SEED_BASE, family_split, get_suite, suite_entries
 
-COUNT_ID = "regym/EvalCount-v0"
 BROKEN_ID = "regym/EvalBroken-v0"
-TESTS = Path(__file__).parent
+SUPPORT = Path(__file__).resolve().parents[1] / "support"  # games.py, for the rl-eval subprocess
 
 
-class CountingGame(TextEnv):
-    """Say the numbers up to a target; in-distribution targets are 2-4, out-of-distribution 5-7."""
-
-    instructions = "Count up to the target, one number per turn."
-
-    def __init__(self, split="in_distribution", max_turns=8, step_delay=0.0, **kwargs):
-        super().__init__(split=split, max_turns=max_turns, **kwargs)
-        self.step_delay = step_delay
-
-    def _task_id_for(self, rng):
-        low = 2 if self.split == "in_distribution" else 5
-        return f"count-{int(rng.integers(low, low + 3))}"
-
-    def _begin(self, task_id):
-        self.target, self.count = int(task_id.split("-")[1]), 0
-        if self.target == 99:
-            raise RuntimeError("task 99 cannot start")
-        return Outcome(f"Count to {self.target}.", info=self._extras())
-
-    def _act(self, action):
-        time.sleep(self.step_delay)
-        if action != str(self.count + 1):
-            return Outcome("Wrong number.", valid=False, info=self._extras())
-        self.count += 1
-        won = self.count == self.target
-        return Outcome(f"{self.count}.", reward=1.0 if won else 0.0, terminated=won, won=won, info=self._extras())
-
-    def _extras(self):
-        return {"admissible_actions": [str(self.count + 1), "0", "9"], "expert_action": str(self.count + 1)}
-
-
-class NoResetGame(CountingGame):
+class NoResetGame(SplitCountingGame):
     def _begin(self, task_id):
         raise RuntimeError("no game files")
-
-
-def register_test_envs() -> None:
-    if COUNT_ID not in gym.registry:
-        gym.register(COUNT_ID, entry_point="test_eval_runner:CountingGame")
 
 
 @pytest.fixture(autouse=True)
 def test_envs():
     """Registered for the duration of each test only, so other tests' env lists stay clean."""
-    register_test_envs()
+    register_eval_count()
     yield
-    gym.registry.pop(COUNT_ID, None)
+    gym.registry.pop(EVAL_COUNT_ID, None)
     gym.registry.pop(BROKEN_ID, None)
 
 
@@ -93,7 +56,7 @@ def random_agent(base_seed=0):
 
 
 def count_plan(num_tasks=4, k=3):
-    return plan_episodes(suite_entries(COUNT_ID, num_tasks=num_tasks), k)
+    return plan_episodes(suite_entries(EVAL_COUNT_ID, num_tasks=num_tasks), k)
 
 
 def test_suites_cover_every_registered_env_and_split():
@@ -107,7 +70,7 @@ def test_suites_cover_every_registered_env_and_split():
     assert {entry.split for entry in suite_entries("agentic-ood", num_tasks=1)} == {"out_of_distribution",
                                                                                     "held_out_rooms"}
     assert {entry.env_id for entry in suite_entries("agentic-id", num_tasks=1)} == {listing.env_id for listing in listings}
-    assert (COUNT_ID, "in_distribution") in expected
+    assert (EVAL_COUNT_ID, "in_distribution") in expected
 
 
 def test_splits_that_all_leaves_out_are_suites_by_name():
@@ -140,11 +103,11 @@ def test_task_sets_are_fixed_by_seed():
     first, second = count_plan(), count_plan()
     assert first == second and len(first) == 2 * 4 * 3
     assert sorted({episode.task_seed for episode in first}) == [TASK_SEED_BASE + i for i in range(4)]
-    env = gym.make(COUNT_ID, split="ood")
+    env = gym.make(EVAL_COUNT_ID, split="ood")
     tasks = [env.reset(seed=seed)[1]["task_id"] for seed in (TASK_SEED_BASE, TASK_SEED_BASE + 1)]
     assert tasks == [env.reset(seed=seed)[1]["task_id"] for seed in (TASK_SEED_BASE, TASK_SEED_BASE + 1)]
-    assert get_suite(f"{COUNT_ID}-ood").splits == ("out_of_distribution",)
-    assert Episode(COUNT_ID, "ood", 1, 0).agent_seed() != Episode(COUNT_ID, "ood", 1, 1).agent_seed()
+    assert get_suite(f"{EVAL_COUNT_ID}-ood").splits == ("out_of_distribution",)
+    assert Episode(EVAL_COUNT_ID, "ood", 1, 0).agent_seed() != Episode(EVAL_COUNT_ID, "ood", 1, 1).agent_seed()
 
 
 def test_env_that_cannot_load_fails_with_its_name():
@@ -220,24 +183,24 @@ def test_a_run_folder_refuses_a_different_run(tmp_path):
 
 KILLABLE_RUN = """
 import sys
-sys.path.insert(0, {tests!r})
-from test_eval_runner import register_test_envs
-register_test_envs()
+sys.path.insert(0, {support!r})
+from games import register_eval_count
+register_eval_count()
 from regym.cli.rl_eval import main
 sys.exit(main({argv!r}))
 """
 
 
 def run_cli(argv, **kwargs):
-    code = KILLABLE_RUN.format(tests=str(TESTS), argv=argv)
-    env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
+    code = KILLABLE_RUN.format(support=str(SUPPORT), argv=argv)
+    env = {**os.environ, "PYTHONPATH": str(SUPPORT.parents[1])}
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def test_killed_run_resumes_to_the_uninterrupted_numbers(tmp_path):
     """SIGKILL halfway through, rerun: finished episodes are not replayed, numbers match."""
-    argv = ["--agent", "random", "--suite", "all", "--envs", COUNT_ID, "--num-tasks", "6", "--k", "2",
+    argv = ["--agent", "random", "--suite", "all", "--envs", EVAL_COUNT_ID, "--num-tasks", "6", "--k", "2",
             "--num-envs", "2", "--output-dir", str(tmp_path / "runs"), "--run-name", "random--all",
             "--env-kwargs", '{"step_delay": 0.01}']  # slow steps, so the kill lands mid-run
     log_path = tmp_path / "runs" / "random--all" / TRAJECTORIES
@@ -272,14 +235,13 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(tmp_path):
 def test_llm_policy_counts_tokens_adds_baselines_and_resumes_exactly(tmp_path):
     """A tiny HF checkpoint through ``rl-eval --model``: sampled play, token counts, exact resume."""
     from regym.cli.rl_eval import main
-    from test_eval_runner import register_test_envs
     from tiny_chat import tiny_chat_model
 
-    register_test_envs()
+    register_eval_count()
     model, tokenizer = tiny_chat_model()
     model.save_pretrained(tmp_path / "tiny")
     tokenizer.save_pretrained(tmp_path / "tiny")
-    argv = ["--model", str(tmp_path / "tiny"), "--suite", COUNT_ID, "--num-tasks", "2", "--k", "2",
+    argv = ["--model", str(tmp_path / "tiny"), "--suite", EVAL_COUNT_ID, "--num-tasks", "2", "--k", "2",
             "--max-new-tokens", "6", "--max-turns", "2", "--num-envs", "3", "--device", "cpu",
             "--reproducible-sampling", "--output-dir", str(tmp_path / "runs")]
     assert main(argv) == 0

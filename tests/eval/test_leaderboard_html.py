@@ -11,11 +11,11 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
+from games import EVAL_COUNT_ID, register_eval_count
 from regym.cli.rl_eval import main as rl_eval
 from regym.eval.html import leaderboard_html
 from regym.eval.leaderboard import build_leaderboard, find_runs, leaderboard_markdown, write_leaderboard
 
-COUNT_ID = "regym/EvalCount-v0"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -27,22 +27,20 @@ needs_chromium = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Expert and random on both splits, plus a 'model' evaluated on ID and OOD in two runs."""
-    from test_eval_runner import register_test_envs
-
-    register_test_envs()
+    register_eval_count()
     root = tmp_path_factory.mktemp("board")
     runs_dir = root / "runs"
-    common = ["--suite", "all", "--envs", COUNT_ID, "--num-tasks", "4", "--k", "2", "--output-dir", str(runs_dir),
+    common = ["--suite", "all", "--envs", EVAL_COUNT_ID, "--num-tasks", "4", "--k", "2", "--output-dir", str(runs_dir),
               "--leaderboard-dir", str(root / "site")]
     assert rl_eval(["--agent", "expert", *common]) == 0
     assert rl_eval(["--agent", "random", *common]) == 0
     # A second "model": random agent under another name and seed, its ID and OOD in separate runs.
-    for suite in (f"{COUNT_ID}-id", f"{COUNT_ID}-ood"):
+    for suite in (f"{EVAL_COUNT_ID}-id", f"{EVAL_COUNT_ID}-ood"):
         args = ["--agent", "random", "--model-name", "other<model>", "--seed", "3", "--suite", suite,
                 "--num-tasks", "4", "--k", "2", "--output-dir", str(runs_dir), "--leaderboard-dir", str(root / "site")]
         assert rl_eval(args) == 0
     yield root
-    gym.registry.pop(COUNT_ID, None)
+    gym.registry.pop(EVAL_COUNT_ID, None)
 
 
 def test_runs_merge_into_ranked_rows(runs):
@@ -82,7 +80,7 @@ def test_rows_under_other_settings_are_other_rows_compared_with_their_own_baseli
     """A model played for 2 turns is not merged with, nor ranked as comparable to, baselines played to the end."""
     runs_dir = tmp_path / "runs"
     shutil.copytree(runs / "runs", runs_dir)
-    short = ["--suite", f"{COUNT_ID}-id", "--num-tasks", "4", "--k", "2", "--output-dir", str(runs_dir),
+    short = ["--suite", f"{EVAL_COUNT_ID}-id", "--num-tasks", "4", "--k", "2", "--output-dir", str(runs_dir),
              "--max-turns", "2"]
     assert rl_eval(["--agent", "random", "--model-name", "short<model>", "--seed", "5", *short]) == 0
     board = build_leaderboard(find_runs(runs_dir), tmp_path)

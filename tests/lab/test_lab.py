@@ -10,12 +10,12 @@ import time
 
 import pytest
 
+from games import PICK_GAME, register_pick_game
 from regym.lab.arms import ARMS, PRIMARY, match_temperature
 from regym.lab.handoff import HandoffConfig, load_handoff_config, rl_field, rl_settings, run_handoff
 from regym.lab.ladder import OverSFTRule, choose_over_mark
 from regym.lab.report import seed_spread, verdict
 from regym.lab.stats import bootstrap_normalised_gain, bootstrap_paired_difference, format_ci, mean_ci
-from test_sft import PICK_GAME, register_pick_game
 
 
 def test_mean_ci_is_the_student_t_interval():

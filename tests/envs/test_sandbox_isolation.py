@@ -25,7 +25,7 @@ from regym.envs.sandbox.seccomp import (
     SIGNALLING,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LIMITS = SandboxLimits(cpu_seconds=5, wall_seconds=15.0, memory_bytes=512 << 20)
 HEADERS = {"x86_64": "/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "aarch64": "/usr/include/asm-generic/unistd.h"}
 

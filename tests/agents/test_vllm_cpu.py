@@ -29,7 +29,7 @@ pytestmark = pytest.mark.vllm
 VOWELS = "regym-test/VLLMVowels-v0"
 if VOWELS not in gym.registry:
     gym.register(id=VOWELS, entry_point=VowelGame)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SYNC_TOLERANCE = 0.02
 """Mean |log p_vLLM − log p_trainer| over a fixed sequence that counts as "the same weights": TRL's engine runs

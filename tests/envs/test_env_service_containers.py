@@ -23,7 +23,7 @@ from regym.envs import ENTRY_POINTS
 from regym.envs.service import RemoteEnv
 from regym.rollout import rollout
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "containers" / "compose.yaml"
 FAMILIES = ["textworld", "alfworld", "math", "tool_use", "webshop"]
 ENV_DOCKERFILES = sorted(path for path in (ROOT / "containers").glob("*/*Dockerfile") if "serve-env" in path.read_text())

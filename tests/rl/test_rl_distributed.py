@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from rl_step_worker import ENV_ID, recording_play_groups
 from safetensors.torch import load_file
 
 from regym.rl.config import RLConfig
 from regym.rl.train import read_jsonl, train
 from regym.rl.trl_bridge import episodes_per_process
+from rl_step_worker import ENV_ID, recording_play_groups
 from tiny_chat import tiny_chat_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GROUP, TASKS = 4, 2
 LEARNING_RATE = 1e-3
 WEIGHT_ATOL = 1e-2 * LEARNING_RATE
@@ -54,7 +54,7 @@ def run_config(model: Path, out: Path) -> dict:
 def launch_two_processes(spec: Path) -> None:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "configs/accelerate/ddp.yaml"), "--num_processes", "2", "--main_process_port",
-               str(free_port()), str(REPO / "tests/rl_step_worker.py"), str(spec)]
+               str(free_port()), str(REPO / "tests/support/rl_step_worker.py"), str(spec)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -1,69 +1,22 @@
 """Demos and SFT: datasets in THE prompt format, assistant-only loss, checkpoint ladders.
 
-The env is a small two-step game defined here (take the ball the objective names,
-then put it in the box), so the tests do not depend on a heavy engine.
+The env is ``PickGame`` (tests/support/games.py), a small two-step game (take the ball the objective
+names, then put it in the box), so the tests do not depend on a heavy engine.
 """
 
 from __future__ import annotations
 
 import json
 
-import gymnasium as gym
 import pytest
 import torch
 
+from games import PICK_GAME, register_pick_game
 from regym.agents.prompts import PromptFormat, build_messages
 from regym.demos import collect_demos, load_demos
-from regym.envs.base import Outcome, TextEnv
 from regym.recipes.tiny import train_tokenizer
 from regym.rl.sft import conversation_windows, message_token_counts, sft, sft_dataset
 from regym.trajectory import Trajectory
-
-COLORS = ("red", "blue", "green", "yellow", "white", "black")
-PICK_GAME = "regym-test/PickGame-v0"
-
-
-class PickGame(TextEnv):
-    """Take the ball the objective names, then put it in the box."""
-
-    instructions = "You are in a room with balls. Do what the objective says."
-
-    def _task_id_for(self, rng):
-        return f"pick-{COLORS[int(rng.integers(len(COLORS)))]}"
-
-    def _begin(self, task_id):
-        self.target, self.holding = task_id.split("-", 1)[1], None
-        balls = ", ".join(f"a {color} ball" for color in sorted(set(COLORS[:3]) | {self.target}))
-        return Outcome(f"Objective: put the {self.target} ball in the box.\nYou see {balls} and a box.",
-                       info=self._extras())
-
-    def _act(self, action):
-        if action not in self._extras()["admissible_actions"]:
-            return Outcome("You can't do that.", valid=False, info=self._extras())
-        if action.startswith("take "):
-            self.holding = action.split()[1]
-            return Outcome(f"You take the {self.holding} ball.", info=self._extras())
-        if action.startswith("put "):
-            won = self.holding == self.target
-            text = "The ball drops into the box. You win!" if won else "Wrong ball. You lose."
-            return Outcome(text, reward=float(won), terminated=True, won=won, info=self._extras())
-        return Outcome("A room with balls and a box.", info=self._extras())
-
-    def _extras(self):
-        if self.holding is None:
-            actions = sorted({f"take {color} ball" for color in COLORS[:3] + (self.target,)} | {"look"})
-            expert = f"take {self.target} ball"
-        else:
-            actions = [f"put {self.holding} ball in box", "look"]
-            expert = f"put {self.holding} ball in box" if self.holding == self.target else None
-        return {"admissible_actions": actions, "expert_action": expert}
-
-
-def register_pick_game() -> str:
-    if PICK_GAME not in gym.registry:
-        gym.register(id=PICK_GAME, entry_point=PickGame, kwargs={"max_turns": 6})
-    return PICK_GAME
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

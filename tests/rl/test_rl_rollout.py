@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from games import CountingGame
+from games import BrokenResets, CountingGame
 from regym.agents.hf_policy import HFPolicy
 from regym.agents.llm import Generation
 from regym.agents.prompts import PromptFormat, build_messages
@@ -118,16 +118,6 @@ def test_chat_tokens_env_turn_text_is_template_delta(tiny):
     assert chat.env_turn_text(stopped, "obs") == "\n<|im_start|>user\nobs<|im_end|>\n<|im_start|>assistant\n"
     cut = tokenizer.encode("go", add_special_tokens=False)
     assert chat.env_turn_text(cut, "obs").startswith("<|im_end|>\n<|im_start|>user\nobs")
-
-
-class BrokenResets(CountingGame):
-    """Reset raises for even seeds; odd seeds above 10 show a first observation too long for the token budget."""
-
-    def reset(self, *, seed=None, options=None):
-        if seed % 2 == 0:
-            raise OSError("no game file")
-        observation, info = super().reset(seed=seed, options=options)
-        return (observation + " pad" * 200 if seed > 10 else observation), info
 
 
 def test_failed_resets_and_long_prompts_end_only_their_episode(tiny):

@@ -278,7 +278,7 @@ def test_the_docs_list_every_option_a_client_may_send():
     from regym.envs import ENTRY_POINTS, TextEnv, env_class
 
     rows = {line.split("|")[1].strip().strip("`"): line for line in
-            (Path(__file__).parent.parent / "docs" / "envs_at_scale.md").read_text().splitlines()
+            (Path(__file__).resolve().parents[2] / "docs" / "envs_at_scale.md").read_text().splitlines()
             if line.startswith("| `regym/") or line.startswith("| every family")}
     for name in TextEnv.client_options:
         assert f"`{name}`" in rows["every family"], name

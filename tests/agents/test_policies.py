@@ -68,7 +68,9 @@ def test_hf_policy_top_p_keeps_sampling_inside_the_nucleus(tiny):
     assert [g.token_ids for g in nucleus] == [g.token_ids for g in greedy]
 
 
-class EchoGame(TextEnv):
+class SayDoorGame(TextEnv):
+    """Asks for the word "door" every turn (long observations, to test history truncation); four turns."""
+
     instructions = "Repeat the word you are shown."
 
     def _task_id_for(self, rng):
@@ -96,7 +98,7 @@ def test_llm_agent_plays_episodes_and_truncates_history(tiny):
         return original(conversations)
 
     policy.chat = recording_chat
-    trajectories = rollout([EchoGame(max_turns=6), EchoGame(max_turns=6)], agent, episodes=3)
+    trajectories = rollout([SayDoorGame(max_turns=6), SayDoorGame(max_turns=6)], agent, episodes=3)
     assert all(t.num_turns == 4 and t.error is None and t.agent == agent.name for t in trajectories)
     assert all(messages[0]["role"] == "system" and "Thought" in messages[0]["content"] for messages in seen)
     assert "Available actions: door, key" in seen[0][1]["content"]
@@ -161,7 +163,7 @@ def test_openai_policy_talks_to_a_real_local_server(tiny):
         assert all(r.logprobs == pytest.approx(g.logprobs, abs=1e-5) for r, g in zip(replies, local, strict=True))
         assert ChatCompletionsHandler.requests[0]["messages"] == CONVERSATIONS[0]
         assert ChatCompletionsHandler.requests[0]["max_tokens"] == 6
-        trajectories = rollout(EchoGame(max_turns=2), LLMAgent(client), episodes=2)
+        trajectories = rollout(SayDoorGame(max_turns=2), LLMAgent(client), episodes=2)
         assert all(t.num_turns == 2 and t.error is None for t in trajectories)
     finally:
         server.shutdown()

@@ -6,7 +6,7 @@ rebuilt prompt shares with the previous one.
 Both paths feed the model the same token sequences; with the cache, the keys and values of
 earlier turns come from earlier forward passes of other shapes, so logits differ by float32
 rounding only (observed <= 1e-6 here). Log-probs are compared at 1e-4, the tolerance of the
-fresh-forward-pass test (tests/test_rl_rollout.py), and sampled tokens exactly: the private
+fresh-forward-pass test (tests/rl/test_rl_rollout.py), and sampled tokens exactly: the private
 generator draws once per step over the same batch in both paths.
 """
 

@@ -30,7 +30,7 @@ import regym  # noqa: F401 - registers the env ids
 from regym.envs.sandbox import LocalSandbox, SandboxLimits
 
 LIMITS = SandboxLimits(cpu_seconds=5, wall_seconds=15.0, memory_bytes=512 << 20, output_bytes=64 << 10)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAME = f"regym-escape-{secrets.token_hex(4)}"
 HOST_WRITE_DIRS = ["/var/tmp", "/run/lock", "/dev/shm", "/tmp", str(REPO)]
 KERNEL_ERRORS = {"PermissionError", "FileNotFoundError", "OSError", "ProcessLookupError", "ConnectionRefusedError",

@@ -13,12 +13,11 @@ import re
 import gymnasium as gym
 import pytest
 
+from games import EVAL_COUNT_ID, register_eval_count
 from regym.eval.log import TrajectoryLog, read_log
 from regym.eval.run_dir import TRAJECTORIES
 from regym.eval.runner import evaluate
 from regym.trajectory import CorruptLogError
-
-COUNT_ID = "regym/EvalCount-v0"  # the counting game of test_eval_runner
 
 
 def line(key: str, **fields) -> str:
@@ -27,11 +26,9 @@ def line(key: str, **fields) -> str:
 
 @pytest.fixture
 def count_game():
-    from test_eval_runner import register_test_envs
-
-    register_test_envs()
+    register_eval_count()
     yield
-    gym.registry.pop(COUNT_ID, None)
+    gym.registry.pop(EVAL_COUNT_ID, None)
 
 
 def test_first_record_of_each_key_wins(tmp_path):
@@ -98,7 +95,7 @@ def test_evaluate_refuses_a_log_with_a_corrupt_middle_line(count_game, tmp_path)
 def test_rl_eval_reports_a_corrupt_log_in_one_line(count_game, tmp_path, capsys):
     from regym.cli.rl_eval import main
 
-    argv = ["--agent", "random", "--suite", COUNT_ID, "--num-tasks", "2", "--k", "1", "--no-baselines",
+    argv = ["--agent", "random", "--suite", EVAL_COUNT_ID, "--num-tasks", "2", "--k", "1", "--no-baselines",
             "--output-dir", str(tmp_path / "runs")]
     assert main(argv) == 0
     path = tmp_path / "runs" / "random--regym-EvalCount-v0" / TRAJECTORIES

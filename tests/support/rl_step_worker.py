@@ -1,7 +1,7 @@
 """One ``rl-train`` run (``regym.rl.train.train``) of a cheap game, for the multi-process tests.
 
-    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 tests/rl_step_worker.py SPEC
-    python tests/rl_step_worker.py SPEC            # one process
+    accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 tests/support/rl_step_worker.py SPEC
+    python tests/support/rl_step_worker.py SPEC            # one process
 
 SPEC is a JSON file: ``{"config": RLConfig fields, "played": folder, "replay": folder or null}``. Every
 process writes the episodes it played, in full token view, to ``played/rank-<R>.jsonl``. With ``replay``,
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from games import VowelGame  # tests/ is the script's folder, so first on sys.path
+from games import VowelGame  # tests/support/ is the script's folder, so first on sys.path
 from regym.trajectory import Trajectory, read_jsonl
 
 ENV_ID = "regym-test/LetterE-v0"

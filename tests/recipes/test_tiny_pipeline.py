@@ -15,10 +15,10 @@ import gymnasium as gym
 import pytest
 import torch
 
+from games import PICK_GAME, register_pick_game
 from regym.envs.base import TextEnv
 from regym.recipes.corpus import CorpusError, gather_corpus
 from regym.recipes.tiny import TinyPipelineConfig, ensure_tiny_pipeline, train_tokenizer, with_tiny_pipeline
-from test_sft import PICK_GAME, register_pick_game
 
 BROKEN_GAME = "regym-test/BrokenGame-v0"
 MICRO = TinyPipelineConfig(

@@ -15,7 +15,7 @@ import regym.checkpoints
 from regym.checkpoints import save_model
 from regym.models.testing import perturbed_copy, save_checkpoint, tiny_llama, tiny_tokenizer
 
-PACKAGE = Path(__file__).resolve().parents[1] / "regym"
+PACKAGE = Path(__file__).resolve().parents[2] / "regym"
 MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors"}
 IDS = torch.tensor([[4, 9, 17, 30]])
 
