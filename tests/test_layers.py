@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "regym"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("regym.trajectory", "regym.paths", "regym.cache", "regym.seeds", "regym.progress", "regym.configs"),
+    ("regym.trajectory", "regym.paths", "regym.cache", "regym.seeds", "regym.numerics", "regym.progress", "regym.configs"),
     ("regym.checkpoints",),
     ("regym.models",),
     ("regym.envs", "regym.rejuvenation"),

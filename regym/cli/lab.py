@@ -46,6 +46,9 @@ def handoff(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:  # a missing --config, an unknown field, a ladder without its marks
         report_error("regym lab handoff", error)
         return 2
+    from regym.numerics import restart_with_pinned_numerics
+
+    restart_with_pinned_numerics()  # checkpoints must rebuild bit-identically on the next machine too
     if rl_steps is not None:
         config.rl.update(max_steps=rl_steps, eval_every=max(1, rl_steps // 2))
     print(f"regym lab handoff: {describe_config(config, always=('env', 'preset', 'out'))}", file=sys.stderr,

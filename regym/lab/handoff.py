@@ -488,8 +488,11 @@ def once(function: Callable[[], object]) -> Callable[[], None]:
 def make_ledger(config: HandoffConfig, out: Path, base: dict[str, Any]) -> Ledger | None:
     if not config.results:
         return None
+    from regym.numerics import cpu_numerics
+
     return Ledger(Path(config.results), out, commit=config.commit_results,
-                  aliases={str(Path(base["base_dir"]).resolve()): "<base>", str(base["base_dir"]): "<base>"})
+                  aliases={str(Path(base["base_dir"]).resolve()): "<base>", str(base["base_dir"]): "<base>"},
+                  stamp={"numerics": cpu_numerics()})
 
 
 def ledger_seconds(ledger: Ledger | None) -> dict[str, float]:

@@ -44,6 +44,8 @@ class Ledger:
     out: Path
     commit: bool = False
     aliases: dict[str, str] = field(default_factory=dict)
+    stamp: dict[str, Any] = field(default_factory=dict)
+    """Settings every job shares but no job names (the CPU numerics path): merged into each job's."""
 
     def __post_init__(self):
         self.folder, self.out = Path(self.folder), Path(self.out)
@@ -76,7 +78,7 @@ class Ledger:
         entry = read_stamp(path)
         if entry is None:
             return None
-        changed = differing(entry["settings"], self.portable(settings))
+        changed = differing(entry["settings"], self.portable({**settings, **self.stamp}))
         if changed:
             raise LedgerMismatch(f"lab job {key!r} is recorded in {path} with other settings ({', '.join(changed)}): "
                                  "this run's design differs from the recorded one. Use another results folder "
@@ -98,7 +100,7 @@ class Ledger:
             if file.is_file() and file.stat().st_size <= SMALL_FILE_BYTES and \
                     not any(file.name.startswith(name) for name in SKIPPED_NAMES):
                 kept[str(file.resolve().relative_to(self.out.resolve()))] = file.read_text()
-        entry = {"key": key, "settings": self.portable(settings), "result": self.portable(result),
+        entry = {"key": key, "settings": self.portable({**settings, **self.stamp}), "result": self.portable(result),
                  "seconds": None if seconds is None else round(seconds, 1), "files": kept}
         path = self.path(key)
         write_text(path, json.dumps(entry, indent=1, default=str) + "\n")

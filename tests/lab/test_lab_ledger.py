@@ -34,6 +34,16 @@ def test_a_job_recorded_with_other_settings_stops_the_run_naming_what_differs(tm
         ledger.lookup("pre/over", {"eval_episodes": 500, "lr": 1e-5})
 
 
+def test_a_job_recorded_on_other_cpu_numerics_is_not_reused(tmp_path):
+    # Results built on AVX-512 kernels are not the bits a pinned AVX2 rebuild gives: never mixed.
+    Ledger(tmp_path / "results", tmp_path / "lab", stamp={"numerics": "native-avx512"}).record("sft", {"lr": 1e-5}, {})
+    pinned = Ledger(tmp_path / "results", tmp_path / "lab", stamp={"numerics": "pinned-avx2"})
+    with pytest.raises(LedgerMismatch, match="numerics"):
+        pinned.lookup("sft", {"lr": 1e-5})
+    assert Ledger(tmp_path / "results", tmp_path / "lab", stamp={"numerics": "native-avx512"}).lookup(
+        "sft", {"lr": 1e-5}) == {}
+
+
 def test_run_jobs_runs_only_what_is_missing_and_prepares_once(tmp_path, monkeypatch):
     ran, prepared = [], []
     monkeypatch.setattr(arms, "run_job", lambda job: ran.append(job["key"]) or {"value": job["value"] * 10})
