@@ -82,7 +82,7 @@ class BrokenResets(CountingGame):
         return (observation + " pad" * 200 if seed > 10 else observation), info
 
 
-class SplitCountingGame(TextEnv):
+class SplitCountingGame(CountingGame):
     """CountingGame with splits, for the eval runner: in-distribution targets are 2-4, out-of-distribution 5-7;
     task "count-99" cannot start; ``step_delay`` slows each step."""
 
@@ -97,18 +97,13 @@ class SplitCountingGame(TextEnv):
         return f"count-{int(rng.integers(low, low + 3))}"
 
     def _begin(self, task_id):
-        self.target, self.count = int(task_id.split("-")[1]), 0
-        if self.target == 99:
+        if task_id == "count-99":
             raise RuntimeError("task 99 cannot start")
-        return Outcome(f"Count to {self.target}.", info=self._extras())
+        return super()._begin(task_id)
 
     def _act(self, action):
         time.sleep(self.step_delay)
-        if action != str(self.count + 1):
-            return Outcome("Wrong number.", valid=False, info=self._extras())
-        self.count += 1
-        won = self.count == self.target
-        return Outcome(f"{self.count}.", reward=1.0 if won else 0.0, terminated=won, won=won, info=self._extras())
+        return super()._act(action)
 
     def _extras(self):
         return {"admissible_actions": [str(self.count + 1), "0", "9"], "expert_action": str(self.count + 1)}
