@@ -6,14 +6,14 @@ An SFT run rebuilt from its seed on another machine then agrees to three or four
 bit for bit, and the lab refuses to mix it with results measured on the recorded checkpoints.
 Pinning all three libraries to their AVX2 paths (MKL's conditional numerical reproducibility mode,
 ATen's dispatch, oneDNN's ISA cap) makes a rebuild bit-identical for the same thread count; it
-costs nothing measurable on a 2-core SmolLM2 SFT step. The variables are read when the libraries
-load, so a process that has imported torch must restart to get them: ``restart_with_pinned_numerics``.
+costs nothing measurable on a 2-core SmolLM2 SFT step. The libraries read the variables at their first
+computation, not at import, so ``pin_cpu_numerics`` works anywhere before the process's first tensor op
+(a process that has already computed keeps its kernels, and ``cpu_numerics`` says so).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 PINNED_CPU_NUMERICS: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -43,17 +43,12 @@ def cpu_numerics() -> str:
     return f"native-{capability.lower()}"
 
 
-def restart_with_pinned_numerics() -> None:
-    """Re-execute this process (same interpreter and arguments) with the pinned environment; returns
-    at once when it is already pinned. Call it first thing in a command that must rebuild bits."""
-    if pinned_in_environment():
-        return
-    if not cpu_has_avx2():
-        raise RuntimeError("this CPU has no AVX2, so the pinned CPU numerics that make checkpoints rebuild "
-                           "bit-identically across machines cannot run here")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **PINNED_CPU_NUMERICS})
+def pin_cpu_numerics() -> str:
+    """Pin this process's CPU kernels (call it before any tensor op) and return ``cpu_numerics()``: the
+    path it really computes on, ``native-…`` when the pin came too late or the CPU has no AVX2."""
+    if cpu_has_avx2():
+        os.environ.update(PINNED_CPU_NUMERICS)
+    return cpu_numerics()
 
 
 def cpu_has_avx2() -> bool:

@@ -37,15 +37,17 @@ def test_pinned_in_environment_needs_every_variable():
     assert not pinned_in_environment({})
 
 
-def test_restart_puts_the_process_on_the_pinned_path_with_its_arguments():
-    script = ("import sys; from regym.numerics import restart_with_pinned_numerics, cpu_numerics\n"
-              "print('started', sys.argv[1:], flush=True)\n"
-              "restart_with_pinned_numerics()\n"
-              "print(cpu_numerics(), sys.argv[1:])")
-    lines = subprocess.run([sys.executable, "-c", script, "--flag", "value"], capture_output=True, text=True,
-                           env={name: value for name, value in os.environ.items() if name not in PINNED_CPU_NUMERICS},
-                           timeout=120).stdout.splitlines()
-    assert lines == ["started ['--flag', 'value']", "started ['--flag', 'value']", "pinned-avx2 ['--flag', 'value']"]
+PIN_THEN_COMPUTE = "from regym.numerics import pin_cpu_numerics\npin_cpu_numerics()\n" + GRADIENT_BITS
+COMPUTE_THEN_PIN = GRADIENT_BITS + "from regym.numerics import pin_cpu_numerics\nprint(pin_cpu_numerics())"
+
+
+def test_pinning_after_import_but_before_any_tensor_op_gives_the_pinned_bits():
+    assert run_python(PIN_THEN_COMPUTE) == run_python(GRADIENT_BITS, **PINNED_CPU_NUMERICS)
+
+
+def test_pinning_after_a_tensor_op_is_reported_as_not_pinned():
+    native, label = run_python(COMPUTE_THEN_PIN).splitlines()
+    assert native.startswith("native-") and label == native.split()[0]
 
 
 def test_pinned_bits_repeat_and_are_reported_as_pinned():

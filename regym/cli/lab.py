@@ -46,9 +46,12 @@ def handoff(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:  # a missing --config, an unknown field, a ladder without its marks
         report_error("regym lab handoff", error)
         return 2
-    from regym.numerics import restart_with_pinned_numerics
+    from regym.numerics import pin_cpu_numerics
 
-    restart_with_pinned_numerics()  # checkpoints must rebuild bit-identically on the next machine too
+    numerics = pin_cpu_numerics()  # checkpoints must rebuild bit-identically on the next machine too
+    if numerics != "pinned-avx2":
+        print(f"regym lab handoff: CPU numerics {numerics} (not pinned): a checkpoint rebuilt on another machine "
+              "may differ in its last bits, and the lab will then refuse it", file=sys.stderr, flush=True)
     if rl_steps is not None:
         config.rl.update(max_steps=rl_steps, eval_every=max(1, rl_steps // 2))
     print(f"regym lab handoff: {describe_config(config, always=('env', 'preset', 'out'))}", file=sys.stderr,
