@@ -28,3 +28,4 @@ def test_the_smollm2_math_quick_lab_runs_every_stage_and_reports_its_preconditio
     head = report[: report.index("## ")] if "## " in report else report
     assert "precondition" in head.lower()  # the preconditions come before any effect
     print(f"smollm2-math --quick: {minutes:.1f} min; stages {data['timings_s']}")
+    assert minutes <= 20, "the quick lab must fit 20 minutes on 2 idle cores (issue 26)"
