@@ -342,3 +342,11 @@ def test_dense_reward_pays_only_observed_milestones_and_never_sums_below_zero(ca
     sparse = gym.make("regym/ALFWorld-v0", split=OOD)
     _, info = sparse.reset(options={"task_id": SIMPLE})
     assert [sparse.step(action)[1] for action in plan][-1] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # builds the tiny ALFWorld pipeline (games, demos, SFT) when it is not cached
+def test_two_rl_steps_on_the_embedded_default_move_the_policy_on_a_nonzero_dense_reward(tmp_path):
+    from two_rl_steps import check_two_rl_steps
+
+    check_two_rl_steps("alfworld", tmp_path)

@@ -222,6 +222,7 @@ def test_a_level_set_maps_the_usual_splits_onto_its_levels():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 2 GRPO steps of 32 completions: 3-5 min on 2 idle cores, 10+ when shared
 def test_two_rl_steps_of_smollm2_move_the_policy_on_a_nonzero_reward(tmp_path):
     """Math's language is beyond the tiny model: two steps from its tiny SFT checkpoint earned reward 0.0 and 0.0
     (measured). SmolLM2-135M-Instruct zero-shot on the ``smollm2`` levels (single turn, boxed answer, ±1) has
