@@ -20,25 +20,43 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from regym.lab.handoff import PRESETS as LAB_PRESETS
 from regym.numerics import PINNED_CPU_NUMERICS
 
-LAB_RL_FLAGS = [
-    "--env", "math", "--preset", "smollm2", "--use-cpu",
-    "--env-kwargs", json.dumps({"level_set": "smollm2_sft", "mode": "single_turn"}),
-    "--max-turns", "1", "--max-new-tokens", "96", "--max-episode-tokens", "512",
-    "--num-generations", "8", "--tasks-per-step", "4", "--num-envs", "32", "--num-tasks", "512",
-    "--learning-rate", "5e-6", "--beta", "0.02", "--no-dense-reward",
-    "--eval-every", "0", "--no-eval-at-start", "--save-steps", "0", "--no-progress", "--report-to",
-]
+
+def flags(settings: dict[str, Any]) -> list[str]:
+    """``rl-train`` flags for config fields: booleans as --name / --no-name, lists as several values, dicts as JSON."""
+    argv: list[str] = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, list):
+            argv.extend([flag, *map(str, value)])
+        else:
+            argv.extend([flag, json.dumps(value) if isinstance(value, dict) else str(value)])
+    return argv
+
+
+def lab_rl_argv(model: str, out: Path, seed: int, threads: int, steps: int, micro_batches: int) -> list[str]:
+    """``rl-train``'s arguments for the smollm2-math preset's RL runs (its ``rl`` settings, env and task pool),
+    ``steps`` steps long, without evaluations or checkpoints."""
+    preset = LAB_PRESETS["smollm2-math"]
+    settings = {**preset["rl"], "env": preset["env"], "env_kwargs": preset["env_kwargs"],
+                "num_tasks": preset["rl_tasks"], "model": model, "seed": seed, "threads": threads,
+                "max_steps": steps, "gradient_accumulation_steps": micro_batches, "eval_every": 0,
+                "eval_at_start": False, "save_steps": 0, "output_dir": str(out)}
+    settings.pop("save_total_limit", None)
+    return flags(settings)
 
 
 def start_run(model: str, out: Path, seed: int, threads: int, steps: int, micro_batches: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "regym.cli.main", "rl-train", *LAB_RL_FLAGS, "--model", model,
-               "--seed", str(seed), "--threads", str(threads), "--max-steps", str(steps), "--output-dir", str(out),
-               "--gradient-accumulation-steps", str(micro_batches)]
+    command = [sys.executable, "-m", "regym.cli.main", "rl-train",
+               *lab_rl_argv(model, out, seed, threads, steps, micro_batches)]
     log = open(out.with_suffix(".log"), "w")  # noqa: SIM115 (closed with the process below)
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **PINNED_CPU_NUMERICS})
 
