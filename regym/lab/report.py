@@ -431,9 +431,7 @@ def write_lab_report(data: dict[str, Any], out: Path) -> dict[str, Path]:
         ladder_markdown(data),
         "![ladder](ladder.png)",
         "## Arm starts",
-        f"Temperature matching: over-SFT reaches the rejuvenated start's on-policy entropy "
-        f"{matching['target_entropy']:.3f} at T = {matching['temperature']:.2f} (tried: "
-        + ", ".join(f"T {t:.2f} → {e:.3f}" for t, e in matching["tried"]) + ").",
+        temperature_matching_line(matching),
         _starts_markdown(matching["starts"]),
         *resets_markdown(data, table),
         "## RL curves",
@@ -482,6 +480,15 @@ def resets_markdown(data: dict[str, Any], table: dict[str, dict[str, dict[str, A
             lines.append("**This reset changed nothing measurable** beyond fusion alone (same ID success, target "
                          "entropy within 0.01 nats).")
     return (["### What the resets did", *lines] if lines else [])
+
+
+def temperature_matching_line(matching: dict[str, Any]) -> str:
+    """The matched-T control's measurement, or why there is none (the arm was not chosen: nothing was matched)."""
+    if matching.get("target_entropy") is None:
+        return "Temperature matching: not measured (the over-sft@matched-T arm is not among this run's arms)."
+    return (f"Temperature matching: over-SFT reaches the rejuvenated start's on-policy entropy "
+            f"{matching['target_entropy']:.3f} at T = {matching['temperature']:.2f} (tried: "
+            + ", ".join(f"T {t:.2f} → {e:.3f}" for t, e in matching["tried"]) + ").")
 
 
 def _starts_markdown(starts: dict[str, dict[str, float]]) -> str:

@@ -227,3 +227,12 @@ def test_the_smollm2_math_preset_plays_the_level_suite_greedily_and_records_ever
         load_handoff_config(preset="smollm2-math", arms=["moderate-sft"])
     with pytest.raises(ValueError, match="unknown arms"):
         load_handoff_config(arms=["over-sft", "nope"])
+
+
+def test_the_report_says_when_no_temperature_was_matched():
+    from regym.lab.report import temperature_matching_line
+
+    unmatched = {"target_entropy": None, "temperature": 1.0, "tried": [], "starts": {}}
+    assert "not measured" in temperature_matching_line(unmatched)  # the quick lab's arms: it crashed here
+    matched = {"target_entropy": 0.39, "temperature": 1.5, "tried": [(1.0, 0.05), (1.5, 0.4)], "starts": {}}
+    assert temperature_matching_line(matched).endswith("0.390 at T = 1.50 (tried: T 1.00 → 0.050, T 1.50 → 0.400).")
