@@ -89,8 +89,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Named designs. ``smollm2-math``: SmolLM2-135M-Instruct on the Math env's SmolLM2 level suite in single-turn
 mode (boxed answer, ±1 Math-Verify reward): SFT on 64 worked solutions to 32 epochs, GRPO with G = 8 and the
-SFT checkpoint as reference, one job at a time on two threads (two SmolLM2 jobs side by side need more than
-this machine's 23 GB: a ladder measurement's Hessian and a 32-completion GRPO step take 8-13 GB each), greedy evaluation on 1,000 problems per split (the same problems for every arm),
+SFT checkpoint as reference, one job at a time on two threads (a ladder measurement's Hessian and a
+32-completion GRPO step in one pass take 8-15 GB each, too much for two side by side on 23 GB; with 4
+micro-batches a GRPO step peaks at 6.6 GB and two runs at one thread each are 1.24x as fast:
+benchmarks/lab_threads.py), greedy evaluation on 1,000 problems per split (the same problems for every arm),
 each finished job recorded under ``docs/lab/smollm2-math/jobs`` (docs/lab/smollm2-math/)."""
 
 TINY_RL = {"max_steps": 16, "eval_every": 16, "progress": False, "report_to": [], "save_steps": 8,
