@@ -3,28 +3,18 @@ resolve to the preset's RL settings, and seconds per step leave model loading ou
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark  # tests/support
 
 from regym.configs import parse_overrides
 from regym.lab.handoff import PRESETS
 from regym.rl.config import RLConfig, resolve_config
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("lab_threads", ROOT / "benchmarks" / "lab_threads.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_the_benchmark_runs_rl_train_with_the_presets_rl_settings(tmp_path):
-    argv = load_benchmark().lab_rl_argv("some/sft", tmp_path / "run", seed=1, threads=1, steps=3, micro_batches=4)
+    argv = load_benchmark("lab_threads").lab_rl_argv("some/sft", tmp_path / "run", seed=1, threads=1, steps=3, micro_batches=4)
     config_file, overrides = parse_overrides(RLConfig, argv, prog="rl-train")
     config, _ = resolve_config(config_file, overrides)
     preset = PRESETS["smollm2-math"]
@@ -37,7 +27,7 @@ def test_the_benchmark_runs_rl_train_with_the_presets_rl_settings(tmp_path):
 
 
 def test_seconds_per_step_leave_the_first_step_out_and_need_two_steps(tmp_path):
-    seconds_per_step = load_benchmark().seconds_per_step
+    seconds_per_step = load_benchmark("lab_threads").seconds_per_step
     rows = [{"step": step, "time": time} for step, time in ((1, 100.0), (2, 150.0), (3, 210.0))]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert seconds_per_step(tmp_path) == pytest.approx(55.0)

@@ -6,22 +6,17 @@ not RL); the ledger, the settings check and the file restore are the real ones.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark  # tests/support
 
 from regym.lab.ledger import LedgerMismatch
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def load_sweep():
-    spec = importlib.util.spec_from_file_location("rl_learning", ROOT / "benchmarks" / "rl_learning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rl_learning")
 
 
 @pytest.fixture
